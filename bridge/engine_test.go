@@ -1,0 +1,620 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
+	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/chat/chattest"
+	"github.com/botbridge/botbridge/store"
+)
+
+const testKey = "test-encryption-key"
+
+// rig is a bridge on a real SQLite file, talking over HTTP to the Chat API
+// emulator, with an in-memory adapter per platform.
+type rig struct {
+	t        *testing.T
+	em       *chattest.Server
+	client   *chat.Client
+	signer   *chat.Signer
+	path     string
+	adapters []*bridgetest.Adapter
+	routes   []bridge.Route
+	tweak    func(*bridge.Config)
+	wrap     func(bridge.Store) bridge.Store
+
+	db     *store.DB
+	eng    *bridge.Engine
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newRig(t *testing.T, bot chattest.Bot, adapters ...*bridgetest.Adapter) *rig {
+	t.Helper()
+	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { em.Close() })
+	client, err := chat.NewClient(em.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, _ := chat.NewSigner(testKey)
+	if len(adapters) == 0 {
+		adapters = []*bridgetest.Adapter{bridgetest.NewAdapter(bridge.PlatformSlack)}
+	}
+	r := &rig{t: t, em: em, client: client, signer: signer, path: filepath.Join(t.TempDir(), "bridge.db"),
+		adapters: adapters, routes: []bridge.Route{{Bot: "bot"}}}
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *rig) ad() *bridgetest.Adapter { return r.adapters[0] }
+
+// start runs an engine on the rig's store file.
+func (r *rig) start() {
+	r.t.Helper()
+	db, err := store.Open(r.t.Context(), r.path)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	var st bridge.Store = db
+	if r.wrap != nil {
+		st = r.wrap(db)
+	}
+	var adapters []bridge.Adapter
+	for _, a := range r.adapters {
+		adapters = append(adapters, a)
+	}
+	cfg := bridge.Config{
+		Store:          st,
+		Bots:           []bridge.BotSpec{{Name: "bot", API: r.client, Signer: r.signer}},
+		Routes:         r.routes,
+		Adapters:       adapters,
+		Logger:         testLogger(r.t),
+		RetryMin:       5 * time.Millisecond,
+		RetryMax:       100 * time.Millisecond,
+		StreamThrottle: 5 * time.Millisecond,
+		DrainTimeout:   2 * time.Second,
+	}
+	if r.tweak != nil {
+		r.tweak(&cfg)
+	}
+	eng, err := bridge.New(cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.t.Context()))
+	r.db, r.eng, r.cancel, r.done = db, eng, cancel, make(chan error, 1)
+	go func() { r.done <- eng.Run(ctx) }()
+}
+
+// stop stops the engine and closes its store, as a shutdown would.
+func (r *rig) stop() {
+	if r.eng == nil {
+		return
+	}
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		r.t.Error("Run did not return within 10s of being stopped")
+	}
+	r.db.Close()
+	r.eng = nil
+}
+
+var seq atomic.Int64
+
+// msg builds an inbound message from alice in room.
+func msg(room bridge.RoomKey, text string) bridge.Inbound {
+	n := seq.Add(1)
+	return bridge.Inbound{
+		Key:       bridge.EventKey(fmt.Sprintf("ev-%d", n)),
+		Room:      room,
+		MessageID: fmt.Sprintf("%d.000", n),
+		Sender:    bridge.Sender{ID: "U_ALICE", Name: "Alice"},
+		Text:      text,
+		Time:      time.Now(),
+	}
+}
+
+func dm(text string) bridge.Inbound {
+	in := msg(bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "D1"}, text)
+	in.DM = true
+	return in
+}
+
+func (r *rig) say(in bridge.Inbound) {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(r.t.Context(), 10*time.Second)
+	defer cancel()
+	if err := r.ad().Say(ctx, in); err != nil {
+		r.t.Fatalf("say %q: %v", in.Text, err)
+	}
+}
+
+func (r *rig) waitPosts(n int) []bridgetest.Post {
+	r.t.Helper()
+	return waitPosts(r.t, r.ad(), n)
+}
+
+func waitPosts(t *testing.T, a *bridgetest.Adapter, n int) []bridgetest.Post {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ps, err := a.WaitPosts(ctx, n)
+	if err != nil {
+		t.Fatalf("%v; posts: %s", err, texts(ps))
+	}
+	return ps
+}
+
+// waitIdle waits until the engine has nothing left to do.
+func (r *rig) waitIdle() {
+	r.t.Helper()
+	ctx, cancel := context.WithTimeout(r.t.Context(), 20*time.Second)
+	defer cancel()
+	if err := r.eng.WaitIdle(ctx, 100*time.Millisecond); err != nil {
+		r.t.Fatalf("engine never idle: %v", err)
+	}
+}
+
+// conversations returns the Botpress conversation of every bridge
+// conversation, by id of the bridge's record.
+func (r *rig) conversations() map[int64]chat.ConversationID {
+	r.t.Helper()
+	cs, err := r.db.ActiveConversations(r.t.Context(), time.Time{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	out := map[int64]chat.ConversationID{}
+	for _, c := range cs {
+		out[c.ID] = c.ChatID
+	}
+	return out
+}
+
+// userMessages counts the messages people sent in a Botpress conversation.
+func (r *rig) userMessages(conv chat.ConversationID) []string {
+	var out []string
+	for _, m := range r.em.Messages(conv) {
+		if m.UserID != r.em.BotUserID() {
+			out = append(out, textOf(m.Payload))
+		}
+	}
+	return out
+}
+
+func textOf(p chat.Payload) string {
+	switch p := p.(type) {
+	case chat.Text:
+		return p.Text
+	case chat.Markdown:
+		return p.Markdown
+	}
+	return bridge.PlainText(p)
+}
+
+func texts(ps []bridgetest.Post) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, textOf(p.Payload()))
+	}
+	return out
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestReplyGoesBackToTheRoomAndThread(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.start()
+	room := bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C1"}
+
+	top := msg(room, "hello bot")
+	top.Mentioned = true
+	r.say(top)
+	ps := r.waitPosts(1)
+	want := bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C1", Thread: top.MessageID}
+	if ps[0].Out.Room != want {
+		t.Errorf("reply posted to %v, want the thread under the mention %v", ps[0].Out.Room, want)
+	}
+	if got := textOf(ps[0].Payload()); got != "hello bot" {
+		t.Errorf("reply = %q, want the echo", got)
+	}
+	if ps[0].Out.ReplyTo != top.MessageID || ps[0].Out.ReplyToUser != "U_ALICE" {
+		t.Errorf("reply answers %q of %q", ps[0].Out.ReplyTo, ps[0].Out.ReplyToUser)
+	}
+
+	t.Run("a follow-up in the thread is answered without a mention", func(t *testing.T) {
+		in := msg(want, "and then?")
+		r.say(in)
+		ps := r.waitPosts(2)
+		if ps[1].Out.Room != want || textOf(ps[1].Payload()) != "and then?" {
+			t.Errorf("follow-up answered as %q in %v", textOf(ps[1].Payload()), ps[1].Out.Room)
+		}
+		if n := len(r.conversations()); n != 1 {
+			t.Errorf("%d conversations, want the thread's one", n)
+		}
+	})
+
+	t.Run("the channel without a mention is ignored", func(t *testing.T) {
+		r.say(msg(room, "just chatting"))
+		other := msg(bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C1", Thread: "99.000"}, "other thread")
+		r.say(other)
+		r.waitIdle()
+		if n := len(r.ad().Posts()); n != 2 {
+			t.Errorf("%d posts, want 2: unmentioned messages were answered: %q", n, texts(r.ad().Posts()))
+		}
+	})
+}
+
+func TestDMIsAnsweredWithoutMention(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.start()
+	r.say(dm("hi in private"))
+	ps := r.waitPosts(1)
+	if ps[0].Out.Room.Room != "D1" || ps[0].Out.Room.Thread != "" {
+		t.Errorf("DM answered in %v", ps[0].Out.Room)
+	}
+}
+
+func TestRedeliveredEventIsSentOnce(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.start()
+	in := dm("only once")
+	r.say(in)
+	r.say(in)
+	r.waitPosts(1)
+	r.waitIdle()
+	r.say(in) // after it was sent, too
+	r.waitIdle()
+	if n := len(r.ad().Posts()); n != 1 {
+		t.Errorf("%d replies, want 1", n)
+	}
+	for _, c := range r.conversations() {
+		if got := r.userMessages(c); len(got) != 1 {
+			t.Errorf("Botpress got %q, want the message once", got)
+		}
+	}
+}
+
+func TestRestartResumesTheConversation(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.start()
+	r.say(dm("before restart"))
+	r.waitPosts(1)
+	before := r.conversations()
+	r.stop()
+
+	r.start()
+	r.say(dm("after restart"))
+	ps := r.waitPosts(2)
+	if got := textOf(ps[1].Payload()); got != "after restart" {
+		t.Errorf("second reply = %q", got)
+	}
+	after := r.conversations()
+	if len(after) != 1 || len(before) != 1 {
+		t.Fatalf("conversations before %v, after %v; want the same one", before, after)
+	}
+	for id, c := range after {
+		if before[id] != c {
+			t.Errorf("conversation %d mapped to %s after restart, %s before", id, c, before[id])
+		}
+		if got := r.userMessages(c); len(got) != 2 {
+			t.Errorf("Botpress got %q", got)
+		}
+	}
+}
+
+// faultStore crashes at a chosen store call: the call fails and stops the
+// engine, and every write after it fails too, as if the process had died
+// there.
+type faultStore struct {
+	bridge.Store
+	failSent, failDelivered atomic.Bool
+	crash                   func()
+	dead                    atomic.Bool
+}
+
+var errCrash = errors.New("simulated crash")
+
+func (f *faultStore) at(point *atomic.Bool) error {
+	if point.CompareAndSwap(true, false) {
+		f.dead.Store(true)
+		f.crash()
+	}
+	if f.dead.Load() {
+		return errCrash
+	}
+	return nil
+}
+
+func (f *faultStore) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat.MessageID, done bool, reply bridge.ReplyTarget) error {
+	if err := f.at(&f.failSent); err != nil {
+		return err
+	}
+	return f.Store.MarkInboundSent(ctx, id, parts, msg, done, reply)
+}
+
+func (f *faultStore) MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error {
+	if err := f.at(&f.failDelivered); err != nil {
+		return err
+	}
+	return f.Store.MarkDelivered(ctx, id, platformID)
+}
+
+func (f *faultStore) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
+	if f.dead.Load() {
+		return d, false, errCrash
+	}
+	return f.Store.AddDelivery(ctx, d)
+}
+
+func (f *faultStore) MarkDeliveryAttempt(ctx context.Context, id chat.MessageID) error {
+	if f.dead.Load() {
+		return errCrash
+	}
+	return f.Store.MarkDeliveryAttempt(ctx, id)
+}
+
+func (f *faultStore) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
+	if f.dead.Load() {
+		return errCrash
+	}
+	return f.Store.FailDelivery(ctx, id, reason)
+}
+
+func (f *faultStore) FailInbound(ctx context.Context, id int64, reason string) error {
+	if f.dead.Load() {
+		return errCrash
+	}
+	return f.Store.FailInbound(ctx, id, reason)
+}
+
+func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
+	t.Run("after the inbound was stored", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
+		r.start()
+		r.say(dm("stored, not sent"))
+		waitFor(t, "a failed attempt to reach Botpress", func() bool { return r.em.Requests() > 0 })
+		r.stop()
+		r.em.FailRequests(0, 0, time.Time{})
+		r.start()
+		ps := r.waitPosts(1)
+		r.waitIdle()
+		r.checkOnce(t, ps, "stored, not sent")
+	})
+
+	t.Run("after Botpress got it, before the store knew", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		var f *faultStore
+		r.wrap = func(s bridge.Store) bridge.Store {
+			f = &faultStore{Store: s, crash: func() { r.cancel() }}
+			f.failSent.Store(true)
+			return f
+		}
+		r.start()
+		r.say(dm("sent, not recorded"))
+		waitFor(t, "the crash", func() bool { return !f.failSent.Load() })
+		r.stop()
+		r.wrap = nil
+		r.start()
+		ps := r.waitPosts(1)
+		r.waitIdle()
+		r.checkOnce(t, ps, "sent, not recorded")
+	})
+
+	t.Run("after the reply was received, before it was posted", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		errs := make([]error, 1000)
+		for i := range errs {
+			errs[i] = bridgetest.ErrTransient
+		}
+		r.ad().FailNext(errs...)
+		r.start()
+		r.say(dm("received, not posted"))
+		waitFor(t, "the reply to be stored", func() bool {
+			ds, _ := r.db.PendingDeliveries(t.Context(), 0)
+			return len(ds) == 1 && r.ad().Sends() > 0
+		})
+		r.stop()
+		r.adapters[0] = bridgetest.NewAdapter(bridge.PlatformSlack) // the platform works again
+		r.start()
+		ps := r.waitPosts(1)
+		r.waitIdle()
+		r.checkOnce(t, ps, "received, not posted")
+	})
+
+	t.Run("after it was posted, the store not knowing: posted twice without a Recoverer", func(t *testing.T) {
+		// The window no store can close: the platform accepted the post and the
+		// process died before recording it. Adapters whose sends are
+		// idempotent or that can look the post up (Recoverer) close it;
+		// others post the reply again.
+		r := newRig(t, chattest.EchoBot())
+		var f *faultStore
+		r.wrap = func(s bridge.Store) bridge.Store {
+			f = &faultStore{Store: s, crash: func() { r.cancel() }}
+			f.failDelivered.Store(true)
+			return f
+		}
+		r.start()
+		r.say(dm("posted, not recorded"))
+		r.waitPosts(1)
+		waitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		r.stop()
+		r.wrap = nil
+		r.start()
+		ps := r.waitPosts(2)
+		r.waitIdle()
+		if got := texts(ps); len(got) != 2 || got[0] != got[1] {
+			t.Errorf("posts = %q, want the reply twice (the documented window)", got)
+		}
+	})
+
+	t.Run("after it was posted, the store not knowing: posted once with a Recoverer", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.ad().Recover = true
+		var f *faultStore
+		r.wrap = func(s bridge.Store) bridge.Store {
+			f = &faultStore{Store: s, crash: func() { r.cancel() }}
+			f.failDelivered.Store(true)
+			return f
+		}
+		r.start()
+		r.say(dm("posted, not recorded"))
+		r.waitPosts(1)
+		waitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		r.stop()
+		r.wrap = nil
+		r.start()
+		r.waitIdle()
+		r.checkOnce(t, r.ad().Posts(), "posted, not recorded")
+	})
+}
+
+// checkOnce checks that Botpress got text once and the room got its echo
+// once.
+func (r *rig) checkOnce(t *testing.T, ps []bridgetest.Post, text string) {
+	t.Helper()
+	if got := texts(ps); len(got) != 1 || got[0] != text {
+		t.Errorf("posts = %q, want %q once", got, text)
+	}
+	for _, c := range r.conversations() {
+		if got := r.userMessages(c); len(got) != 1 {
+			t.Errorf("Botpress got %q, want %q once", got, text)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+func TestOutagesDeliverEverythingInOrderOnce(t *testing.T) {
+	const n = 12
+	sayAll := func(r *rig) []string {
+		var want []string
+		for i := range n {
+			text := fmt.Sprintf("message %02d", i)
+			want = append(want, text)
+			r.say(dm(text))
+		}
+		return want
+	}
+	check := func(t *testing.T, r *rig, want []string) {
+		t.Helper()
+		ps := r.waitPosts(n)
+		r.waitIdle()
+		if got := texts(r.ad().Posts()); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("posts = %q\nwant    %q", got, want)
+		}
+		for _, c := range r.conversations() {
+			if got := r.userMessages(c); strings.Join(got, "|") != strings.Join(want, "|") {
+				t.Errorf("Botpress got %q", got)
+			}
+		}
+		_ = ps
+	}
+
+	t.Run("Botpress answers 503 for a while", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.start()
+		r.say(dm("warm up"))
+		r.waitPosts(1)
+		r.em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
+		cut := r.em.CutStreams()
+		if cut == 0 {
+			t.Log("no stream was open when the outage began")
+		}
+		var want []string
+		for i := range n {
+			text := fmt.Sprintf("message %02d", i)
+			want = append(want, text)
+			r.say(dm(text))
+		}
+		waitFor(t, "failed attempts", func() bool { return r.em.Requests() > 20 })
+		r.em.FailRequests(0, 0, time.Time{})
+		ps := r.waitPosts(n + 1)
+		r.waitIdle()
+		if got := texts(ps[1:]); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("posts = %q\nwant    %q", got, want)
+		}
+	})
+
+	t.Run("Botpress answers 429 with Retry-After", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.em.FailNext(3, http.StatusTooManyRequests, time.Second)
+		r.start()
+		check(t, r, sayAll(r))
+	})
+
+	t.Run("every stream is cut while the bot replies", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.start()
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			tick := time.NewTicker(3 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					r.em.CutStreams()
+				}
+			}
+		})
+		want := sayAll(r)
+		r.waitPosts(n)
+		close(stop)
+		wg.Wait()
+		check(t, r, want)
+	})
+
+	t.Run("the platform refuses posts for a while", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.ad().FailNext(bridgetest.ErrTransient, bridgetest.ErrTransient, bridgetest.ErrTransient, bridgetest.ErrTransient)
+		r.start()
+		check(t, r, sayAll(r))
+	})
+}

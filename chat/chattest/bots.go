@@ -1,0 +1,169 @@
+package chattest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/botbridge/botbridge/chat"
+)
+
+// EchoBot returns a bot that answers every message with what it got: a text
+// with the same text, a markdown with the same markdown, and a short text
+// describing any other payload.
+func EchoBot() Bot {
+	return BotFunc(func(ctx context.Context, r Replier, m chat.Message) {
+		_, _ = r.Reply(ctx, echo(m.Payload))
+	})
+}
+
+func echo(p chat.Payload) chat.Payload {
+	switch p := p.(type) {
+	case chat.Text:
+		return p
+	case chat.Markdown:
+		return p
+	}
+	return chat.Text{Text: "You sent " + Describe(p)}
+}
+
+// Describe returns a short human description of a payload, such as
+// `an image (https://…)` or `a choice "Pick one" (2 options)`.
+func Describe(p chat.Payload) string {
+	switch p := p.(type) {
+	case chat.Text:
+		return fmt.Sprintf("a text: %q", p.Text)
+	case chat.Markdown:
+		return fmt.Sprintf("a markdown text: %q", p.Markdown)
+	case chat.Image:
+		return "an image (" + p.ImageURL + ")"
+	case chat.Audio:
+		return "an audio clip (" + p.AudioURL + ")"
+	case chat.Video:
+		return "a video (" + p.VideoURL + ")"
+	case chat.File:
+		if p.Title != "" {
+			return fmt.Sprintf("a file %q (%s)", p.Title, p.FileURL)
+		}
+		return "a file (" + p.FileURL + ")"
+	case chat.Location:
+		s := fmt.Sprintf("a location (%g, %g)", p.Latitude, p.Longitude)
+		if p.Address != "" {
+			s += " " + p.Address
+		}
+		return s
+	case chat.Card:
+		return fmt.Sprintf("a card %q (%d actions)", p.Title, len(p.Actions))
+	case chat.Carousel:
+		return fmt.Sprintf("a carousel of %d cards", len(p.Items))
+	case chat.Choice:
+		return fmt.Sprintf("a choice %q (%d options)", p.Text, len(p.Options))
+	case chat.Dropdown:
+		return fmt.Sprintf("a dropdown %q (%d options)", p.Text, len(p.Options))
+	case chat.Bloc:
+		parts := make([]string, len(p.Items))
+		for i, it := range p.Items {
+			parts[i] = Describe(it)
+		}
+		return fmt.Sprintf("a bloc of %d items: %s", len(p.Items), strings.Join(parts, "; "))
+	case nil:
+		return "nothing"
+	}
+	return fmt.Sprintf("a %q payload", p.PayloadType())
+}
+
+// Sample media for the demo bot: small, long-lived public sample files, so
+// that platforms which fetch media (Slack image blocks) can show them.
+const (
+	demoImage = "https://picsum.photos/id/237/640/480"
+	demoAudio = "https://www.w3schools.com/html/horse.mp3"
+	demoVideo = "https://www.w3schools.com/html/mov_bbb.mp4"
+	demoFile  = "https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf"
+)
+
+// DemoKeywords lists the words DemoBot answers to, as its help shows them.
+const DemoKeywords = "text, markdown, image, audio, video, file, location, card, carousel, choice, dropdown, bloc, stream, help"
+
+// DemoBot returns a bot that shows every payload type. A message that is
+// exactly one of the keywords text, markdown, image, audio, video, file,
+// location, card, carousel, choice, dropdown or bloc (any case) gets one
+// payload of that type; "stream" gets a streamed reply; "help" the list of
+// keywords; anything else is echoed as EchoBot does.
+func DemoBot() Bot {
+	return BotFunc(func(ctx context.Context, r Replier, m chat.Message) {
+		var word string
+		switch p := m.Payload.(type) {
+		case chat.Text:
+			word = p.Text
+		case chat.Markdown:
+			word = p.Markdown
+		}
+		word = strings.ToLower(strings.TrimSpace(word))
+		if word == "stream" {
+			chunks := []string{"This ", "reply ", "arrives ", "word ", "by ", "word, ", "as ", "a ", "streamed ", "message."}
+			_, _ = r.Stream(ctx, chunks, nil)
+			return
+		}
+		if p := demoPayload(word); p != nil {
+			_, _ = r.Reply(ctx, p)
+			return
+		}
+		_, _ = r.Reply(ctx, echo(m.Payload))
+	})
+}
+
+func demoPayload(word string) chat.Payload {
+	card := func(title, subtitle, image string) chat.Card {
+		return chat.Card{
+			Title: title, Subtitle: subtitle, ImageURL: image,
+			Actions: []chat.CardAction{
+				{Action: chat.ActionPostback, Label: "Tell me more", Value: "more about " + strings.ToLower(title)},
+				{Action: chat.ActionURL, Label: "Open the docs", Value: "https://botpress.com/docs"},
+				{Action: chat.ActionSay, Label: "Say hello", Value: "Hello!"},
+			},
+		}
+	}
+	switch word {
+	case "help":
+		return chat.Text{Text: "Send one of these words and I answer with that kind of message: " + DemoKeywords + ". Anything else, I repeat."}
+	case chat.TypeText:
+		return chat.Text{Text: "This is a plain text message from the demo bot."}
+	case chat.TypeMarkdown:
+		return chat.Markdown{Markdown: "# Markdown\n\nSome **bold**, some _italic_, some `code` and [a link](https://botpress.com).\n\n- first item\n- second item\n\n```\nfmt.Println(\"hello\")\n```"}
+	case chat.TypeImage:
+		return chat.Image{ImageURL: demoImage}
+	case chat.TypeAudio:
+		return chat.Audio{AudioURL: demoAudio}
+	case chat.TypeVideo:
+		return chat.Video{VideoURL: demoVideo}
+	case chat.TypeFile:
+		return chat.File{FileURL: demoFile, Title: "dummy.pdf"}
+	case chat.TypeLocation:
+		return chat.Location{Latitude: 45.5019, Longitude: -73.5674, Address: "Montréal, QC, Canada", Title: "Botpress HQ"}
+	case chat.TypeCard:
+		return card("Botpress", "Build AI agents", demoImage)
+	case chat.TypeCarousel:
+		return chat.Carousel{Items: []chat.Card{
+			card("Slack", "Chat where your team works", demoImage),
+			card("Matrix", "Open, decentralised chat", demoImage),
+			card("Console", "Try a bot in the terminal", demoImage),
+		}}
+	case chat.TypeChoice:
+		return chat.Choice{Text: "Which colour do you like best?", Options: []chat.ChoiceOption{
+			{Label: "Red", Value: "red"}, {Label: "Green", Value: "green"}, {Label: "Blue", Value: "blue"},
+		}}
+	case chat.TypeDropdown:
+		return chat.Dropdown{Text: "Pick a city", Options: []chat.ChoiceOption{
+			{Label: "Montréal", Value: "montreal"}, {Label: "Paris", Value: "paris"},
+			{Label: "Tokyo", Value: "tokyo"}, {Label: "Nairobi", Value: "nairobi"},
+		}}
+	case chat.TypeBloc:
+		return chat.Bloc{Items: []chat.Payload{
+			chat.Text{Text: "A bloc groups several items in one message:"},
+			chat.Image{ImageURL: demoImage},
+			chat.File{FileURL: demoFile, Title: "dummy.pdf"},
+			chat.Location{Latitude: 45.5019, Longitude: -73.5674, Title: "Botpress HQ"},
+		}}
+	}
+	return nil
+}

@@ -1,0 +1,355 @@
+// Package store keeps botbridge's state in one SQLite file through
+// modernc.org/sqlite (no cgo): conversation and user mappings, the inbound
+// outbox, deliveries and platform cursors. It implements bridge.Store.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/migrations"
+)
+
+// DB is botbridge's store on one SQLite file. Writes go through one
+// connection, so they never wait on each other inside SQLite; reads use a
+// small pool and see every committed write (WAL).
+type DB struct {
+	// Now is the clock; it defaults to time.Now.
+	Now func() time.Time
+
+	path  string
+	abs   string
+	write *sql.DB
+	read  *sql.DB
+
+	otherOnce sync.Once
+	other     *sql.DB
+	otherErr  error
+	// Statements are prepared once per pool and kept.
+	writeStmts, readStmts stmtCache
+}
+
+var _ bridge.Store = (*DB)(nil)
+
+// BusyTimeout is how long a statement waits for a lock held by another
+// process (a backup, the sqlite3 shell) before it fails.
+const BusyTimeout = 10 * time.Second
+
+// Open opens (creating it if needed) the store at path and applies the
+// migrations it lacks. It fails with an error wrapping bridge.ErrStore that
+// says what to do when the directory is missing, the file is not a SQLite
+// database, the file or its directory cannot be written, or the store was
+// written by a newer botbridge.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" {
+		return nil, fmt.Errorf("open store: %w: no path given: set store.path", bridge.ErrStore)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w: %v", path, bridge.ErrStore, err)
+	}
+	if err := prepareFile(abs); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db := &DB{Now: time.Now, path: path, abs: abs}
+	if db.write, err = openPool(abs, 1); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	if db.read, err = openPool(abs, readConns); err != nil {
+		db.write.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db.writeStmts.pool, db.readStmts.pool = db.write, db.read
+	if err := db.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// readConns is the size of the read pool: enough for the workers' lookups to
+// run beside each other, few enough that each keeps a warm page cache.
+const readConns = 4
+
+// prepareFile gives clear errors for the usual mistakes before SQLite gives
+// cryptic ones, and creates a new store readable by its owner only, as it
+// holds user keys (SQLite gives the -wal and -shm files the same mode). It
+// never opens an existing store: closing any descriptor of a file drops every
+// POSIX lock this process holds on it, SQLite's included; SQLite itself says
+// when an existing file is not a database or cannot be written.
+func prepareFile(path string) error {
+	dir := filepath.Dir(path)
+	switch fi, err := os.Stat(dir); {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: directory %s does not exist: create it or fix store.path", bridge.ErrStore, dir)
+	case err != nil:
+		return fmt.Errorf("%w: %v: check store.path and its permissions", bridge.ErrStore, err)
+	case !fi.IsDir():
+		return fmt.Errorf("%w: %s is not a directory: fix store.path", bridge.ErrStore, dir)
+	}
+	switch fi, err := os.Stat(path); {
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("%w: %s is a directory: store.path must name a file", bridge.ErrStore, path)
+	case err == nil:
+		return nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %v: check store.path and its permissions", bridge.ErrStore, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil // another process made it first
+	}
+	if err != nil {
+		return fmt.Errorf("%w: cannot create the store file: %v: botbridge needs write access to %s", bridge.ErrStore, err, dir)
+	}
+	return f.Close()
+}
+
+// uriPath escapes the characters that SQLite's URI filenames give a meaning.
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
+// openPool returns a pool of at most conns connections to the file at the
+// absolute path; connections are made, and fail, on first use.
+func openPool(path string, conns int) (*sql.DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(BusyTimeout/time.Millisecond))+")")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	// NORMAL is durable across application crashes in WAL mode; only a power
+	// loss can lose the last transactions.
+	q.Add("_pragma", "synchronous(NORMAL)")
+	// A burst can grow the WAL far past its usual size; keep the file at
+	// most 64 MiB once a checkpoint has emptied it.
+	q.Add("_pragma", "journal_size_limit(67108864)")
+	q.Set("_txlock", "immediate")
+	pool, err := sql.Open("sqlite", "file:"+uriPath.Replace(path)+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", bridge.ErrStore, err)
+	}
+	pool.SetMaxOpenConns(conns)
+	pool.SetMaxIdleConns(conns)
+	pool.SetConnMaxIdleTime(0)
+	pool.SetConnMaxLifetime(0)
+	return pool, nil
+}
+
+// Path returns the file the store was opened on.
+func (db *DB) Path() string { return db.path }
+
+// SQL returns a connection pool of its own on the store's file, for
+// components that keep their own tables there (mautrix's crypto store). It
+// is separate from the bridge's pools so that a long transaction of theirs
+// cannot hold the bridge's single write connection; SQLite's locking (with
+// BusyTimeout) orders the writes of both. Close closes it too.
+func (db *DB) SQL() (*sql.DB, error) {
+	db.otherOnce.Do(func() {
+		db.other, db.otherErr = openPool(db.abs, otherConns)
+	})
+	return db.other, db.otherErr
+}
+
+// otherConns is the size of the pool SQL returns.
+const otherConns = 2
+
+// Close closes the database.
+func (db *DB) Close() error {
+	errs := []error{db.readStmts.close(), db.writeStmts.close()}
+	if db.other != nil {
+		errs = append(errs, db.other.Close())
+	}
+	if db.read != nil {
+		errs = append(errs, db.read.Close())
+	}
+	if db.write != nil {
+		errs = append(errs, db.write.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// Ping checks that the store can be read and written: it reads the schema
+// version and writes a heartbeat cursor.
+func (db *DB) Ping(ctx context.Context) error {
+	var v int
+	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return wrap("ping", err)
+	}
+	return db.SetCursor(ctx, "store.heartbeat", strconv.FormatInt(db.Now().UnixMilli(), 10))
+}
+
+// migrate applies the migration files the database has not seen yet, in one
+// transaction together with the new user_version. The transaction begins
+// IMMEDIATE, so two processes starting on one file do not both migrate it;
+// it writes user_version even when nothing is new, so that a store that
+// cannot be written fails here rather than at the first message.
+func (db *DB) migrate(ctx context.Context) error {
+	entries, err := fs.ReadDir(migrations.FS, ".")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	type step struct {
+		version int
+		name    string
+	}
+	var steps []step
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".sql") {
+			continue
+		}
+		n, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(n)
+		if !ok || err != nil || v <= 0 {
+			return fmt.Errorf("migrate: file %s is not named NNNN_what.sql", name)
+		}
+		steps = append(steps, step{v, name})
+	}
+	slices.SortFunc(steps, func(a, b step) int { return a.version - b.version })
+	for i, s := range steps {
+		if s.version != i+1 {
+			return fmt.Errorf("migrate: migration %d is missing before %s", i+1, s.name)
+		}
+	}
+
+	return db.tx(ctx, "migrate", func(t *txn) error {
+		var current int
+		if err := t.tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&current); err != nil {
+			return wrap("migrate: read schema version", err)
+		}
+		if current > len(steps) {
+			return fmt.Errorf("migrate: %w: the store has schema version %d but this botbridge knows only %d: it was used by a newer botbridge; run that version or restore a backup",
+				bridge.ErrStore, current, len(steps))
+		}
+		for _, s := range steps[current:] {
+			body, err := fs.ReadFile(migrations.FS, s.name)
+			if err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			if _, err := t.tx.ExecContext(ctx, string(body)); err != nil {
+				return wrap("migrate: apply "+s.name, err)
+			}
+		}
+		_, err := t.tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(steps)))
+		return wrap("migrate: set schema version", err)
+	})
+}
+
+// SchemaVersion returns the number of migrations applied.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, wrap("schema version", err)
+	}
+	return v, nil
+}
+
+// wrap turns a driver error into an error that names the operation and wraps
+// bridge.ErrNotFound, bridge.ErrConflict or bridge.ErrStore, with a hint
+// where SQLite's own message does not say what to do.
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", op, bridge.ErrNotFound)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		if se.Code() == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY {
+			return fmt.Errorf("%s: %w: it refers to a record that does not exist", op, bridge.ErrNotFound)
+		}
+		hint := ""
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_CONSTRAINT:
+			return fmt.Errorf("%s: %w: %v", op, bridge.ErrConflict, err)
+		case sqlite3.SQLITE_READONLY:
+			hint = ": the store file or its directory is read-only; botbridge needs write access to both (for the -wal and -shm files)"
+		case sqlite3.SQLITE_FULL:
+			hint = ": the disk is full; free space, nothing was acknowledged that was not stored"
+		case sqlite3.SQLITE_IOERR:
+			hint = ": disk I/O error; check the disk and the file system"
+		case sqlite3.SQLITE_CORRUPT:
+			hint = ": the store file is damaged; restore a backup"
+		case sqlite3.SQLITE_NOTADB:
+			hint = ": the file is not a SQLite database, or is damaged; point store.path at a new file or at botbridge's own store, or restore a backup"
+		case sqlite3.SQLITE_CANTOPEN:
+			hint = ": cannot open the store file; check the path and permissions"
+		case sqlite3.SQLITE_BUSY:
+			hint = ": the store is locked by another process; is a second botbridge running on the same file?"
+		}
+		return fmt.Errorf("%s: %w: %v%s", op, bridge.ErrStore, err, hint)
+	}
+	return fmt.Errorf("%s: %w: %v", op, bridge.ErrStore, err)
+}
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v).UTC()
+}
+
+// tx runs fn in a write transaction.
+func (db *DB) tx(ctx context.Context, op string, fn func(*txn) error) error {
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap(op, err)
+	}
+	t := &txn{ctx: ctx, tx: tx, stmts: &db.writeStmts}
+	if err = fn(t); err != nil {
+		tx.Rollback()
+	} else if err = tx.Commit(); err != nil {
+		err = fmt.Errorf("commit: %w", err)
+	}
+	// Now that the transaction let go of the write connection, the pool can
+	// prepare what the transaction had to prepare for itself.
+	for _, q := range t.missed {
+		db.writeStmts.get(ctx, q) // on failure, the next transaction tries again
+	}
+	if err == nil || errors.Is(err, bridge.ErrStore) || errors.Is(err, bridge.ErrNotFound) || errors.Is(err, bridge.ErrConflict) {
+		return err
+	}
+	return wrap(op, err)
+}
+
+// queryRow runs a read on the read pool.
+func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := db.readStmts.get(ctx, query)
+	if err != nil {
+		return db.read.QueryRowContext(ctx, query, args...) // fails again, but as a Row
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs a read on the read pool.
+func (db *DB) query(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := db.readStmts.get(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}

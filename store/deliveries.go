@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+const deliveryColumns = `seq, message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
+	payload, attempts, platform_id, created_ms, received_ms`
+
+func scanDelivery(s scanner) (bridge.Delivery, error) {
+	var (
+		d                     bridge.Delivery
+		msgID, platform       string
+		payload               []byte
+		createdMS, receivedMS int64
+	)
+	err := s.Scan(&d.Seq, &msgID, &d.Conversation, &d.Bot, &platform, &d.Target.Room.Room, &d.Target.Room.Thread,
+		&d.Target.MessageID, &d.Target.UserID, &payload, &d.Attempts, &d.PlatformID, &createdMS, &receivedMS)
+	if err != nil {
+		return d, err
+	}
+	d.MessageID = chat.MessageID(msgID)
+	d.Target.Room.Platform = bridge.Platform(platform)
+	d.CreatedAt = fromMS(createdMS)
+	d.ReceivedAt = fromMS(receivedMS)
+	if d.Payload, err = chat.DecodePayload(payload); err != nil {
+		return d, fmt.Errorf("delivery %s: %w: stored payload does not decode: %v", msgID, bridge.ErrStore, err)
+	}
+	return d, nil
+}
+
+// AddDelivery implements bridge.Store.
+func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
+	if d.MessageID == "" || d.Payload == nil {
+		return d, false, errors.New("add delivery: message id and payload are required")
+	}
+	payload, err := json.Marshal(d.Payload)
+	if err != nil {
+		return d, false, fmt.Errorf("add delivery %s: %w", d.MessageID, err)
+	}
+	if d.ReceivedAt.IsZero() {
+		d.ReceivedAt = db.Now()
+	}
+	// The store keeps milliseconds; the caller gets what a read returns.
+	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
+	created := false
+	err = db.tx(ctx, "add delivery", func(t *txn) error {
+		existing, err := scanDelivery(t.queryRow(`SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(d.MessageID)))
+		if err == nil {
+			d = existing
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		dt := d.Target
+		res, err := t.exec(`INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
+			reply_message, reply_user, payload, created_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
+			dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt))
+		if err != nil {
+			return err
+		}
+		if d.Seq, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		if _, err := t.exec(`UPDATE conversations SET cursor_ms = max(cursor_ms, ?), active_ms = ? WHERE id = ?`,
+			ms(d.CreatedAt), ms(d.ReceivedAt), d.Conversation); err != nil {
+			return err
+		}
+		created = true
+		return nil
+	})
+	if err != nil {
+		return d, false, err
+	}
+	return d, created, nil
+}
+
+// PendingDeliveries implements bridge.Store.
+func (db *DB) PendingDeliveries(ctx context.Context, limit int) ([]bridge.Delivery, error) {
+	if limit <= 0 {
+		limit = -1
+	}
+	rows, err := db.query(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE state = 'pending'
+		ORDER BY seq LIMIT ?`, limit)
+	if err != nil {
+		return nil, wrap("pending deliveries", err)
+	}
+	defer rows.Close()
+	var out []bridge.Delivery
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, wrap("pending deliveries", err)
+		}
+		out = append(out, d)
+	}
+	return out, wrap("pending deliveries", rows.Err())
+}
+
+// Delivery implements bridge.Store.
+func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery, error) {
+	d, err := scanDelivery(db.queryRow(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(id)))
+	if err != nil {
+		return d, wrap("delivery "+string(id), err)
+	}
+	return d, nil
+}
+
+// MarkDeliveryAttempt implements bridge.Store.
+func (db *DB) MarkDeliveryAttempt(ctx context.Context, id chat.MessageID) error {
+	return db.updateDelivery(ctx, "mark delivery attempt", `UPDATE deliveries SET attempts = attempts + 1
+		WHERE message_id = ? AND state = 'pending'`, string(id))
+}
+
+// MarkDelivered implements bridge.Store.
+func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error {
+	return db.updateDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
+		WHERE message_id = ? AND state = 'pending'`, platformID, ms(db.Now()), string(id))
+}
+
+// FailDelivery implements bridge.Store.
+func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
+	return db.updateDelivery(ctx, "fail delivery", `UPDATE deliveries SET state = 'failed', error = ?, done_ms = ?
+		WHERE message_id = ? AND state = 'pending'`, reason, ms(db.Now()), string(id))
+}
+
+func (db *DB) updateDelivery(ctx context.Context, op, query string, args ...any) error {
+	return db.tx(ctx, op, func(t *txn) error {
+		res, err := t.exec(query, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("%s: no pending delivery %v: %w", op, args[len(args)-1], bridge.ErrNotFound)
+		}
+		return nil
+	})
+}
+
+// pruneBatch bounds the rows one transaction of Prune deletes. Deleting a
+// million rows at once holds the write connection for seconds, in which no
+// inbound event can be stored and acknowledged.
+const pruneBatch = 1000
+
+// Prune implements bridge.Store. It deletes in transactions of at most
+// pruneBatch rows, so that other writes go on in between.
+func (db *DB) Prune(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for _, table := range []string{"inbound", "deliveries"} {
+		query := `DELETE FROM ` + table + ` WHERE rowid IN
+			(SELECT rowid FROM ` + table + ` WHERE state <> 'pending' AND done_ms < ? LIMIT ?)`
+		for {
+			var n int64
+			err := db.tx(ctx, "prune "+table, func(t *txn) error {
+				res, err := t.exec(query, ms(before), pruneBatch)
+				if err != nil {
+					return err
+				}
+				n, err = res.RowsAffected()
+				return err
+			})
+			total += n
+			if err != nil {
+				return total, err
+			}
+			if n < pruneBatch {
+				break
+			}
+		}
+	}
+	return total, nil
+}

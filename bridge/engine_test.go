@@ -25,7 +25,7 @@ const testKey = "test-encryption-key"
 // rig is a bridge on a real SQLite file, talking over HTTP to the Chat API
 // emulator, with an in-memory adapter per platform.
 type rig struct {
-	t        *testing.T
+	t        testing.TB
 	em       *chattest.Server
 	client   *chat.Client
 	signer   *chat.Signer
@@ -41,7 +41,7 @@ type rig struct {
 	done   chan error
 }
 
-func newRig(t *testing.T, bot chattest.Bot, adapters ...*bridgetest.Adapter) *rig {
+func newRig(t testing.TB, bot chattest.Bot, adapters ...*bridgetest.Adapter) *rig {
 	t.Helper()
 	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
 	if err != nil {
@@ -158,7 +158,7 @@ func (r *rig) waitPosts(n int) []bridgetest.Post {
 	return waitPosts(r.t, r.ad(), n)
 }
 
-func waitPosts(t *testing.T, a *bridgetest.Adapter, n int) []bridgetest.Post {
+func waitPosts(t testing.TB, a *bridgetest.Adapter, n int) []bridgetest.Post {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -223,11 +223,11 @@ func texts(ps []bridgetest.Post) []string {
 	return out
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type tWriter struct{ t *testing.T }
+type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -504,7 +504,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 
 // checkOnce checks that Botpress got text once and the room got its echo
 // once.
-func (r *rig) checkOnce(t *testing.T, ps []bridgetest.Post, text string) {
+func (r *rig) checkOnce(t testing.TB, ps []bridgetest.Post, text string) {
 	t.Helper()
 	if got := texts(ps); len(got) != 1 || got[0] != text {
 		t.Errorf("posts = %q, want %q once", got, text)
@@ -516,7 +516,7 @@ func (r *rig) checkOnce(t *testing.T, ps []bridgetest.Post, text string) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	tick := time.NewTicker(2 * time.Millisecond)

@@ -27,6 +27,10 @@ type listener struct {
 	bot    *bot
 	cancel context.CancelFunc
 	active atomic.Int64 // unix nanoseconds of the last traffic
+	// ready is closed once the stream connected and caught up the first
+	// time.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 // maxCatchUpPages bounds how far back a catch-up lists a conversation.
@@ -36,37 +40,40 @@ func newListeners(e *Engine) *listeners {
 	return &listeners{e: e, open: make(map[int64]*listener)}
 }
 
-// ensure opens the conversation's stream unless it is open.
-func (ls *listeners) ensure(c Conversation) {
+// ensure opens the conversation's stream unless it is open, and returns a
+// channel closed once the stream is connected (nil when there is no stream
+// to wait for).
+func (ls *listeners) ensure(c Conversation) <-chan struct{} {
 	e := ls.e
 	if c.ChatID == "" {
-		return
+		return nil
 	}
 	b := e.bots[c.Key.Bot]
 	if b == nil {
-		return
+		return nil
 	}
 	ls.mu.Lock()
 	if l, ok := ls.open[c.ID]; ok {
 		if l.chatID == c.ChatID {
 			l.active.Store(e.now().UnixNano())
 			ls.mu.Unlock()
-			return
+			return l.ready
 		}
 		l.cancel() // remapped to a new Botpress conversation
 	}
 	if e.work == nil || e.work.Err() != nil {
 		ls.mu.Unlock()
-		return
+		return nil
 	}
 	ctx, cancel := context.WithCancel(e.work)
-	l := &listener{conv: c.ID, chatID: c.ChatID, bot: b, cancel: cancel}
+	l := &listener{conv: c.ID, chatID: c.ChatID, bot: b, cancel: cancel, ready: make(chan struct{})}
 	l.active.Store(e.now().UnixNano())
 	ls.open[c.ID] = l
 	n := len(ls.open)
 	ls.mu.Unlock()
 	e.metrics.Listeners(n)
 	e.wg.Go(func() { ls.run(ctx, l) })
+	return l.ready
 }
 
 // touch records traffic on the conversation, keeping its stream open.
@@ -123,6 +130,7 @@ func (ls *listeners) run(ctx context.Context, l *listener) {
 				OnConnect: func(ctx context.Context) {
 					attempt = 0
 					e.retry(ctx, "catch up on a conversation", func() error { return ls.catchUp(ctx, l) })
+					l.readyOnce.Do(func() { close(l.ready) })
 				},
 				OnSignal: func(ctx context.Context, s chat.Signal) {
 					l.active.Store(e.now().UnixNano())

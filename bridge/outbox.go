@@ -347,7 +347,17 @@ func (e *Engine) sendOnce(ctx context.Context, it OutboxItem, maybeSent bool) er
 			return e.classify(ctx, b, &conv, in, err)
 		}
 	}
-	e.listeners.ensure(conv)
+	// The stream must be up before the message goes, or the start of a
+	// streamed reply would be missed (catch-up only finds whole messages).
+	if ready := e.listeners.ensure(conv); ready != nil {
+		t := time.NewTimer(streamConnectWait)
+		select {
+		case <-ready:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
 	replies := e.replies(conv.ID)
 	// Replies to this message may arrive before createMessage returns; they
 	// go where this message was said.
@@ -472,6 +482,10 @@ func (e *Engine) findSent(ctx context.Context, b *bot, key chat.UserKey, conv ch
 	}
 	return "", false, nil
 }
+
+// streamConnectWait bounds how long a send waits for the conversation's
+// stream to connect.
+const streamConnectWait = 2 * time.Second
 
 // findSentPages bounds how far back findSent looks.
 const findSentPages = 5

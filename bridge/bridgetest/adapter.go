@@ -53,6 +53,7 @@ type Adapter struct {
 	changed chan struct{}
 	sends   int
 	files   map[string][]byte
+	subs    []chan Post
 }
 
 // TypingCall records a call of Typing.
@@ -132,20 +133,41 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error)
 		return "", err
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	a.sends++
 	if len(a.fail) > 0 {
 		err := a.fail[0]
 		a.fail = a.fail[1:]
+		a.mu.Unlock()
 		return "", err
 	}
 	if out.Room.Platform != a.platform {
+		a.mu.Unlock()
 		return "", bridge.Permanent(fmt.Errorf("room %s is not on %s", out.Room, a.platform))
 	}
 	id := "post-" + strconv.Itoa(len(a.posts)+1)
-	a.posts = append(a.posts, Post{ID: id, Out: out})
+	p := Post{ID: id, Out: out}
+	a.posts = append(a.posts, p)
 	a.notify()
+	subs := a.subs
+	a.mu.Unlock()
+	for _, ch := range subs {
+		select {
+		case ch <- p:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	return id, nil
+}
+
+// Subscribe returns a channel that receives every post from now on. Send
+// blocks when the channel is full, so the caller must keep reading.
+func (a *Adapter) Subscribe(buffer int) <-chan Post {
+	ch := make(chan Post, buffer)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.subs = append(a.subs, ch)
+	return ch
 }
 
 // FindSent implements bridge.Recoverer: with Recover set it finds an earlier

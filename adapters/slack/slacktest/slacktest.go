@@ -8,7 +8,8 @@
 // Socket Mode.
 //
 // Tests set the scene (users, channels, messages, files), inject faults (rate
-// limits, failing methods, refused or dropped connections), send envelopes
+// limits, failing methods, refused or dropped connections, images Slack
+// cannot fetch, unacknowledged envelopes delivered again), send envelopes
 // built by the event helpers, and wait on the recorded State with WaitFor or
 // WaitAck instead of sleeping. Every method is safe for concurrent use.
 //
@@ -222,6 +223,7 @@ type Server struct {
 	tickets      map[string]bool
 	conns        map[int]*socketConn
 	refuse       bool
+	refuseImage  func(url string) bool
 	rateLimits   map[string]rateLimit
 	failures     map[string]failure
 	lastTS       int64 // microseconds of the last timestamp handed out
@@ -604,6 +606,17 @@ func (s *Server) FailMethod(method, slackError string, n int) {
 		return
 	}
 	s.failures[method] = failure{n: n, code: slackError}
+}
+
+// RefuseImages makes the methods that take blocks answer invalid_blocks
+// with Slack's "downloading image failed" message when an image block or an
+// image accessory has a URL refuse reports true for, as Slack does with an
+// image it cannot fetch. nil accepts every image (the fake never fetches
+// them).
+func (s *Server) RefuseImages(refuse func(url string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuseImage = refuse
 }
 
 // RefuseConnections makes apps.connections.open answer internal_error and

@@ -426,3 +426,41 @@ func (b *bytesWriter) Write(p []byte) (int, error) {
 	*b = append(*b, p...)
 	return len(p), nil
 }
+
+func TestRedelivery(t *testing.T) {
+	fake := newFake(t, slacktest.Options{RedeliverAfter: 200 * time.Millisecond})
+	ctx := waitCtx(t)
+	client, events := startSocket(t, fake)
+	nextEvent(t, events, socketmode.EventTypeHello)
+	m := fake.AddMessage(slacktest.Message{Channel: general, User: alice, Text: "retry me"})
+	first, err := fake.SendEvent(ctx, slacktest.EventsAPI, fake.MessageEvent(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := nextEvent(t, events, socketmode.EventTypeEventsAPI)
+	if ev.Request.EnvelopeID != first || ev.Request.RetryAttempt != 0 {
+		t.Fatalf("first delivery %+v", ev.Request)
+	}
+	t.Run("an envelope not acked comes again as a retry", func(t *testing.T) {
+		ev := nextEvent(t, events, socketmode.EventTypeEventsAPI)
+		if ev.Request.EnvelopeID == first || ev.Request.RetryAttempt != 1 || ev.Request.RetryReason != "timeout" {
+			t.Errorf("redelivery %+v", ev.Request)
+		}
+		if msg, ok := eventsAPI(t, ev).(*slackevents.MessageEvent); !ok || msg.Text != "retry me" {
+			t.Errorf("redelivered event %#v", eventsAPI(t, ev))
+		}
+		client.Ack(*ev.Request)
+	})
+	t.Run("an acked retry is not sent again", func(t *testing.T) {
+		waitFor(t, fake, "the ack", func(st *slacktest.State) bool { return len(st.Acks) == 1 })
+		marker, err := fake.SendEvent(ctx, slacktest.EventsAPI, fake.MessageEvent(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := nextEvent(t, events, socketmode.EventTypeEventsAPI)
+		if ev.Request.EnvelopeID != marker {
+			t.Errorf("got %+v before the next envelope", ev.Request)
+		}
+		client.Ack(*ev.Request)
+	})
+}

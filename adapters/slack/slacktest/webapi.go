@@ -425,7 +425,42 @@ func (s *Server) blocksArg(args url.Values, name string) (json.RawMessage, error
 			return nil, errCode("invalid_blocks")
 		}
 	}
+	if err := s.checkImages(raw); err != nil {
+		return nil, err
+	}
 	return s.withBlockIDs(raw), nil
+}
+
+// checkImages refuses blocks with an image Slack cannot download (see
+// RefuseImages), as Slack does.
+func (s *Server) checkImages(raw json.RawMessage) error {
+	if s.refuseImage == nil {
+		return nil
+	}
+	var blocks []struct {
+		Type      string `json:"type"`
+		ImageURL  string `json:"image_url"`
+		Accessory *struct {
+			Type     string `json:"type"`
+			ImageURL string `json:"image_url"`
+		} `json:"accessory"`
+	}
+	if json.Unmarshal(raw, &blocks) != nil {
+		return nil
+	}
+	for i, b := range blocks {
+		pointer := ""
+		switch {
+		case b.Type == "image" && s.refuseImage(b.ImageURL):
+			pointer = fmt.Sprintf("/blocks/%d/image_url", i)
+		case b.Accessory != nil && b.Accessory.Type == "image" && s.refuseImage(b.Accessory.ImageURL):
+			pointer = fmt.Sprintf("/blocks/%d/accessory/image_url", i)
+		default:
+			continue
+		}
+		return &apiError{code: "invalid_blocks", messages: []string{"[ERROR] downloading image failed [json-pointer:" + pointer + "]"}}
+	}
+	return nil
 }
 
 func jsonArrayArg(args url.Values, name, code string) (json.RawMessage, error) {

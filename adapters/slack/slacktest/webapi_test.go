@@ -638,3 +638,25 @@ func TestResponseURL(t *testing.T) {
 		}
 	})
 }
+
+func TestRefuseImages(t *testing.T) {
+	fake := newFake(t, slacktest.Options{})
+	api := newAPI(fake)
+	fake.RefuseImages(func(u string) bool { return strings.Contains(u, "unreachable") })
+	image := func(u string) slack.MsgOption {
+		return slack.MsgOptionBlocks(slack.NewImageBlock(u, "alt", "", nil))
+	}
+	t.Run("an image Slack cannot fetch is refused with its message", func(t *testing.T) {
+		_, _, err := api.PostMessageContext(t.Context(), general, slack.MsgOptionText("x", false), image("https://unreachable.example/a.png"))
+		se := slackErr(t, err)
+		if se.Err != "invalid_blocks" || len(se.ResponseMetadata.Messages) != 1 ||
+			!strings.Contains(se.ResponseMetadata.Messages[0], "downloading image failed [json-pointer:/blocks/0/image_url]") {
+			t.Errorf("error %+v", se)
+		}
+	})
+	t.Run("other images are accepted", func(t *testing.T) {
+		if _, _, err := api.PostMessageContext(t.Context(), general, slack.MsgOptionText("x", false), image("https://cdn.example/a.png")); err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -1,0 +1,460 @@
+package slack
+
+import (
+	"net/netip"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	slackapi "github.com/slack-go/slack"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// Slack's limits, with a margin where Slack counts differently than runes.
+const (
+	maxTextRunes     = 39_000 // text of a message; Slack refuses 40,000
+	maxSectionRunes  = 3_000  // text of a section block
+	maxBlocks        = 50     // blocks of a message
+	maxFallbackRunes = 3_000  // the notification text of a message with blocks
+	maxButtonText    = 75     // text of a button or option
+	maxButtonValue   = 2_000  // value of a button
+	maxOptionValue   = 150    // value of a select option
+	maxOptions       = 100    // options of a select
+	maxElements      = 25     // elements of an actions block
+	maxAltText       = 2_000  // alt text of an image
+	maxURL           = 3_000  // URL of an image or a link button
+)
+
+// Action ids of the interactive elements the adapter posts. A click on an
+// element whose id starts with actionPick goes to the bot; link buttons
+// (actionLink) only open their URL.
+const (
+	actionPick = "bb:pick:"
+	actionLink = "bb:link:"
+)
+
+// block is a Block Kit block (or element) as JSON fields. It satisfies
+// slackapi.Block so that slack-go sends it as it is.
+type block map[string]any
+
+var _ slackapi.Block = block(nil)
+
+// BlockType returns the block's type.
+func (b block) BlockType() slackapi.MessageBlockType {
+	t, _ := b["type"].(string)
+	return slackapi.MessageBlockType(t)
+}
+
+// ID returns the block's block_id.
+func (b block) ID() string {
+	id, _ := b["block_id"].(string)
+	return id
+}
+
+// post is one Slack message a payload renders to: mrkdwn text alone, or
+// blocks with text as the notification fallback, and files to upload with
+// it.
+type post struct {
+	text   string
+	blocks []block
+	media  []media
+	size   int // runes of text in blocks
+}
+
+// media is a file the bot gave by URL that the adapter downloads and
+// uploads to Slack.
+type media struct {
+	url   string
+	name  string // file name, with an extension Slack can type it by
+	title string
+}
+
+func plainText(s string) block {
+	return block{"type": "plain_text", "text": s, "emoji": true}
+}
+
+func mrkdwnText(s string) block {
+	return block{"type": "mrkdwn", "text": s}
+}
+
+func section(text string) block {
+	return block{"type": "section", "text": mrkdwnText(text)}
+}
+
+// render turns a payload into the messages that show it on Slack, in
+// order. Texts become mrkdwn messages split at paragraph boundaries below
+// Slack's limits; everything else becomes Block Kit.
+func render(p chat.Payload) []post {
+	switch p := p.(type) {
+	case chat.Text:
+		return textPosts(p.Text)
+	case chat.Markdown:
+		return textPosts(p.Markdown)
+	}
+	r := &renderer{}
+	r.payload(p)
+	if len(r.posts) == 0 {
+		return textPosts(bridge.PlainText(p))
+	}
+	for i := range r.posts {
+		p := &r.posts[i]
+		p.text = escape(truncate(strings.TrimSpace(p.text), maxFallbackRunes))
+	}
+	return r.posts
+}
+
+func textPosts(md string) []post {
+	var out []post
+	for _, t := range splitText(mrkdwn(md), maxTextRunes) {
+		out = append(out, post{text: t})
+	}
+	if len(out) == 0 {
+		out = append(out, post{text: "…"}) // Slack refuses an empty message
+	}
+	return out
+}
+
+// renderer collects the blocks of a payload into posts.
+type renderer struct {
+	posts []post
+	picks int // interactive elements so far, numbered for unique action ids
+}
+
+func (r *renderer) cur() *post {
+	if len(r.posts) == 0 {
+		r.posts = append(r.posts, post{})
+	}
+	return &r.posts[len(r.posts)-1]
+}
+
+// add appends blocks that belong together, starting a new post when they
+// do not fit in the current one. fallback is their plain text.
+func (r *renderer) add(fallback string, bs ...block) {
+	size := 0
+	for _, b := range bs {
+		size += blockRunes(b)
+	}
+	if p := r.cur(); len(p.blocks) > 0 && (len(p.blocks)+len(bs) > maxBlocks || p.size+size > maxTextRunes) {
+		r.posts = append(r.posts, post{})
+	}
+	p := r.cur()
+	p.blocks = append(p.blocks, bs...)
+	p.size += size
+	if fallback != "" {
+		p.text += fallback + "\n"
+	}
+}
+
+func (r *renderer) attach(m media) {
+	p := r.cur()
+	p.media = append(p.media, m)
+	p.text += m.title + "\n"
+}
+
+func blockRunes(b block) int {
+	if t, ok := b["text"].(block); ok {
+		s, _ := t["text"].(string)
+		return utf8.RuneCountInString(s)
+	}
+	return 0
+}
+
+func (r *renderer) payload(p chat.Payload) {
+	switch p := p.(type) {
+	case chat.Text:
+		r.text(mrkdwn(p.Text), p.Text)
+	case chat.Markdown:
+		r.text(mrkdwn(p.Markdown), p.Markdown)
+	case chat.Image:
+		r.image(p.ImageURL)
+	case chat.Audio:
+		r.attach(newMedia(p.AudioURL, ""))
+	case chat.Video:
+		r.attach(newMedia(p.VideoURL, ""))
+	case chat.File:
+		r.attach(newMedia(p.FileURL, p.Title))
+	case chat.Location:
+		r.add(bridge.PlainText(p), section(location(p)))
+	case chat.Card:
+		r.card(p)
+	case chat.Carousel:
+		for i, c := range p.Items {
+			if i > 0 {
+				r.add("", block{"type": "divider"})
+			}
+			r.card(c)
+		}
+	case chat.Choice:
+		r.question(p.Text, p.Text, r.buttons(optionActions(p.Options))...)
+	case chat.Dropdown:
+		r.dropdown(p)
+	case chat.Bloc:
+		for _, it := range p.Items {
+			r.payload(it)
+		}
+	default:
+		r.text(escape(bridge.PlainText(p)), bridge.PlainText(p))
+	}
+}
+
+// text adds mrkdwn as sections of at most maxSectionRunes.
+func (r *renderer) text(md, fallback string) {
+	for _, t := range splitText(md, maxSectionRunes) {
+		r.add(fallback, section(t))
+		fallback = ""
+	}
+}
+
+func (r *renderer) image(u string) {
+	if !isPublicURL(u) || len(u) > maxURL {
+		r.attach(imageMedia(u))
+		return
+	}
+	name := fileName(u, "image")
+	r.add("[image] "+name, block{"type": "image", "image_url": u, "alt_text": truncate(name, maxAltText)})
+}
+
+func location(l chat.Location) string {
+	var lines []string
+	if l.Title != "" {
+		lines = append(lines, ":round_pushpin: *"+escape(l.Title)+"*")
+	}
+	if l.Address != "" {
+		lines = append(lines, escape(l.Address))
+	}
+	lines = append(lines, "<"+escape(bridge.MapURL(l))+"|Open the map> ("+bridge.LatLon(l)+")")
+	return strings.Join(lines, "\n")
+}
+
+func (r *renderer) card(c chat.Card) {
+	text := "*" + escape(truncate(c.Title, 500)) + "*"
+	if c.Subtitle != "" {
+		text += "\n" + mrkdwn(c.Subtitle)
+	}
+	sec := section(truncate(text, maxSectionRunes))
+	if c.ImageURL != "" {
+		if isPublicURL(c.ImageURL) && len(c.ImageURL) <= maxURL {
+			sec["accessory"] = block{"type": "image", "image_url": c.ImageURL, "alt_text": truncate(nonEmpty(c.Title, fileName(c.ImageURL, "image")), maxAltText)}
+		} else {
+			r.attach(imageMedia(c.ImageURL))
+		}
+	}
+	r.add(strings.Join(nonEmptyAll(c.Title, c.Subtitle), " – "), append([]block{sec}, r.buttons(c.Actions)...)...)
+}
+
+// question adds text with the controls that answer it.
+func (r *renderer) question(text, fallback string, controls ...block) {
+	var bs []block
+	if strings.TrimSpace(text) != "" {
+		for _, t := range splitText(mrkdwn(text), maxSectionRunes) {
+			bs = append(bs, section(t))
+		}
+	}
+	r.add(fallback, append(bs, controls...)...)
+}
+
+func optionActions(opts []chat.ChoiceOption) []chat.CardAction {
+	out := make([]chat.CardAction, len(opts))
+	for i, o := range opts {
+		out[i] = chat.CardAction{Action: chat.ActionPostback, Label: o.Label, Value: o.Value}
+	}
+	return out
+}
+
+// buttons renders card actions as actions blocks: postback and say buttons
+// carry their value to the bot, url buttons open their link.
+func (r *renderer) buttons(actions []chat.CardAction) []block {
+	var els []block
+	for _, a := range actions {
+		label := truncate(nonEmpty(a.Label, a.Value, "…"), maxButtonText)
+		r.picks++
+		btn := block{"type": "button", "text": plainText(label)}
+		if a.Action == chat.ActionURL {
+			if !isURL(a.Value) || len(a.Value) > maxURL {
+				continue
+			}
+			btn["action_id"] = actionLink + strconv.Itoa(r.picks)
+			btn["url"] = a.Value
+		} else {
+			btn["action_id"] = actionPick + strconv.Itoa(r.picks)
+			btn["value"] = truncate(a.Value, maxButtonValue)
+		}
+		els = append(els, btn)
+	}
+	var out []block
+	for len(els) > 0 {
+		n := min(len(els), maxElements)
+		out = append(out, block{"type": "actions", "elements": els[:n]})
+		els = els[n:]
+	}
+	return out
+}
+
+// dropdown renders a select menu beside the question, or buttons when an
+// option's value is too long for a select.
+func (r *renderer) dropdown(d chat.Dropdown) {
+	for _, o := range d.Options {
+		if utf8.RuneCountInString(o.Value) > maxOptionValue {
+			r.question(d.Text, d.Text, r.buttons(optionActions(d.Options))...)
+			return
+		}
+	}
+	var selects []block
+	for opts := d.Options; len(opts) > 0; {
+		n := min(len(opts), maxOptions)
+		var os []block
+		for _, o := range opts[:n] {
+			os = append(os, block{"text": plainText(truncate(nonEmpty(o.Label, o.Value, "…"), maxButtonText)), "value": o.Value})
+		}
+		r.picks++
+		selects = append(selects, block{"type": "static_select", "action_id": actionPick + strconv.Itoa(r.picks),
+			"placeholder": plainText("Choose…"), "options": os})
+		opts = opts[n:]
+	}
+	if len(selects) == 1 && strings.TrimSpace(d.Text) != "" && utf8.RuneCountInString(mrkdwn(d.Text)) <= maxSectionRunes {
+		sec := section(mrkdwn(d.Text))
+		sec["accessory"] = selects[0]
+		r.add(d.Text, sec)
+		return
+	}
+	var controls []block
+	for len(selects) > 0 {
+		n := min(len(selects), maxElements)
+		controls = append(controls, block{"type": "actions", "elements": selects[:n]})
+		selects = selects[n:]
+	}
+	r.question(d.Text, d.Text, controls...)
+}
+
+func newMedia(u, title string) media {
+	name := fileName(u, "file")
+	return media{url: u, name: name, title: nonEmpty(title, name)}
+}
+
+func imageMedia(u string) media {
+	name := fileName(u, "image")
+	return media{url: u, name: name, title: name}
+}
+
+// link renders a file that could not be uploaded as a link to it.
+func (m media) link() block {
+	if !isURL(m.url) {
+		return section(":paperclip: " + escape(m.title))
+	}
+	return section(":paperclip: <" + escape(m.url) + "|" + escape(strings.ReplaceAll(m.title, "|", "¦")) + ">")
+}
+
+// fileName returns the last element of a URL's path, or def.
+func fileName(raw, def string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "data" {
+		return def
+	}
+	name := path.Base(u.Path)
+	if name == "." || name == "/" || name == "" {
+		return def
+	}
+	return name
+}
+
+func nonEmptyAll(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if strings.TrimSpace(s) != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func nonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if strings.TrimSpace(s) != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// isPublicURL reports whether Slack can fetch u itself: an http(s) URL whose
+// host is a public name or address. Images elsewhere (the bridge's own
+// network, localhost) are downloaded by the adapter and uploaded instead.
+func isPublicURL(u string) bool {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+		return false
+	}
+	host := strings.ToLower(strings.TrimSuffix(pu.Hostname(), "."))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return publicAddr(ip)
+	}
+	if !strings.Contains(host, ".") {
+		return false
+	}
+	for _, suffix := range []string{".localhost", ".local", ".internal", ".lan", ".home.arpa"} {
+		if strings.HasSuffix("."+host, suffix) {
+			return false
+		}
+	}
+	return true
+}
+
+var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
+
+// publicAddr reports whether ip is a public unicast address.
+func publicAddr(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !sharedAddressSpace.Contains(ip)
+}
+
+// splitText cuts mrkdwn into pieces of at most max runes, at paragraph,
+// line or word boundaries, closing and reopening a code block cut in two.
+func splitText(s string, max int) []string {
+	var out []string
+	for utf8.RuneCountInString(s) > max {
+		cut := cutPoint(s, max-8) // room for the fences added below
+		head := strings.TrimRight(s[:cut], " \n")
+		tail := strings.TrimLeft(s[cut:], " \n")
+		if strings.Count(head, "```")%2 == 1 {
+			head += "\n```"
+			tail = "```\n" + tail
+		}
+		if strings.TrimSpace(head) != "" {
+			out = append(out, head)
+		}
+		s = tail
+	}
+	if s = strings.TrimRight(s, " \n"); strings.TrimSpace(s) != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// cutPoint returns the byte index where the first piece of s, at most max
+// runes, ends.
+func cutPoint(s string, max int) int {
+	limit := 0
+	for i := range s {
+		if max == 0 {
+			limit = i
+			break
+		}
+		max--
+		limit = len(s)
+	}
+	head := s[:limit]
+	for _, sep := range []string{"\n\n", "\n", " "} {
+		if i := strings.LastIndex(head, sep); i > limit/2 {
+			return i + len(sep)
+		}
+	}
+	if limit == 0 {
+		_, n := utf8.DecodeRuneInString(s)
+		return n
+	}
+	return limit
+}

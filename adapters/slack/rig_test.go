@@ -1,0 +1,212 @@
+package slack_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/botbridge/botbridge/adapters/slack"
+	"github.com/botbridge/botbridge/adapters/slack/slacktest"
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/chat/chattest"
+	"github.com/botbridge/botbridge/store"
+)
+
+const testKey = "test-encryption-key"
+
+// rig is the whole path of a message: the fake Slack, the adapter, a bridge
+// engine on a real SQLite file, and the Chat API emulator with a bot.
+type rig struct {
+	fake *slacktest.Server
+	em   *chattest.Server
+	ad   *slack.Adapter
+	db   *store.DB
+	eng  *bridge.Engine
+	// files serves the bridge's file links (bridge.FileLinks).
+	files *httptest.Server
+}
+
+type rigOptions struct {
+	fake    slacktest.Options
+	adapter func(*slack.Config)
+	routes  []bridge.Route
+}
+
+func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
+	t.Helper()
+	r := &rig{fake: newFake(t, o.fake)}
+	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := em.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { em.Close() })
+	r.em = em
+	client, err := chat.NewClient(em.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := chat.NewSigner(testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ad = newAdapter(t, r.fake, o.adapter)
+	links := &bridge.FileLinks{Secret: []byte(strings.Repeat("k", 32)), Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad},
+		Logger: testLogger(t)}
+	r.files = httptest.NewServer(links)
+	t.Cleanup(r.files.Close)
+	links.BaseURL = r.files.URL
+
+	r.db, err = store.Open(t.Context(), filepath.Join(t.TempDir(), "bridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := o.routes
+	if routes == nil {
+		routes = []bridge.Route{{Bot: "bot"}}
+	}
+	r.eng, err = bridge.New(bridge.Config{
+		Store:          r.db,
+		Bots:           []bridge.BotSpec{{Name: "bot", API: client, Signer: signer}},
+		Routes:         routes,
+		Adapters:       []bridge.Adapter{r.ad},
+		Files:          links,
+		Logger:         testLogger(t),
+		RetryMin:       5 * time.Millisecond,
+		RetryMax:       100 * time.Millisecond,
+		StreamThrottle: 5 * time.Millisecond,
+		DrainTimeout:   2 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- r.eng.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("engine Run: %v", err)
+			}
+		case <-time.After(waitTimeout):
+			t.Error("engine did not stop")
+		}
+		r.db.Close()
+	})
+	return r
+}
+
+// mention is how a person mentions the bot.
+func (r *rig) mention() string { return "<@" + r.fake.Options().BotUserID + ">" }
+
+// say makes user post text in channel (in thread when set).
+func (r *rig) say(t *testing.T, user, channel, thread, text string) slacktest.Message {
+	t.Helper()
+	return say(t, r.fake, user, channel, thread, text)
+}
+
+// replies returns the bot's messages in a thread, or at the top level of
+// the channel when thread is empty.
+func (r *rig) replies(channel, thread string) []slacktest.Message {
+	var out []slacktest.Message
+	for _, m := range botMessages(r.fake.Snapshot(), r.fake, channel) {
+		if m.ThreadTS == thread {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// waitReplies waits for n bot messages in a thread (or at the top level).
+func (r *rig) waitReplies(t *testing.T, channel, thread string, n int) []slacktest.Message {
+	t.Helper()
+	var got []slacktest.Message
+	err := r.fake.WaitFor(waitCtx(t), func(st *slacktest.State) bool {
+		got = got[:0]
+		for _, m := range botMessages(st, r.fake, channel) {
+			if m.ThreadTS == thread {
+				got = append(got, m)
+			}
+		}
+		return len(got) >= n
+	})
+	if err != nil {
+		t.Fatalf("waiting for %d replies in %s/%s: %v; have %s", n, channel, thread, err, texts(got))
+	}
+	return slices.Clone(got)
+}
+
+// idle waits until the bridge has nothing left to do.
+func (r *rig) idle(t *testing.T) {
+	t.Helper()
+	if err := r.eng.WaitIdle(waitCtx(t), 150*time.Millisecond); err != nil {
+		t.Fatalf("the bridge never went idle: %v", err)
+	}
+}
+
+func texts(ms []slacktest.Message) string {
+	var out []string
+	for _, m := range ms {
+		out = append(out, fmt.Sprintf("%q", m.Text))
+	}
+	return "[" + strings.Join(out, ", ") + "]"
+}
+
+// textOf returns the text of a text or markdown payload.
+func textOf(p chat.Payload) string {
+	switch p := p.(type) {
+	case chat.Text:
+		return p.Text
+	case chat.Markdown:
+		return p.Markdown
+	}
+	return ""
+}
+
+// whoBot answers every text with the text, who said it and where.
+func whoBot() chattest.Bot {
+	return chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
+		text := textOf(m.Payload)
+		who := fmt.Sprintf(" (from %v", m.Metadata["userName"])
+		if room, ok := m.Metadata["roomName"]; ok {
+			who += fmt.Sprintf(" in %v", room)
+		}
+		if m.Metadata["edited"] == true {
+			who += ", edited"
+		}
+		_, _ = r.Reply(ctx, chat.Text{Text: text + who + ")"})
+	})
+}
+
+// fileServer serves the bot's files over loopback.
+func fileServer(t *testing.T) *httptest.Server {
+	files := map[string]struct{ mime, body string }{
+		"/report.pdf": {"application/pdf", "%PDF-1.4 report"},
+		"/song.mp3":   {"audio/mpeg", "ID3 song"},
+		"/clip.mp4":   {"video/mp4", "mp4 clip"},
+		"/pic.png":    {"image/png", "\x89PNG picture"},
+		"/noext":      {"application/pdf", "%PDF-1.4 no extension"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", f.mime)
+		fmt.Fprint(w, f.body)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}

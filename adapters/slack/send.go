@@ -1,0 +1,448 @@
+package slack
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	slackapi "github.com/slack-go/slack"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// metaEventType marks the bridge's posts in Slack's message metadata; the
+// payload carries the Chat API message id and the part, so that after a
+// crash the adapter finds what it had posted (FindSent).
+const metaEventType = "botbridge_reply"
+
+// findWindow is how far before a bot message's time FindSent looks, for the
+// clocks of Botpress and Slack to disagree a little.
+const findWindow = 5 * time.Minute
+
+func metadata(id chat.MessageID, part, parts int) slackapi.SlackMetadata {
+	return slackapi.SlackMetadata{EventType: metaEventType, EventPayload: map[string]any{"id": string(id), "part": part, "parts": parts}}
+}
+
+func slackBlocks(bs []block) []slackapi.Block {
+	out := make([]slackapi.Block, len(bs))
+	for i, b := range bs {
+		out[i] = b
+	}
+	return out
+}
+
+// Send implements bridge.Adapter: it renders out's payload into one or more
+// Slack messages and posts them into out.Room (thread included), paced per
+// channel and waiting out rate limits. The platform id it returns is the
+// message's ts, or the ts of each part joined by commas. Parts posted before
+// a failure are not posted again by the next attempt. Refusals that
+// retrying cannot fix are wrapped with bridge.Permanent.
+func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error) {
+	if out.Room.Room == "" {
+		return "", bridge.Permanent(errors.New("slack: send: no channel"))
+	}
+	posts := render(out.Payload)
+	ids := a.partial.get(out.ID, len(posts))
+	for i, p := range posts {
+		if ids[i] != "" {
+			continue
+		}
+		id, err := a.sendPost(ctx, out, p, i, len(posts))
+		if err != nil {
+			if bridge.IsPermanent(err) {
+				a.partial.forget(out.ID)
+			}
+			return "", err
+		}
+		ids[i] = id
+		a.partial.set(out.ID, len(posts), i, id)
+	}
+	a.partial.forget(out.ID)
+	return strings.Join(ids, ","), nil
+}
+
+func (a *Adapter) sendPost(ctx context.Context, out bridge.Outbound, p post, part, parts int) (string, error) {
+	if len(p.media) > 0 {
+		return a.upload(ctx, out, p, part, parts)
+	}
+	ts, err := a.postMessage(ctx, out.Room, p, metadata(out.ID, part, parts))
+	if err != nil && imageRefused(err) {
+		a.log.Info("Slack cannot fetch an image of the bot; uploading it instead", bridge.LogRoom, out.Room.String())
+		return a.upload(ctx, out, p.imagesAsMedia(), part, parts)
+	}
+	return ts, err
+}
+
+func (a *Adapter) postMessage(ctx context.Context, room bridge.RoomKey, p post, meta slackapi.SlackMetadata) (string, error) {
+	opts := []slackapi.MsgOption{slackapi.MsgOptionText(p.text, false), slackapi.MsgOptionMetadata(meta)}
+	if len(p.blocks) > 0 {
+		opts = append(opts, slackapi.MsgOptionBlocks(slackBlocks(p.blocks)...))
+	}
+	if room.Thread != "" {
+		opts = append(opts, slackapi.MsgOptionTS(room.Thread))
+	}
+	var ts string
+	err := a.postCall(ctx, "chat.postMessage", room.Room, func(ctx context.Context) error {
+		var err error
+		_, ts, err = a.api.PostMessageContext(ctx, room.Room, opts...)
+		return err
+	})
+	return ts, err
+}
+
+// imageRefused reports whether Slack refused blocks because it could not
+// download an image of them.
+func imageRefused(err error) bool {
+	var se slackapi.SlackErrorResponse
+	if !errors.As(err, &se) || se.Err != "invalid_blocks" {
+		return false
+	}
+	for _, m := range se.ResponseMetadata.Messages {
+		if strings.Contains(m, "image") {
+			return true
+		}
+	}
+	for _, e := range se.Errors {
+		if e.Message != nil && strings.Contains(*e.Message, "image") {
+			return true
+		}
+	}
+	return false
+}
+
+// imagesAsMedia moves the post's images into uploads, for when Slack cannot
+// fetch them.
+func (p post) imagesAsMedia() post {
+	out := post{text: p.text, media: slices.Clone(p.media)}
+	for _, b := range p.blocks {
+		if b.BlockType() == "image" {
+			u, _ := b["image_url"].(string)
+			out.media = append(out.media, imageMedia(u))
+			continue
+		}
+		if acc, ok := b["accessory"].(block); ok && acc.BlockType() == "image" {
+			b = cloneBlock(b)
+			delete(b, "accessory")
+		}
+		out.blocks = append(out.blocks, b)
+	}
+	return out
+}
+
+func cloneBlock(b block) block { return maps.Clone(b) }
+
+// upload downloads the post's files and uploads them with Slack's external
+// upload flow, shared in one message with the post's blocks. A file that
+// cannot be downloaded is shown as a link instead. It returns the ts of the
+// message, or the id of the first file when Slack has not shared it yet.
+func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part, parts int) (string, error) {
+	blocks := slices.Clone(p.blocks)
+	var files []slackapi.FileSummary
+	for _, m := range p.media {
+		data, name, err := a.fetchMedia(ctx, m)
+		if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			a.logs.warn(a.log, "fetch-media", "cannot download a file of the bot; posting a link to it instead",
+				bridge.LogRoom, out.Room.String(), bridge.LogErr, err)
+			blocks = append(blocks, m.link())
+			continue
+		}
+		id, err := a.uploadFile(ctx, out.Room.Room, name, data)
+		if err != nil {
+			return "", err
+		}
+		files = append(files, slackapi.FileSummary{ID: id, Title: m.title})
+	}
+	if len(blocks) > maxBlocks {
+		blocks = blocks[:maxBlocks]
+	}
+	if len(files) == 0 {
+		return a.postMessage(ctx, out.Room, post{text: p.text, blocks: blocks}, metadata(out.ID, part, parts))
+	}
+	params := slackapi.CompleteUploadExternalParameters{Files: files, Channel: out.Room.Room, ThreadTimestamp: out.Room.Thread}
+	if len(blocks) > 0 {
+		params.Blocks = slackapi.Blocks{BlockSet: slackBlocks(blocks)}
+	}
+	err := a.postCall(ctx, "files.completeUploadExternal", out.Room.Room, func(ctx context.Context) error {
+		_, err := a.api.CompleteUploadExternalContext(ctx, params)
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	return a.shareTS(ctx, out.Room.Room, files[0].ID), nil
+}
+
+// uploadFile does the first two steps of the external upload flow.
+func (a *Adapter) uploadFile(ctx context.Context, channel, name string, data []byte) (string, error) {
+	var u *slackapi.GetUploadURLExternalResponse
+	err := a.call(ctx, "files.getUploadURLExternal", channel, func(ctx context.Context) error {
+		var err error
+		u, err = a.api.GetUploadURLExternalContext(ctx, slackapi.GetUploadURLExternalParameters{FileName: name, FileSize: len(data)})
+		return err
+	})
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout+callTimeout)
+	defer cancel()
+	if err := a.api.UploadToURL(ctx, slackapi.UploadToURLParameters{UploadURL: u.UploadURL, Reader: bytes.NewReader(data), Filename: name}); err != nil {
+		return "", fmt.Errorf("slack: upload %s: %w", name, err)
+	}
+	return u.FileID, nil
+}
+
+// shareTS returns the ts of the message that shared file in channel, or the
+// file's id when Slack does not show it yet.
+func (a *Adapter) shareTS(ctx context.Context, channel, file string) string {
+	var f *slackapi.File
+	err := a.optional(ctx, "files.info", channel, func(ctx context.Context) error {
+		var err error
+		f, _, _, err = a.api.GetFileInfoContext(ctx, file, 1, 1)
+		return err
+	})
+	if err != nil {
+		return file
+	}
+	for _, shares := range []map[string][]slackapi.ShareFileInfo{f.Shares.Public, f.Shares.Private} {
+		if s := shares[channel]; len(s) > 0 {
+			return s[len(s)-1].Ts
+		}
+	}
+	return file
+}
+
+// Edit implements bridge.Editor: it replaces the content of the message
+// platformID (as Send returned it) with p, updating each part and deleting
+// parts p no longer needs. Files cannot be edited; p's files are shown as
+// links. It blocks on Slack and returns its refusal.
+func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, platformID string, p chat.Payload) error {
+	ids := strings.Split(platformID, ",")
+	posts := render(p)
+	for i, id := range ids {
+		if i >= len(posts) {
+			if err := a.deleteOne(ctx, room.Room, id); err != nil {
+				return err
+			}
+			continue
+		}
+		if isFileID(id) {
+			continue
+		}
+		if err := a.update(ctx, room.Room, id, posts[i].withLinks()); err != nil {
+			return err
+		}
+	}
+	for _, extra := range posts[min(len(ids), len(posts)):] {
+		if _, err := a.postMessage(ctx, room, extra.withLinks(), metadata(chat.MessageID("edit-"+ids[0]), 0, 1)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// withLinks shows the post's files as links, for an update.
+func (p post) withLinks() post {
+	out := post{text: p.text, blocks: slices.Clone(p.blocks)}
+	for _, m := range p.media {
+		out.blocks = append(out.blocks, m.link())
+	}
+	if len(out.blocks) > maxBlocks {
+		out.blocks = out.blocks[:maxBlocks]
+	}
+	return out
+}
+
+func (a *Adapter) update(ctx context.Context, channel, ts string, p post) error {
+	return a.call(ctx, "chat.update", channel, func(ctx context.Context) error {
+		_, _, _, err := a.api.UpdateMessageContext(ctx, channel, ts,
+			slackapi.MsgOptionText(p.text, false), slackapi.MsgOptionBlocks(slackBlocks(p.blocks)...))
+		return err
+	})
+}
+
+// Delete implements bridge.Deleter: it deletes every part of the message
+// platformID; parts already gone are not an error. It blocks on Slack.
+func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, platformID string) error {
+	for id := range strings.SplitSeq(platformID, ",") {
+		if err := a.deleteOne(ctx, room.Room, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Adapter) deleteOne(ctx context.Context, channel, id string) error {
+	var err error
+	if isFileID(id) {
+		err = a.call(ctx, "files.delete", channel, func(ctx context.Context) error { return a.api.DeleteFileContext(ctx, id) })
+	} else {
+		err = a.call(ctx, "chat.delete", channel, func(ctx context.Context) error {
+			_, _, err := a.api.DeleteMessageContext(ctx, channel, id)
+			return err
+		})
+	}
+	switch errorCode(err) {
+	case "message_not_found", "file_not_found", "file_deleted":
+		return nil
+	}
+	return err
+}
+
+func isFileID(id string) bool { return strings.HasPrefix(id, "F") }
+
+// FindSent implements bridge.Recoverer: it looks among the bot's recent
+// messages of out.Room (the thread, or the channel) for the parts of out,
+// which Send marks with message metadata. Parts uploaded as files carry no
+// metadata; they are recognised by the titles of their files. When only
+// some parts are there, Send posts only the others. It reads the channel's
+// history and returns Slack's error when it cannot.
+func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bool, error) {
+	posts := render(out.Payload)
+	oldest := ""
+	if !out.Time.IsZero() {
+		oldest = strconv.FormatInt(out.Time.Add(-findWindow).Unix(), 10) + ".000000"
+	}
+	msgs, err := a.recent(ctx, out.Room, oldest)
+	if err != nil {
+		return "", false, err
+	}
+	self := a.whoami()
+	own := func(m slackapi.Message) bool {
+		return m.BotID != "" && m.BotID == self.botID || m.User != "" && m.User == self.userID
+	}
+	found := make([]string, len(posts))
+	used := map[string]bool{}
+	for _, m := range msgs {
+		if !own(m) || m.Metadata.EventType != metaEventType {
+			continue
+		}
+		id, _ := m.Metadata.EventPayload["id"].(string)
+		part, _ := m.Metadata.EventPayload["part"].(float64)
+		if id == string(out.ID) && int(part) >= 0 && int(part) < len(found) {
+			found[int(part)] = m.Timestamp
+			used[m.Timestamp] = true
+		}
+	}
+	for i, p := range posts {
+		if found[i] != "" || len(p.media) == 0 {
+			continue
+		}
+		for _, m := range msgs {
+			if own(m) && !used[m.Timestamp] && m.Metadata.EventType == "" && sameFiles(m.Files, p.media) {
+				found[i] = m.Timestamp
+				used[m.Timestamp] = true
+				break
+			}
+		}
+	}
+	if !slices.Contains(found, "") {
+		return strings.Join(found, ","), true, nil
+	}
+	for i, id := range found {
+		if id != "" {
+			a.partial.set(out.ID, len(posts), i, id)
+		}
+	}
+	return "", false, nil
+}
+
+func sameFiles(fs []slackapi.File, ms []media) bool {
+	if len(fs) == 0 || len(fs) > len(ms) {
+		return false
+	}
+	for _, f := range fs {
+		if !slices.ContainsFunc(ms, func(m media) bool { return m.title == f.Title || m.name == f.Name }) {
+			return false
+		}
+	}
+	return true
+}
+
+// recent returns the messages of a thread, or of a channel's top level,
+// since oldest (a ts; "" for no bound), newest first or oldest first as
+// Slack gives them, with their metadata.
+func (a *Adapter) recent(ctx context.Context, room bridge.RoomKey, oldest string) ([]slackapi.Message, error) {
+	const pages, limit = 5, 200
+	var out []slackapi.Message
+	cursor := ""
+	for range pages {
+		var (
+			msgs []slackapi.Message
+			next string
+		)
+		method := "conversations.history"
+		if room.Thread != "" {
+			method = "conversations.replies"
+		}
+		err := a.call(ctx, method, room.Room, func(ctx context.Context) error {
+			if room.Thread != "" {
+				var err error
+				msgs, _, next, err = a.api.GetConversationRepliesContext(ctx, &slackapi.GetConversationRepliesParameters{
+					ChannelID: room.Room, Timestamp: room.Thread, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
+				return err
+			}
+			resp, err := a.api.GetConversationHistoryContext(ctx, &slackapi.GetConversationHistoryParameters{
+				ChannelID: room.Room, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
+			if resp != nil {
+				msgs, next = resp.Messages, resp.ResponseMetaData.NextCursor
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, msgs...)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	return out, nil
+}
+
+// partials remembers the parts of a message Send has posted, so that a
+// retry posts only the rest.
+type partials struct {
+	mu sync.Mutex
+	m  map[chat.MessageID][]string
+}
+
+// get returns the posted parts of id (empty strings for the others).
+func (p *partials) get(id chat.MessageID, n int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, n)
+	if got := p.m[id]; len(got) == n {
+		copy(out, got)
+	}
+	return out
+}
+
+func (p *partials) set(id chat.MessageID, n, i int, ts string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = make(map[chat.MessageID][]string)
+	}
+	if len(p.m[id]) != n {
+		p.m[id] = make([]string, n)
+	}
+	p.m[id][i] = ts
+}
+
+func (p *partials) forget(id chat.MessageID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.m, id)
+}

@@ -146,4 +146,3 @@ func dmIn(room int, text string) bridge.Inbound {
 	in.Sender = bridge.Sender{ID: fmt.Sprintf("U%04d", room), Name: "Load"}
 	return in
 }
-

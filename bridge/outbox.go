@@ -220,7 +220,11 @@ func (o *outbox) drainConversation(ctx context.Context, conv int64) time.Duratio
 				e.log.Error("record failed inbound", LogErr, ferr)
 				return o.failed(conv, ferr)
 			}
-			e.metrics.Inbound(it.Inbound.Room.Platform, "", "failed")
+			bot := ""
+			if c, cerr := e.conversation(ctx, conv); cerr == nil {
+				bot = c.Key.Bot
+			}
+			e.metrics.Inbound(it.Inbound.Room.Platform, bot, "failed")
 			o.sent(conv, it.ID)
 			o.finished()
 		default:

@@ -70,6 +70,25 @@ type Client struct {
 	clock     Clock
 	userAgent string
 	timeout   time.Duration
+	observe   func(RequestStats)
+}
+
+// RequestStats describes one HTTP request (one attempt) of a non-streaming
+// call, for metrics.
+type RequestStats struct {
+	// Op is the operation, such as "createMessage".
+	Op string
+	// Status is the HTTP status, or 0 when no answer came (network error,
+	// timeout, cancellation).
+	Status int
+	// Duration is the time from sending the request to reading the answer.
+	Duration time.Duration
+}
+
+// WithObserver calls fn after every request of a non-streaming call, from
+// the calling goroutine; fn must be fast and must not block.
+func WithObserver(fn func(RequestStats)) Option {
+	return clientOption(func(c *Client) { c.observe = fn })
 }
 
 // Clock is the client's source of time, replaceable in tests. A nil field
@@ -256,7 +275,23 @@ func (c *Client) do(ctx context.Context, r *call, out any) error {
 	if !r.idempotent && !co.retry {
 		policy.MaxAttempts = 1
 	}
-	return c.retrying(ctx, r.op, policy, func() error { return c.attempt(ctx, r, body, out) })
+	return c.retrying(ctx, r.op, policy, func() error {
+		if c.observe == nil {
+			return c.attempt(ctx, r, body, out)
+		}
+		start := time.Now()
+		err := c.attempt(ctx, r, body, out)
+		st := RequestStats{Op: r.op, Duration: time.Since(start)}
+		var e *Error
+		switch {
+		case err == nil:
+			st.Status = http.StatusOK
+		case errors.As(err, &e):
+			st.Status = e.Status
+		}
+		c.observe(st)
+		return err
+	})
 }
 
 // attempt sends the request once.

@@ -108,6 +108,9 @@ func (a *Adapter) callOpt(ctx context.Context, method, channel string, paced, vi
 		var rl *slackapi.RateLimitedError
 		if errors.As(err, &rl) {
 			d := max(rl.RetryAfter, time.Second)
+			if a.cfg.OnRateLimit != nil {
+				a.cfg.OnRateLimit(method, d)
+			}
 			a.logs.warn(a.log, "ratelimited:"+method, "Slack rate limit; waiting", logMethod, method, bridge.LogWait, d, logAttempt, attempt)
 			if paced {
 				a.pace.delay(channel, d)

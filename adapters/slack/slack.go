@@ -109,6 +109,10 @@ type Config struct {
 	// Now is the wall clock, used to check the timestamps of Events API
 	// requests; default time.Now.
 	Now func() time.Time
+	// OnRateLimit, if set, is called each time Slack answers 429 and the
+	// adapter waits before trying method again; for metrics. It must not
+	// block.
+	OnRateLimit func(method string, wait time.Duration)
 }
 
 // Log attribute keys of the adapter, beside the bridge's.

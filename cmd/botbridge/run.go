@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -39,6 +40,7 @@ func cmdRun(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer
 func cmdCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("check-config", stderr)
 	path := fs.String("config", "botbridge.yaml", "configuration `file`")
+	online := fs.Bool("online", false, "also check every token and URL against the real services (creates nothing there)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,5 +53,11 @@ func cmdCheckConfig(ctx context.Context, args []string, _ io.Reader, stdout, std
 		bots = append(bots, b.Name)
 	}
 	fmt.Fprintf(stdout, "%s: ok (bots: %s; routes: %d)\n", *path, strings.Join(bots, ", "), len(cfg.BridgeRoutes()))
+	if !*online {
+		return nil
+	}
+	if !printChecks(stdout, onlineChecks(ctx, cfg)) {
+		return errors.New("some checks failed; see above")
+	}
 	return nil
 }

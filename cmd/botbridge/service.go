@@ -27,6 +27,11 @@ type Service struct {
 	Store    *store.DB
 	Engine   *bridge.Engine
 	Adapters []bridge.Adapter
+	Metrics  *Metrics
+
+	// bots are the Chat API clients by bot name, for readiness.
+	bots  map[string]*chat.Client
+	ready readiness
 
 	// routes are HTTP handlers of adapters (the Slack Events API), served on
 	// the HTTP listener; builders of adapters add them.
@@ -40,12 +45,13 @@ type Service struct {
 // (the console, tests' own) run beside the ones cfg enables. The caller must
 // Close the service.
 func NewService(ctx context.Context, cfg Config, log *slog.Logger, extra ...bridge.Adapter) (*Service, error) {
-	s := &Service{Config: cfg, Log: log, routes: map[string]http.Handler{}}
+	s := &Service{Config: cfg, Log: log, routes: map[string]http.Handler{}, bots: map[string]*chat.Client{}}
 	st, err := store.Open(ctx, cfg.Store.Path)
 	if err != nil {
 		return nil, err
 	}
 	s.Store = st
+	s.Metrics = NewMetrics(st.Stats)
 	if err := s.build(ctx, extra); err != nil {
 		st.Close()
 		return nil, err
@@ -61,10 +67,12 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		if err != nil {
 			return fmt.Errorf("bot %s: %w", bc.Name, err)
 		}
-		client, err := chat.NewClient(base, chat.WithLogger(s.Log.With(bridge.LogBot, bc.Name)))
+		client, err := chat.NewClient(base, chat.WithLogger(s.Log.With(bridge.LogBot, bc.Name)),
+			chat.WithObserver(s.Metrics.ChatObserver(bc.Name)))
 		if err != nil {
 			return fmt.Errorf("bot %s: %w", bc.Name, err)
 		}
+		s.bots[bc.Name] = client
 		spec := bridge.BotSpec{Name: bc.Name, API: client}
 		if bc.EncryptionKey != "" {
 			if spec.Signer, err = chat.NewSigner(bc.EncryptionKey); err != nil {
@@ -102,6 +110,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		Routes:         cfg.BridgeRoutes(),
 		Adapters:       s.Adapters,
 		Files:          files,
+		Metrics:        s.Metrics,
 		Logger:         s.Log,
 		Workers:        cfg.Bridge.Workers,
 		ListenerIdle:   cfg.Bridge.ListenerIdle,
@@ -176,6 +185,7 @@ func (s *Service) handler(files *bridge.FileLinks) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.Metrics.Handler())
 	if files != nil {
 		mux.Handle(bridge.FilesPath, files)
 	}
@@ -185,35 +195,73 @@ func (s *Service) handler(files *bridge.FileLinks) http.Handler {
 	return mux
 }
 
-// readyz answers 200 when the store works and every adapter is connected,
-// else 503; the JSON body says which part is not ready and why.
+// readyz answers 200 when the store can be read and written, every adapter
+// is connected and every bot's Chat API answers, else 503; the JSON body
+// says which part is not ready and why.
 func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	checks, ready := s.ready.check(r.Context(), s)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+}
+
+// readiness runs the checks of /readyz, reusing the bots' answers for a few
+// seconds so that frequent probes do not become Chat API traffic.
+type readiness struct {
+	mu       sync.Mutex
+	botsAt   time.Time
+	botState map[string]string
+}
+
+// botCheckTTL is how long a bot's reachability is reused.
+const botCheckTTL = 15 * time.Second
+
+func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	checks := map[string]string{}
 	ready := true
-	if err := s.Store.Ping(ctx); err != nil {
-		checks["store"] = err.Error()
+	fail := func(name string, err error) {
+		checks[name] = err.Error()
 		ready = false
+	}
+	if err := s.Store.Ping(ctx); err != nil {
+		fail("store", err)
 	} else {
 		checks["store"] = "ok"
 	}
 	for _, a := range s.Adapters {
 		name := "adapter." + string(a.Platform())
+		checks[name] = "ok"
 		if c, ok := a.(bridge.Checker); ok {
 			if err := c.Ready(); err != nil {
-				checks[name] = err.Error()
-				ready = false
-				continue
+				fail(name, err)
 			}
 		}
-		checks[name] = "ok"
 	}
-	w.Header().Set("Content-Type", "application/json")
-	if !ready {
-		w.WriteHeader(http.StatusServiceUnavailable)
+	rd.mu.Lock()
+	defer rd.mu.Unlock()
+	if rd.botState == nil || time.Since(rd.botsAt) > botCheckTTL {
+		rd.botState = map[string]string{}
+		for name, c := range s.bots {
+			if err := c.Hello(ctx); err != nil {
+				rd.botState[name] = fmt.Sprintf("the Chat API does not answer: %v", err)
+			} else {
+				rd.botState[name] = "ok"
+			}
+		}
+		rd.botsAt = time.Now()
 	}
-	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	for name, state := range rd.botState {
+		checks["bot."+name] = state
+		if state != "ok" {
+			ready = false
+		}
+	}
+	return checks, ready
 }
 
 // Run runs the engine and the HTTP listener until ctx ends, then drains and

@@ -132,6 +132,9 @@ func (s *Service) slackAdapter(ctx context.Context) (bridge.Adapter, error) {
 		DownloadTimeout:  c.DownloadTimeout,
 		AllowPrivateURLs: c.AllowPrivateURLs,
 		Logger:           s.Log,
+		OnRateLimit: func(_ string, wait time.Duration) {
+			s.Metrics.RateLimited(bridge.PlatformSlack, wait)
+		},
 	}
 	if c.mode() == slack.ModeSocket {
 		cfg.SigningSecret = ""

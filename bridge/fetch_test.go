@@ -1,0 +1,94 @@
+package bridge_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/botbridge/botbridge/bridge"
+)
+
+func TestFetcherRefusesTheOperatorsNetworkByDefault(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("secret")) }))
+	defer srv.Close()
+	_, err := bridge.NewFetcher(bridge.FetcherConfig{}).Fetch(t.Context(), srv.URL+"/internal?token=abc", "")
+	if !errors.Is(err, bridge.ErrPrivateAddress) {
+		t.Fatalf("loopback download: %v, want ErrPrivateAddress", err)
+	}
+	if strings.Contains(err.Error(), "token=abc") {
+		t.Errorf("error shows the query: %v", err)
+	}
+	for _, u := range []string{"http://10.0.0.1/x", "http://192.168.1.1/x", "http://169.254.169.254/latest/meta-data", "http://[::1]/x", "http://100.64.0.1/x"} {
+		if _, err := bridge.NewFetcher(bridge.FetcherConfig{Timeout: 2 * time.Second}).Fetch(t.Context(), u, ""); !errors.Is(err, bridge.ErrPrivateAddress) {
+			t.Errorf("%s: %v, want ErrPrivateAddress", u, err)
+		}
+	}
+}
+
+func TestFetcherFollowsItsLimits(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/cat", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "image/png")
+		w.Write([]byte("\x89PNG fake"))
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) { w.Write(make([]byte, 2048)) })
+	mux.HandleFunc("/gone", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+	mux.HandleFunc("/named", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Disposition", `attachment; filename="report.pdf"`)
+		w.Write([]byte("%PDF-1.4"))
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	f := bridge.NewFetcher(bridge.FetcherConfig{AllowPrivate: true, MaxBytes: 1024, Timeout: 500 * time.Millisecond})
+
+	got, err := f.Fetch(t.Context(), srv.URL+"/cat", "")
+	if err != nil || string(got.Data) != "\x89PNG fake" || got.MIMEType != "image/png" || got.Name != "cat.png" {
+		t.Errorf("image: %+v, %v", got, err)
+	}
+	if got, err := f.Fetch(t.Context(), srv.URL+"/named", "download"); err != nil || got.Name != "report.pdf" {
+		t.Errorf("named: %+v, %v", got, err)
+	}
+	for path, want := range map[string]string{"/big": "limit", "/gone": "404", "/slow": "deadline"} {
+		if _, err := f.Fetch(t.Context(), srv.URL+path, ""); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error mentioning %q", path, err, want)
+		}
+	}
+	for _, u := range []string{"file:///etc/passwd", "ftp://example.com/x", "gopher://x", "/relative"} {
+		if _, err := f.Fetch(t.Context(), u, ""); err == nil || !strings.Contains(err.Error(), "not an http(s) URL") {
+			t.Errorf("%s: %v", u, err)
+		}
+	}
+	if got, err := f.Fetch(t.Context(), "data:text/plain;base64,aGVsbG8=", "note"); err != nil || string(got.Data) != "hello" || got.Name != "note.txt" {
+		t.Errorf("data URL: %+v, %v", got, err)
+	}
+}
+
+func TestFetcherChecksRedirects(t *testing.T) {
+	// A public-looking redirect to loopback is refused at the dial, as any
+	// loopback address; a redirect to another scheme is refused outright.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "file:///etc/passwd", http.StatusFound)
+	}))
+	defer srv.Close()
+	_, err := bridge.NewFetcher(bridge.FetcherConfig{AllowPrivate: true}).Fetch(t.Context(), srv.URL, "")
+	if err == nil || !strings.Contains(err.Error(), "redirect to a file URL") {
+		t.Errorf("redirect to file: %v", err)
+	}
+}
+
+func TestPublicAddr(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"8.8.8.8": true, "2606:4700::1111": true, "10.1.2.3": false, "172.16.0.1": false, "192.168.0.1": false,
+		"127.0.0.1": false, "::1": false, "169.254.1.1": false, "fe80::1": false, "100.64.0.1": false,
+		"0.0.0.0": false, "224.0.0.1": false, "fd00::1": false, "::ffff:10.0.0.1": false,
+	} {
+		if got := bridge.PublicAddr(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("PublicAddr(%s) = %v, want %v", addr, got, want)
+		}
+	}
+}

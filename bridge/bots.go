@@ -14,6 +14,7 @@ import (
 
 // Bot is the part of the Chat API the bridge uses; *chat.Client implements it.
 type Bot interface {
+	Hello(ctx context.Context) error
 	CreateUser(ctx context.Context, req chat.CreateUserRequest, opts ...chat.CallOption) (chat.User, chat.UserKey, error)
 	GetOrCreateUser(ctx context.Context, key chat.UserKey, p chat.UserProfile) (chat.User, error)
 	GetOrCreateConversation(ctx context.Context, key chat.UserKey, id chat.ConversationID) (chat.Conversation, error)

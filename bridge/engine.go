@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,6 +46,10 @@ type Config struct {
 	// DrainTimeout is how long Run waits for sends in flight when it stops.
 	// Default 5 seconds.
 	DrainTimeout time.Duration
+	// ProbeInterval is how often a bot that failed is asked whether it
+	// answers again (GET /hello/), so that its conversations retry at once
+	// instead of waiting out their backoff. Default 5 seconds.
+	ProbeInterval time.Duration
 	// Retention is how long finished messages are kept for de-duplication
 	// and inspection. Default 7 days.
 	Retention time.Duration
@@ -99,7 +104,9 @@ type convEntry struct {
 // has not answered yet.
 type awaiting struct {
 	waiting bool
-	target  ReplyTarget
+	// targets are the messages sent since the bot last answered; each shows
+	// the indicator (a reaction is per message) until the answer comes.
+	targets []ReplyTarget
 	since   time.Time
 	replies uint64 // bot messages received
 }
@@ -119,6 +126,7 @@ func New(cfg Config) (*Engine, error) {
 	setDefault(&cfg.StreamThrottle, time.Second)
 	setDefault(&cfg.TypingTimeout, 2*time.Minute)
 	setDefault(&cfg.DrainTimeout, 5*time.Second)
+	setDefault(&cfg.ProbeInterval, 5*time.Second)
 	setDefault(&cfg.Retention, 7*24*time.Hour)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -190,12 +198,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	defer e.stop()
 
 	if err := e.recover(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return err
 	}
 	for range e.cfg.Workers {
 		e.wg.Go(func() { e.outbox.worker(e.work) })
 	}
 	e.wg.Go(func() { e.janitor(e.work) })
+	e.wg.Go(func() { e.probe(e.work) })
 
 	adapterCtx, stopAdapters := context.WithCancel(ctx)
 	defer stopAdapters()
@@ -300,6 +312,46 @@ func (e *Engine) janitor(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// probe asks the bots whose conversations back off after failures whether
+// they answer again, and wakes those conversations when they do.
+func (e *Engine) probe(ctx context.Context) {
+	tick := time.NewTicker(e.cfg.ProbeInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		bots := e.outbox.waitingBots()
+		for _, b := range e.listeners.downBots() {
+			if !slices.Contains(bots, b) {
+				bots = append(bots, b)
+			}
+		}
+		for _, name := range bots {
+			b := e.bots[name]
+			if b == nil {
+				continue
+			}
+			pctx, cancel := context.WithTimeout(ctx, e.cfg.ProbeInterval)
+			err := b.API.Hello(pctx)
+			cancel()
+			if err == nil {
+				e.log.Info("Botpress answers again; retrying now", LogBot, name)
+				e.botBack(name)
+			}
+		}
+	}
+}
+
+// botBack retries at once what waits for bot: sends backing off and streams
+// that are down.
+func (e *Engine) botBack(bot string) {
+	e.outbox.wakeBot(bot)
+	e.listeners.kick(bot)
 }
 
 // HandleInbound implements Handler: it routes in and, when the bot answers
@@ -449,14 +501,18 @@ func (e *Engine) replies(conv int64) uint64 {
 }
 
 // startAwaiting records that the bot was sent a message in the conversation
-// and shows the typing indicator, unless a reply came in since the count
-// before was taken (the bot can answer before createMessage returns).
+// and shows the typing indicator for it, unless a reply came in since the
+// count before was taken (the bot can answer before createMessage returns).
 func (e *Engine) startAwaiting(ctx context.Context, conv int64, t ReplyTarget, before uint64) {
 	e.awaitMu.Lock()
 	a := e.awaitEntry(conv)
-	show := a.replies == before && !a.waiting
-	if a.replies == before {
-		a.waiting, a.target, a.since = true, t, e.now()
+	show := a.replies == before && !slices.ContainsFunc(a.targets, func(o ReplyTarget) bool { return o == t })
+	if show {
+		if !a.waiting {
+			a.since = e.now()
+		}
+		a.waiting = true
+		a.targets = append(a.targets, t)
 	}
 	e.awaitMu.Unlock()
 	if show {
@@ -475,17 +531,17 @@ func (e *Engine) awaitEntry(conv int64) *awaiting {
 }
 
 // replied counts a bot message of the conversation and clears its typing
-// indicator.
+// indicators.
 func (e *Engine) replied(ctx context.Context, conv int64) {
 	e.awaitMu.Lock()
 	a := e.awaitEntry(conv)
 	a.replies++
-	wasWaiting := a.waiting
-	a.waiting = false
+	targets := a.targets
+	a.waiting, a.targets = false, nil
 	a.since = e.now()
 	e.awaitMu.Unlock()
-	if wasWaiting {
-		e.typing(ctx, a.target, false)
+	for _, t := range targets {
+		e.typing(ctx, t, false)
 	}
 }
 
@@ -497,8 +553,8 @@ func (e *Engine) expireTyping(ctx context.Context, now time.Time) {
 	for id, a := range e.awaiting {
 		switch {
 		case a.waiting && now.Sub(a.since) > e.cfg.TypingTimeout:
-			stale = append(stale, a.target)
-			a.waiting = false
+			stale = append(stale, a.targets...)
+			a.waiting, a.targets = false, nil
 		case !a.waiting && now.Sub(a.since) > e.cfg.ListenerIdle:
 			delete(e.awaiting, id)
 		}

@@ -380,3 +380,57 @@ func TestIdleStreamsCloseAndReopenWithCatchUp(t *testing.T) {
 		t.Errorf("posts = %q", got)
 	}
 }
+
+func TestTypingGoesOffOnEveryMessageTheReplyAnswers(t *testing.T) {
+	release := make(chan struct{})
+	r := newRig(t, chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
+		<-release
+		rp.Reply(ctx, chat.Text{Text: "answer to " + textOf(m.Payload)})
+	}))
+	r.start()
+	first, second := dm("first"), dm("second")
+	r.say(first)
+	r.say(second)
+	waitFor(t, "both indicators", func() bool { return len(r.ad().TypingCalls()) == 2 })
+	close(release)
+	r.waitPosts(2)
+	r.waitIdle()
+	on, off := map[string]int{}, map[string]int{}
+	for _, c := range r.ad().TypingCalls() {
+		if c.On {
+			on[c.Target.MessageID]++
+		} else {
+			off[c.Target.MessageID]++
+		}
+	}
+	for _, in := range []bridge.Inbound{first, second} {
+		if on[in.MessageID] != 1 || off[in.MessageID] != 1 {
+			t.Errorf("message %s: indicator on %d times, off %d times; want once each", in.MessageID, on[in.MessageID], off[in.MessageID])
+		}
+	}
+}
+
+func TestRecoveryFromAnOutageDoesNotWaitOutTheBackoff(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.tweak = func(cfg *bridge.Config) {
+		cfg.RetryMin, cfg.RetryMax = time.Hour, time.Hour // only a wake-up can retry in time
+		cfg.ProbeInterval = 20 * time.Millisecond
+	}
+	r.start()
+	r.say(dm("warm up"))
+	r.waitPosts(1)
+	r.em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
+	r.em.CutStreams() // the stream is down too, and waits an hour to reconnect
+	r.say(dm("during the outage"))
+	waitFor(t, "a failed send", func() bool {
+		s, _ := r.db.PendingInbound(t.Context(), 0)
+		return len(s) == 1 && r.em.Requests() > 0
+	})
+	before := r.em.Requests()
+	waitFor(t, "a probe", func() bool { return r.em.Requests() > before+2 })
+	r.em.FailRequests(0, 0, time.Time{})
+	ps := r.waitPosts(2)
+	if got := textOf(ps[1].Payload()); got != "during the outage" {
+		t.Errorf("reply = %q", got)
+	}
+}

@@ -31,6 +31,25 @@ type listener struct {
 	// time.
 	ready     chan struct{}
 	readyOnce sync.Once
+	// down is set while the stream is not connected; kick cuts the wait
+	// before the next attempt short.
+	down   atomic.Bool
+	kickMu sync.Mutex
+	kickFn context.CancelFunc
+	kicked atomic.Bool
+}
+
+// kick makes a stream that is down try again at once.
+func (l *listener) kick() {
+	if !l.down.Load() {
+		return
+	}
+	l.kickMu.Lock()
+	defer l.kickMu.Unlock()
+	if l.kickFn != nil {
+		l.kicked.Store(true)
+		l.kickFn()
+	}
 }
 
 // maxCatchUpPages bounds how far back a catch-up lists a conversation.
@@ -106,6 +125,30 @@ func (ls *listeners) closeIdle(before time.Time) {
 	ls.e.metrics.Listeners(len(ls.open))
 }
 
+// kick makes the streams of bot that are down reconnect at once.
+func (ls *listeners) kick(bot string) {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	for _, l := range ls.open {
+		if l.bot.Name == bot {
+			l.kick()
+		}
+	}
+}
+
+// downBots returns the bots with streams that are down.
+func (ls *listeners) downBots() []string {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	var bots []string
+	for _, l := range ls.open {
+		if l.down.Load() && !slices.Contains(bots, l.bot.Name) {
+			bots = append(bots, l.bot.Name)
+		}
+	}
+	return bots
+}
+
 func (ls *listeners) remove(l *listener) {
 	ls.mu.Lock()
 	if ls.open[l.conv] == l {
@@ -124,11 +167,16 @@ func (ls *listeners) run(ctx context.Context, l *listener) {
 	defer l.cancel()
 	log := e.log.With(LogConversation, l.conv, LogChatConv, string(l.chatID), LogBot, l.bot.Name)
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		key, err := l.bot.serviceKey(ctx)
+		cctx, stopConn := context.WithCancel(ctx)
+		l.kickMu.Lock()
+		l.kickFn = stopConn
+		l.kickMu.Unlock()
+		key, err := l.bot.serviceKey(cctx)
 		if err == nil {
-			err = l.bot.API.Listen(ctx, key, l.chatID, chat.ListenHandler{
+			err = l.bot.API.Listen(cctx, key, l.chatID, chat.ListenHandler{
 				OnConnect: func(ctx context.Context) {
 					attempt = 0
+					l.down.Store(false)
 					e.retry(ctx, "catch up on a conversation", func() error { return ls.catchUp(ctx, l) })
 					l.readyOnce.Do(func() { close(l.ready) })
 				},
@@ -137,6 +185,7 @@ func (ls *listeners) run(ctx context.Context, l *listener) {
 					ls.signal(ctx, l, s)
 				},
 				OnDisconnect: func(err error, retryIn time.Duration) {
+					l.down.Store(true)
 					e.metrics.StreamReconnect(l.bot.Name)
 					log.Debug("conversation stream down", LogErr, err, LogWait, retryIn)
 				},
@@ -144,9 +193,15 @@ func (ls *listeners) run(ctx context.Context, l *listener) {
 				MaxBackoff:  e.cfg.RetryMax,
 			})
 		}
+		stopConn()
 		if ctx.Err() != nil {
 			return
 		}
+		if l.kicked.Swap(false) {
+			attempt = 0
+			continue // the bot answers again: reconnect now
+		}
+		l.down.Store(true)
 		switch {
 		case errors.Is(err, chat.ErrNotFound), errors.Is(err, chat.ErrForbidden):
 			log.Warn("conversation gone on the Botpress side; its stream is closed until the next message remaps it", LogErr, err)

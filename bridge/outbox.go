@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,6 +39,10 @@ type convWork struct {
 	maybeSent map[int64]bool
 	// vanished counts consecutive times the Botpress side was found gone.
 	vanished int
+	// bot is the conversation's bot, known after a failure; rateLimited is
+	// set when Botpress asked to wait (429), so that wake leaves it alone.
+	bot         string
+	rateLimited bool
 }
 
 func newOutbox(e *Engine) *outbox {
@@ -204,7 +209,7 @@ func (o *outbox) drainConversation(ctx context.Context, conv int64) time.Duratio
 		}
 		if err != nil {
 			e.log.Error("read outbox", LogConversation, conv, LogErr, err)
-			return o.failed(conv, err)
+			return o.failed(ctx, conv, err)
 		}
 		err = e.send(ctx, it, o.maybeSent(conv, it.ID))
 		switch {
@@ -218,7 +223,7 @@ func (o *outbox) drainConversation(ctx context.Context, conv int64) time.Duratio
 				LogEventKey, string(it.Inbound.Key), LogErr, err)
 			if ferr := e.store.FailInbound(ctx, it.ID, err.Error()); ferr != nil {
 				e.log.Error("record failed inbound", LogErr, ferr)
-				return o.failed(conv, ferr)
+				return o.failed(ctx, conv, ferr)
 			}
 			bot := ""
 			if c, cerr := e.conversation(ctx, conv); cerr == nil {
@@ -228,7 +233,7 @@ func (o *outbox) drainConversation(ctx context.Context, conv int64) time.Duratio
 			o.sent(conv, it.ID)
 			o.finished()
 		default:
-			return o.failed(conv, err)
+			return o.failed(ctx, conv, err)
 		}
 	}
 	return 0
@@ -248,17 +253,77 @@ func (o *outbox) markMaybeSent(conv, item int64) {
 
 func (o *outbox) sent(conv, item int64) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	w := o.work(conv)
 	delete(w.maybeSent, item)
 	w.failures, w.vanished = 0, 0
+	bot, waiting := w.bot, o.waiting(w.bot)
+	o.mu.Unlock()
+	if waiting {
+		// Botpress answers again: the conversations backing off for the same
+		// bot need not wait out their backoff.
+		o.e.botBack(bot)
+	}
+}
+
+// waiting reports whether conversations of bot wait to retry; o.mu must be
+// held.
+func (o *outbox) waiting(bot string) bool {
+	for _, w := range o.state {
+		if w.retry != nil && !w.rateLimited && (bot == "" || w.bot == bot) {
+			return true
+		}
+	}
+	return false
+}
+
+// waitingBots returns the bots with conversations waiting to retry.
+func (o *outbox) waitingBots() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var bots []string
+	for _, w := range o.state {
+		if w.retry != nil && !w.rateLimited && !slices.Contains(bots, w.bot) {
+			bots = append(bots, w.bot)
+		}
+	}
+	return bots
+}
+
+// wakeBot retries at once the conversations of bot (all when empty) that
+// wait out a backoff, except those Botpress asked to wait.
+func (o *outbox) wakeBot(bot string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return
+	}
+	for conv, w := range o.state {
+		if w.retry == nil || w.rateLimited || (bot != "" && w.bot != bot) {
+			continue
+		}
+		if !w.retry.Stop() {
+			continue // firing already
+		}
+		w.retry = nil
+		if !w.running && !w.queued {
+			w.queued = true
+			o.queue = append(o.queue, conv)
+		}
+	}
+	o.signal()
 }
 
 // failed counts a failure and returns the wait before the next attempt.
-func (o *outbox) failed(conv int64, err error) time.Duration {
+func (o *outbox) failed(ctx context.Context, conv int64, err error) time.Duration {
+	bot := ""
+	if c, cerr := o.e.conversation(ctx, conv); cerr == nil {
+		bot = c.Key.Bot
+	}
 	o.mu.Lock()
 	w := o.work(conv)
 	w.failures++
+	w.bot = bot
+	w.rateLimited = errors.Is(err, chat.ErrRateLimited)
 	n := w.failures
 	o.mu.Unlock()
 	d := retryDelay(n, o.e.cfg.RetryMin, o.e.cfg.RetryMax, err)

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -32,16 +33,28 @@ type DB struct {
 	// Now is the clock; it defaults to time.Now.
 	Now func() time.Time
 
-	path  string
-	abs   string
-	write *sql.DB
-	read  *sql.DB
+	path string
+	abs  string
+	// maxPages is the MaxSize cap in pages; 0 for none.
+	maxPages int64
+	write    *sql.DB
+	read     *sql.DB
 
 	otherOnce sync.Once
 	other     *sql.DB
 	otherErr  error
 	// Statements are prepared once per pool and kept.
 	writeStmts, readStmts stmtCache
+
+	// fault is the last write that failed for a cause of the disk or file
+	// (full, I/O error, read-only, damaged), until a write succeeds again.
+	// Ping reports it: an update in place can still succeed on a full disk.
+	fault atomic.Pointer[writeFault]
+}
+
+type writeFault struct {
+	err error
+	at  time.Time
 }
 
 var _ bridge.Store = (*DB)(nil)
@@ -50,12 +63,32 @@ var _ bridge.Store = (*DB)(nil)
 // process (a backup, the sqlite3 shell) before it fails.
 const BusyTimeout = 10 * time.Second
 
+// Option tunes Open.
+type Option func(*options)
+
+type options struct {
+	maxBytes int64
+}
+
+// MaxSize caps the size of the database at about maxBytes (whole pages): a
+// write that would grow it further fails with SQLITE_FULL, as on a full
+// disk, and the store keeps working for everything else. Zero or less is no
+// cap. The cap holds for the connections of this DB only; it is not stored
+// in the file.
+func MaxSize(maxBytes int64) Option {
+	return func(o *options) { o.maxBytes = maxBytes }
+}
+
 // Open opens (creating it if needed) the store at path and applies the
 // migrations it lacks. It fails with an error wrapping bridge.ErrStore that
 // says what to do when the directory is missing, the file is not a SQLite
-// database, the file or its directory cannot be written, or the store was
-// written by a newer botbridge.
-func Open(ctx context.Context, path string) (*DB, error) {
+// database, the file or its directory cannot be written, the store was
+// written by a newer botbridge, or it is larger than a MaxSize cap.
+func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if path == "" {
 		return nil, fmt.Errorf("open store: %w: no path given: set store.path", bridge.ErrStore)
 	}
@@ -66,11 +99,17 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err := prepareFile(abs); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	db := &DB{Now: time.Now, path: path, abs: abs}
-	if db.write, err = openPool(abs, 1); err != nil {
+	var maxPages int64
+	if o.maxBytes > 0 {
+		if maxPages, err = pageLimit(ctx, abs, o.maxBytes); err != nil {
+			return nil, fmt.Errorf("open store %s: %w", path, err)
+		}
+	}
+	db := &DB{Now: time.Now, path: path, abs: abs, maxPages: maxPages}
+	if db.write, err = openPool(abs, 1, maxPages); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if db.read, err = openPool(abs, readConns); err != nil {
+	if db.read, err = openPool(abs, readConns, maxPages); err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -123,9 +162,33 @@ func prepareFile(path string) error {
 // uriPath escapes the characters that SQLite's URI filenames give a meaning.
 var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
+// pageLimit turns a size cap into pages of the file's page size (SQLite's
+// default for a new file). It refuses a cap below the store's current size,
+// which SQLite would silently raise.
+func pageLimit(ctx context.Context, path string, maxBytes int64) (int64, error) {
+	probe, err := openPool(path, 1, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer probe.Close()
+	var size, count int64
+	if err := probe.QueryRowContext(ctx, "PRAGMA page_size").Scan(&size); err != nil {
+		return 0, wrap("read page size", err)
+	}
+	if err := probe.QueryRowContext(ctx, "PRAGMA page_count").Scan(&count); err != nil {
+		return 0, wrap("read page count", err)
+	}
+	pages := maxBytes / size
+	if pages < count {
+		return 0, fmt.Errorf("%w: the store is %d bytes, more than its size cap of %d bytes: raise store.max_size_mb", bridge.ErrStore, count*size, maxBytes)
+	}
+	return pages, nil
+}
+
 // openPool returns a pool of at most conns connections to the file at the
-// absolute path; connections are made, and fail, on first use.
-func openPool(path string, conns int) (*sql.DB, error) {
+// absolute path, capped at maxPages pages when positive; connections are
+// made, and fail, on first use.
+func openPool(path string, conns int, maxPages int64) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(BusyTimeout/time.Millisecond))+")")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -136,6 +199,10 @@ func openPool(path string, conns int) (*sql.DB, error) {
 	// A burst can grow the WAL far past its usual size; keep the file at
 	// most 64 MiB once a checkpoint has emptied it.
 	q.Add("_pragma", "journal_size_limit(67108864)")
+	if maxPages > 0 {
+		// max_page_count is a setting of each connection, not of the file.
+		q.Add("_pragma", "max_page_count("+strconv.FormatInt(maxPages, 10)+")")
+	}
 	q.Set("_txlock", "immediate")
 	pool, err := sql.Open("sqlite", "file:"+uriPath.Replace(path)+"?"+q.Encode())
 	if err != nil {
@@ -158,7 +225,7 @@ func (db *DB) Path() string { return db.path }
 // BusyTimeout) orders the writes of both. Close closes it too.
 func (db *DB) SQL() (*sql.DB, error) {
 	db.otherOnce.Do(func() {
-		db.other, db.otherErr = openPool(db.abs, otherConns)
+		db.other, db.otherErr = openPool(db.abs, otherConns, db.maxPages)
 	})
 	return db.other, db.otherErr
 }
@@ -183,12 +250,32 @@ func (db *DB) Close() error {
 
 // Ping checks that the store can be read and written: it reads the schema
 // version and writes a heartbeat cursor.
+//
+// It also fails while the last write the bridge attempted failed for a cause
+// of the disk (full, I/O error, read-only) and none succeeded since, and
+// when the store has reached its MaxSize cap.
 func (db *DB) Ping(ctx context.Context) error {
 	var v int
 	if err := db.read.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return wrap("ping", err)
 	}
-	return db.SetCursor(ctx, "store.heartbeat", strconv.FormatInt(db.Now().UnixMilli(), 10))
+	if f := db.fault.Load(); f != nil {
+		return fmt.Errorf("the last write failed %s ago and none succeeded since: %w",
+			db.Now().Sub(f.at).Round(time.Second), f.err)
+	}
+	if db.maxPages > 0 {
+		var pages int64
+		if err := db.read.QueryRowContext(ctx, "PRAGMA page_count").Scan(&pages); err != nil {
+			return wrap("ping", err)
+		}
+		if pages >= db.maxPages {
+			return fmt.Errorf("ping: %w: the store reached its size cap (store.max_size_mb); raise it, or free space with a shorter bridge.retention", bridge.ErrStore)
+		}
+	}
+	return db.tx(ctx, "ping", func(t *txn) error {
+		_, err := t.exec(setCursorSQL, "store.heartbeat", strconv.FormatInt(db.Now().UnixMilli(), 10), ms(db.Now()))
+		return err
+	})
 }
 
 // migrate applies the migration files the database has not seen yet, in one
@@ -294,7 +381,7 @@ func wrap(op string, err error) error {
 		case sqlite3.SQLITE_BUSY:
 			hint = ": the store is locked by another process; is a second botbridge running on the same file?"
 		}
-		return fmt.Errorf("%s: %w: %v%s", op, bridge.ErrStore, err, hint)
+		return fmt.Errorf("%s: %w: %w%s", op, bridge.ErrStore, err, hint)
 	}
 	return fmt.Errorf("%s: %w: %v", op, bridge.ErrStore, err)
 }
@@ -331,9 +418,33 @@ func (db *DB) tx(ctx context.Context, op string, fn func(*txn) error) error {
 		db.writeStmts.get(ctx, q) // on failure, the next transaction tries again
 	}
 	if err == nil || errors.Is(err, bridge.ErrStore) || errors.Is(err, bridge.ErrNotFound) || errors.Is(err, bridge.ErrConflict) {
+		db.noteWrite(op, err)
 		return err
 	}
-	return wrap(op, err)
+	err = wrap(op, err)
+	db.noteWrite(op, err)
+	return err
+}
+
+// noteWrite keeps the fault state of the disk for Ping: set by a write that
+// failed for a cause of the disk or file, cleared by any other write that
+// succeeded (Ping's own heartbeat, an update in place, proves nothing).
+func (db *DB) noteWrite(op string, err error) {
+	if err == nil {
+		if op != "ping" {
+			db.fault.Store(nil)
+		}
+		return
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT,
+		sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN:
+		db.fault.Store(&writeFault{err: err, at: db.Now()})
+	}
 }
 
 // queryRow runs a read on the read pool.

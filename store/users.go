@@ -69,9 +69,10 @@ func (db *DB) Cursor(ctx context.Context, name string) (string, error) {
 // SetCursor implements bridge.Store.
 func (db *DB) SetCursor(ctx context.Context, name, value string) error {
 	return db.tx(ctx, "set cursor "+name, func(t *txn) error {
-		_, err := t.exec(`INSERT INTO cursors (name, value, updated_ms) VALUES (?, ?, ?)
-			ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms`,
-			name, value, ms(db.Now()))
+		_, err := t.exec(setCursorSQL, name, value, ms(db.Now()))
 		return err
 	})
 }
+
+const setCursorSQL = `INSERT INTO cursors (name, value, updated_ms) VALUES (?, ?, ?)
+	ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms`

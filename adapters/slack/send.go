@@ -308,6 +308,10 @@ func isFileID(id string) bool { return strings.HasPrefix(id, "F") }
 // some parts are there, Send posts only the others. It reads the channel's
 // history and returns Slack's error when it cannot.
 func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bool, error) {
+	self, err := a.identified(ctx)
+	if err != nil {
+		return "", false, err
+	}
 	posts := render(out.Payload)
 	oldest := ""
 	if !out.Time.IsZero() {
@@ -317,7 +321,6 @@ func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bo
 	if err != nil {
 		return "", false, err
 	}
-	self := a.whoami()
 	own := func(m slackapi.Message) bool {
 		return m.BotID != "" && m.BotID == self.botID || m.User != "" && m.User == self.userID
 	}

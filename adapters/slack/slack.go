@@ -141,11 +141,14 @@ type Adapter struct {
 	private  *http.Client // Slack's own file URLs, which need the bot token
 
 	// Set by Run.
-	mu      sync.Mutex
-	self    identity
-	handler bridge.Handler
-	bg      context.Context // background work of Run (name lookups, message updates)
-	wg      sync.WaitGroup
+	mu   sync.Mutex
+	self identity
+	// known is closed once self is set.
+	known     chan struct{}
+	knownOnce sync.Once
+	handler   bridge.Handler
+	bg        context.Context // background work of Run (name lookups, message updates)
+	wg        sync.WaitGroup
 
 	connected  atomic.Bool
 	statusFail atomic.Bool // assistant.threads.setStatus failed: use reactions
@@ -235,7 +238,8 @@ func New(cfg Config) (*Adapter, error) {
 		cfg.Now = time.Now
 	}
 	a := &Adapter{
-		cfg: cfg,
+		cfg:   cfg,
+		known: make(chan struct{}),
 		api: slackapi.New(cfg.BotToken,
 			slackapi.OptionAppLevelToken(cfg.AppToken),
 			slackapi.OptionAPIURL(cfg.APIURL),
@@ -281,6 +285,7 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	a.self = self
 	a.handler = h
 	a.mu.Unlock()
+	a.knownOnce.Do(func() { close(a.known) })
 	a.log.Info("connected to Slack", logTeam, self.teamID, logBotUser, self.userID, logMode, a.cfg.Mode)
 	if a.cfg.Mode == ModeHTTP {
 		a.connected.Store(true)
@@ -333,6 +338,17 @@ func (a *Adapter) whoami() identity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.self
+}
+
+// identified blocks until Run has learned the bot's identity, or ctx ends.
+// Telling the bot's own posts from others' needs it.
+func (a *Adapter) identified(ctx context.Context) (identity, error) {
+	select {
+	case <-a.known:
+		return a.whoami(), nil
+	case <-ctx.Done():
+		return identity{}, fmt.Errorf("slack: waiting to learn who the bot is: %w", ctx.Err())
+	}
 }
 
 // goBackground runs f beside Run's event handling, with Run's context; Run

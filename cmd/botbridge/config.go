@@ -39,6 +39,9 @@ type LogConfig struct {
 // StoreConfig locates the SQLite store.
 type StoreConfig struct {
 	Path string `yaml:"path"` // default botbridge.db
+	// MaxSizeMB caps the store's size in megabytes: past it, writes fail as
+	// on a full disk and nothing new is acknowledged. Default 0, no cap.
+	MaxSizeMB int `yaml:"max_size_mb"`
 }
 
 // HTTPConfig configures the HTTP listener for health, metrics and file
@@ -201,6 +204,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.Path == "" {
 		add("store.path: must not be empty")
+	}
+	if c.Store.MaxSizeMB < 0 {
+		add("store.max_size_mb: must not be negative (0 is no cap)")
 	}
 	if c.HTTP.PublicURL != "" {
 		if c.HTTP.Addr == "" {

@@ -46,7 +46,7 @@ type Service struct {
 // Close the service.
 func NewService(ctx context.Context, cfg Config, log *slog.Logger, extra ...bridge.Adapter) (*Service, error) {
 	s := &Service{Config: cfg, Log: log, routes: map[string]http.Handler{}, bots: map[string]*chat.Client{}}
-	st, err := store.Open(ctx, cfg.Store.Path)
+	st, err := store.Open(ctx, cfg.Store.Path, store.MaxSize(int64(cfg.Store.MaxSizeMB)<<20))
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,10 @@ type FetcherConfig struct {
 	// AllowPrivate lets downloads reach private and loopback addresses,
 	// for bots that serve their files on the operator's own network.
 	AllowPrivate bool
+	// Transport, with AllowPrivate, makes the requests instead of the
+	// Fetcher's own transport (a proxy, a test's resolver). It is ignored
+	// without AllowPrivate, where only the Fetcher's guarded dialer may run.
+	Transport http.RoundTripper
 }
 
 // Fetched is a downloaded file.
@@ -80,13 +84,17 @@ func NewFetcher(cfg FetcherConfig) *Fetcher {
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
 	}
+	var rt http.RoundTripper = transport
 	if cfg.AllowPrivate {
 		// Proxies are honoured only when private addresses are allowed: a
 		// proxy would dial on the bridge's behalf, past the check above.
 		transport.Proxy = http.ProxyFromEnvironment
+		if cfg.Transport != nil {
+			rt = cfg.Transport
+		}
 	}
 	return &Fetcher{maxBytes: cfg.MaxBytes, timeout: cfg.Timeout, client: &http.Client{
-		Transport: transport,
+		Transport: rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 				return fmt.Errorf("redirect to a %s URL", req.URL.Scheme)

@@ -2,58 +2,17 @@ package slack
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"path"
 	"strings"
-	"syscall"
-	"time"
 
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
 )
-
-// errPrivateAddress refuses a download from the bridge's own network.
-var errPrivateAddress = errors.New("refusing to download from a private or loopback address (see slack.allow_private_urls)")
-
-// guardedClient returns the client of the bot's files: base itself when
-// private addresses are allowed, else a client whose connections may only
-// reach public addresses (checked on the address dialled, after DNS and on
-// every redirect).
-func guardedClient(base *http.Client, allowPrivate bool) *http.Client {
-	if allowPrivate {
-		return base
-	}
-	dialer := &net.Dialer{
-		Timeout: 30 * time.Second,
-		Control: func(network, address string, _ syscall.RawConn) error {
-			ap, err := netip.ParseAddrPort(address)
-			if err != nil || !publicAddr(ap.Addr()) {
-				return errPrivateAddress
-			}
-			return nil
-		},
-	}
-	return &http.Client{
-		Transport: &http.Transport{
-			DialContext:           dialer.DialContext,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-			MaxIdleConns:          10,
-			IdleConnTimeout:       90 * time.Second,
-		},
-		CheckRedirect: base.CheckRedirect,
-		Jar:           base.Jar,
-	}
-}
 
 // errSignIn is Slack's answer to a file download without a valid token or
 // the files:read scope: a redirect to its sign-in page.
@@ -73,108 +32,6 @@ func tokenClient(base *http.Client) *http.Client {
 		return nil
 	}
 	return &c
-}
-
-// fetchMedia downloads one of the bot's files, within DownloadTimeout and
-// MaxFileBytes, from an http(s) or data: URL. It returns the bytes and a
-// file name with an extension.
-func (a *Adapter) fetchMedia(ctx context.Context, m media) ([]byte, string, error) {
-	if strings.HasPrefix(m.url, "data:") {
-		data, mt, err := decodeDataURL(m.url, a.cfg.MaxFileBytes)
-		if err != nil {
-			return nil, "", err
-		}
-		return data, withExtension(m.name, mt), nil
-	}
-	u, err := url.Parse(m.url)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, "", fmt.Errorf("download %q: not an http(s) URL", m.url)
-	}
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.url, nil)
-	if err != nil {
-		return nil, "", fmt.Errorf("download: %w", err)
-	}
-	resp, err := a.download.Do(req)
-	if err != nil {
-		return nil, "", fmt.Errorf("download %s: %w", u.Redacted(), err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("download %s: %s", u.Redacted(), resp.Status)
-	}
-	data, err := readCapped(resp.Body, resp.ContentLength, a.cfg.MaxFileBytes)
-	if err != nil {
-		return nil, "", fmt.Errorf("download %s: %w", u.Redacted(), err)
-	}
-	if len(data) == 0 {
-		return nil, "", fmt.Errorf("download %s: empty file", u.Redacted())
-	}
-	name := m.name
-	if _, params, err := mime.ParseMediaType(resp.Header.Get("Content-Disposition")); err == nil && params["filename"] != "" && path.Ext(name) == "" {
-		name = path.Base(params["filename"])
-	}
-	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	return data, withExtension(name, mt), nil
-}
-
-// readCapped reads a body of at most limit bytes.
-func readCapped(r io.Reader, length, limit int64) ([]byte, error) {
-	if length > limit {
-		return nil, fmt.Errorf("%d bytes is more than the limit of %d (slack.max_file_mb)", length, limit)
-	}
-	data, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("larger than the limit of %d bytes (slack.max_file_mb)", limit)
-	}
-	return data, nil
-}
-
-// withExtension gives name the extension of its MIME type when it has none,
-// so that Slack shows the file as what it is.
-func withExtension(name, mimeType string) string {
-	if path.Ext(name) != "" || mimeType == "" {
-		return name
-	}
-	if exts, _ := mime.ExtensionsByType(mimeType); len(exts) > 0 {
-		return name + exts[0]
-	}
-	return name
-}
-
-// decodeDataURL decodes data:[<type>][;base64],<data>.
-func decodeDataURL(u string, limit int64) ([]byte, string, error) {
-	meta, payload, ok := strings.Cut(strings.TrimPrefix(u, "data:"), ",")
-	if !ok {
-		return nil, "", errors.New("malformed data URL")
-	}
-	if int64(len(payload)) > limit*4/3+4 {
-		return nil, "", fmt.Errorf("data URL larger than the limit of %d bytes", limit)
-	}
-	mt, _, _ := strings.Cut(meta, ";")
-	var data []byte
-	var err error
-	if strings.HasSuffix(meta, ";base64") {
-		data, err = base64.StdEncoding.DecodeString(payload)
-		if err != nil {
-			data, err = base64.RawStdEncoding.DecodeString(payload)
-		}
-	} else {
-		var s string
-		s, err = url.PathUnescape(payload)
-		data = []byte(s)
-	}
-	if err != nil {
-		return nil, "", fmt.Errorf("malformed data URL: %w", err)
-	}
-	if len(data) == 0 {
-		return nil, "", errors.New("empty data URL")
-	}
-	return data, mt, nil
 }
 
 // OpenFile implements bridge.FileOpener: ref is the id of a file a person

@@ -390,7 +390,7 @@ func isPublicURL(u string) bool {
 	}
 	host := strings.ToLower(strings.TrimSuffix(pu.Hostname(), "."))
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return publicAddr(ip)
+		return bridge.PublicAddr(ip)
 	}
 	if !strings.Contains(host, ".") {
 		return false
@@ -401,14 +401,6 @@ func isPublicURL(u string) bool {
 		}
 	}
 	return true
-}
-
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-// publicAddr reports whether ip is a public unicast address.
-func publicAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !sharedAddressSpace.Contains(ip)
 }
 
 // splitText cuts mrkdwn into pieces of at most max runes, at paragraph,

@@ -147,7 +147,7 @@ func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part,
 	blocks := slices.Clone(p.blocks)
 	var files []slackapi.FileSummary
 	for _, m := range p.media {
-		data, name, err := a.fetchMedia(ctx, m)
+		f, err := a.fetch.Fetch(ctx, m.url, m.name)
 		if err != nil {
 			if ctx.Err() != nil {
 				return "", ctx.Err()
@@ -157,7 +157,7 @@ func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part,
 			blocks = append(blocks, m.link())
 			continue
 		}
-		id, err := a.uploadFile(ctx, out.Room.Room, name, data)
+		id, err := a.uploadFile(ctx, out.Room.Room, f.Name, f.Data)
 		if err != nil {
 			return "", err
 		}

@@ -133,12 +133,12 @@ const (
 // Adapter is the Slack adapter. Create it with New and Run it; in HTTP mode
 // also serve EventsHandler.
 type Adapter struct {
-	cfg      Config
-	api      *slackapi.Client
-	log      *slog.Logger
-	now      func() time.Time
-	download *http.Client // the bot's files, guarded against private addresses
-	private  *http.Client // Slack's own file URLs, which need the bot token
+	cfg     Config
+	api     *slackapi.Client
+	log     *slog.Logger
+	now     func() time.Time
+	fetch   *bridge.Fetcher // the bot's files, guarded against private addresses
+	private *http.Client    // Slack's own file URLs, which need the bot token
 
 	// Set by Run.
 	mu   sync.Mutex
@@ -250,7 +250,8 @@ func New(cfg Config) (*Adapter, error) {
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
 	a.bg = stopped // no background work before Run
-	a.download = guardedClient(cfg.HTTPClient, cfg.AllowPrivateURLs)
+	a.fetch = bridge.NewFetcher(bridge.FetcherConfig{MaxBytes: cfg.MaxFileBytes, Timeout: cfg.DownloadTimeout,
+		AllowPrivate: cfg.AllowPrivateURLs, Transport: cfg.HTTPClient.Transport})
 	a.private = tokenClient(cfg.HTTPClient)
 	a.logs.every = time.Minute
 	a.users = cache[userInfo]{ttl: time.Hour, fetch: a.fetchUser}

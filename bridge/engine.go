@@ -262,15 +262,26 @@ func (e *Engine) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("resume deliveries: %w", err)
 	}
+	// Rooms post one delivery at a time, so only the first pending one of a
+	// room can have been posted without the store knowing.
+	heads := map[RoomKey]bool{}
 	for _, d := range ds {
+		if room := d.Target.Room.Top(); !heads[room] {
+			heads[room] = true
+			d.MaybePosted = true
+		}
 		e.rooms.push(d.Target.Room, job{delivery: &d})
 	}
 	items, err := e.store.PendingInbound(ctx, 0)
 	if err != nil {
 		return fmt.Errorf("resume outbox: %w", err)
 	}
+	// Likewise a conversation sends one item at a time: only its first pending
+	// item can have reached Botpress without the store knowing.
+	seen := map[int64]bool{}
 	for _, it := range items {
-		e.outbox.resume(it)
+		e.outbox.resume(it, !seen[it.Conversation])
+		seen[it.Conversation] = true
 	}
 	convs, err := e.store.ActiveConversations(ctx, e.now().Add(-e.cfg.ListenerIdle))
 	if err != nil {

@@ -379,13 +379,6 @@ func (f *faultStore) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge
 	return f.Store.AddDelivery(ctx, d)
 }
 
-func (f *faultStore) MarkDeliveryAttempt(ctx context.Context, id chat.MessageID) error {
-	if f.dead.Load() {
-		return errCrash
-	}
-	return f.Store.MarkDeliveryAttempt(ctx, id)
-}
-
 func (f *faultStore) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
 	if f.dead.Load() {
 		return errCrash

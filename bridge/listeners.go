@@ -52,6 +52,19 @@ func (l *listener) kick() {
 	}
 }
 
+// offStack runs fn on a goroutine of its own and waits for it. A stream's
+// goroutine lives as long as the stream and keeps the stack it ever needed;
+// catch-up and delivery go deep (HTTP, JSON, SQLite), and thousands of idle
+// streams would each keep such a stack.
+func offStack(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
+}
+
 // maxCatchUpPages bounds how far back a catch-up lists a conversation.
 const maxCatchUpPages = 10
 
@@ -177,12 +190,14 @@ func (ls *listeners) run(ctx context.Context, l *listener) {
 				OnConnect: func(ctx context.Context) {
 					attempt = 0
 					l.down.Store(false)
-					e.retry(ctx, "catch up on a conversation", func() error { return ls.catchUp(ctx, l) })
+					offStack(func() {
+						e.retry(ctx, "catch up on a conversation", func() error { return ls.catchUp(ctx, l) })
+					})
 					l.readyOnce.Do(func() { close(l.ready) })
 				},
 				OnSignal: func(ctx context.Context, s chat.Signal) {
 					l.active.Store(e.now().UnixNano())
-					ls.signal(ctx, l, s)
+					offStack(func() { ls.signal(ctx, l, s) })
 				},
 				OnDisconnect: func(err error, retryIn time.Duration) {
 					l.down.Store(true)

@@ -57,13 +57,15 @@ func (o *outbox) add(it OutboxItem) {
 	o.notify(it.Conversation)
 }
 
-// resume queues an item found in the store at start: it may have been sent
-// before the process stopped.
-func (o *outbox) resume(it OutboxItem) {
+// resume queues an item found in the store at start; maybeSent marks the
+// one that may have been sent before the process stopped.
+func (o *outbox) resume(it OutboxItem, maybeSent bool) {
 	o.mu.Lock()
 	o.pending++
 	w := o.work(it.Conversation)
-	w.maybeSent[it.ID] = true
+	if maybeSent {
+		w.maybeSent[it.ID] = true
+	}
 	o.mu.Unlock()
 	o.notify(it.Conversation)
 }

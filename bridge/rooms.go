@@ -118,26 +118,22 @@ func (e *Engine) post(ctx context.Context, d Delivery) {
 	}
 	rec, canRecover := a.(Recoverer)
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		if canRecover && d.Attempts > 0 {
+		if canRecover && d.MaybePosted {
 			id, found, err := rec.FindSent(ctx, out)
-			if err == nil && found {
-				log.Info("reply was posted before the restart; not posting it again")
+			switch {
+			case err == nil && found:
+				log.Info("reply is on the platform already; not posting it again")
 				e.recordPosted(ctx, d, id, log)
 				return
-			}
-			if err != nil {
-				log.Warn("look for a reply posted before the restart", LogErr, err)
-			}
-		}
-		if canRecover {
-			if err := e.store.MarkDeliveryAttempt(ctx, d.MessageID); err != nil {
-				log.Error("record post attempt", LogErr, err)
+			case err == nil:
+				d.MaybePosted = false
+			default:
+				log.Warn("look for a reply that may have been posted", LogErr, err)
 				if e.wait(ctx, retryDelay(attempt, e.cfg.RetryMin, e.cfg.RetryMax, err)) != nil {
 					return
 				}
 				continue
 			}
-			d.Attempts++
 		}
 		platformID, err := a.Send(ctx, out)
 		if err == nil {
@@ -153,6 +149,8 @@ func (e *Engine) post(ctx context.Context, d Delivery) {
 			e.retry(ctx, "record a failed reply", func() error { return e.store.FailDelivery(ctx, d.MessageID, err.Error()) })
 			return
 		}
+		// The post may have reached the platform before it failed.
+		d.MaybePosted = true
 		wait := retryDelay(attempt, e.cfg.RetryMin, e.cfg.RetryMax, err)
 		log.Warn("posting reply failed; will retry", LogErr, err, LogWait, wait, "attempt", attempt)
 		if e.wait(ctx, wait) != nil {

@@ -76,9 +76,11 @@ type Delivery struct {
 	// stored it.
 	CreatedAt  time.Time
 	ReceivedAt time.Time
-	// Attempts counts posts that were started (recorded for adapters that are
-	// Recoverers, so that a post cut off by a crash is looked for first).
-	Attempts int
+	// MaybePosted is set by the bridge, not stored, for a delivery that may
+	// be on the platform already: the first pending one of its room after a
+	// restart, or one whose post failed without a clear answer. Recoverer
+	// adapters are asked to look for it before it is posted again.
+	MaybePosted bool
 	// PlatformID is set once the adapter posted it.
 	PlatformID string
 }
@@ -144,8 +146,6 @@ type Store interface {
 	PendingDeliveries(ctx context.Context, limit int) ([]Delivery, error)
 	// Delivery returns a delivery by message id.
 	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
-	// MarkDeliveryAttempt counts a post that is about to start.
-	MarkDeliveryAttempt(ctx context.Context, id chat.MessageID) error
 	// MarkDelivered records the platform id of a posted delivery.
 	MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error
 	// FailDelivery gives a delivery up for good, keeping the reason.

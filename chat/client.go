@@ -207,11 +207,13 @@ func newHTTPClient() *http.Client {
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   32,
-		IdleConnTimeout:       90 * time.Second,
-		ReadBufferSize:        1 << 10,
-		WriteBufferSize:       1 << 10,
+		// Enough idle connections for the bridge's outbox workers (64 by
+		// default) to reuse theirs under load instead of dialing anew.
+		MaxIdleConns:        128,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+		ReadBufferSize:      1 << 10,
+		WriteBufferSize:     1 << 10,
 	}}
 }
 

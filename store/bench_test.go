@@ -147,9 +147,6 @@ func message(b *testing.B, db *store.DB, key bridge.ConvKey, i int) error {
 	if _, _, err := db.AddDelivery(ctx, newDelivery(string(id), it.Conversation, time.Now())); err != nil {
 		return err
 	}
-	if err := db.MarkDeliveryAttempt(ctx, id); err != nil {
-		return err
-	}
 	return db.MarkDelivered(ctx, id, "p"+strconv.Itoa(i))
 }
 
@@ -182,4 +179,25 @@ func BenchmarkMessageParallel(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkEnqueueInboundContended has 64 goroutines writing at once, as the
+// bridge's workers, streams and adapters do under load.
+func BenchmarkEnqueueInboundContended(b *testing.B) {
+	db, _ := newDB(b)
+	keys := benchKeys(b, db)
+	ctx := b.Context()
+	var n atomic.Int64
+	b.SetParallelism(32)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			key := keys[i%int64(len(keys))]
+			if _, _, err := db.EnqueueInbound(ctx, key, newInbound("ev"+strconv.FormatInt(i, 10), key.Room, time.Now()), bridge.RoomKey{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

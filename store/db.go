@@ -46,6 +46,14 @@ type DB struct {
 	// Statements are prepared once per pool and kept.
 	writeStmts, readStmts stmtCache
 
+	// writes carries write transactions to the writer goroutine, which
+	// commits those that wait together (group commit); stop ends it and
+	// writerDone says it ended.
+	writes     chan *writeReq
+	stop       chan struct{}
+	stopOnce   sync.Once
+	writerDone chan struct{}
+
 	// fault is the last write that failed for a cause of the disk or file
 	// (full, I/O error, read-only, damaged), until a write succeeds again.
 	// Ping reports it: an update in place can still succeed on a full disk.
@@ -118,6 +126,10 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
+	db.writes = make(chan *writeReq, maxBatch)
+	db.stop = make(chan struct{})
+	db.writerDone = make(chan struct{})
+	go db.writer()
 	return db, nil
 }
 
@@ -235,6 +247,10 @@ const otherConns = 2
 
 // Close closes the database.
 func (db *DB) Close() error {
+	if db.stop != nil {
+		db.stopOnce.Do(func() { close(db.stop) })
+		<-db.writerDone
+	}
 	errs := []error{db.readStmts.close(), db.writeStmts.close()}
 	if db.other != nil {
 		errs = append(errs, db.other.Close())
@@ -400,30 +416,178 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
-// tx runs fn in a write transaction.
+// writeReq is a write transaction waiting for the writer.
+type writeReq struct {
+	ctx  context.Context
+	op   string
+	fn   func(*txn) error
+	done chan error
+}
+
+// maxBatch bounds how many write transactions commit together.
+const maxBatch = 64
+
+// tx runs fn in a write transaction. Transactions that wait at the same time
+// are committed together, each in a savepoint of its own, so that SQLite's
+// cost of a commit is paid once for all of them; an error in one rolls back
+// that one only. It blocks until the commit and returns fn's error or the
+// commit's.
 func (db *DB) tx(ctx context.Context, op string, fn func(*txn) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap(op, err)
+	if db.writes == nil { // during Open
+		return db.commit([]*writeReq{{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}}, false)
 	}
-	t := &txn{ctx: ctx, tx: tx, stmts: &db.writeStmts}
-	if err = fn(t); err != nil {
-		tx.Rollback()
-	} else if err = tx.Commit(); err != nil {
-		err = fmt.Errorf("commit: %w", err)
+	req := &writeReq{ctx: ctx, op: op, fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- req:
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", op, ctx.Err())
+	case <-db.stop:
+		return fmt.Errorf("%s: %w: the store is closed", op, bridge.ErrStore)
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-db.writerDone:
+		select {
+		case err := <-req.done:
+			return err
+		default:
+			return fmt.Errorf("%s: %w: the store is closed", op, bridge.ErrStore)
+		}
+	}
+}
+
+// writer commits the write transactions that come in, in batches of those
+// waiting, until Close; it finishes the ones already queued.
+func (db *DB) writer() {
+	defer close(db.writerDone)
+	for {
+		var first *writeReq
+		select {
+		case first = <-db.writes:
+		case <-db.stop:
+			for {
+				select {
+				case r := <-db.writes:
+					db.commit([]*writeReq{r}, true)
+				default:
+					return
+				}
+			}
+		}
+		batch := []*writeReq{first}
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-db.writes:
+				batch = append(batch, r)
+			default:
+				break more
+			}
+		}
+		db.commit(batch, true)
+	}
+}
+
+// commit runs a batch of write transactions in one SQLite transaction and
+// answers each; reply sends the answers on their done channels, else the
+// only request's error is returned.
+func (db *DB) commit(batch []*writeReq, reply bool) error {
+	errs := make([]error, len(batch))
+	live := 0
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = fmt.Errorf("%s: %w", r.op, err)
+			continue
+		}
+		live++
+	}
+	var missed []string
+	if live > 0 {
+		savepoints := live > 1
+		// The transaction belongs to no single request: one giving up must
+		// not roll back the others.
+		tx, err := db.write.BeginTx(context.WithoutCancel(batch[0].ctx), nil)
+		if err != nil {
+			for i := range batch {
+				if errs[i] == nil {
+					errs[i] = err
+				}
+			}
+		} else {
+			failed := 0
+			for i, r := range batch {
+				if errs[i] != nil {
+					continue
+				}
+				t := &txn{ctx: r.ctx, tx: tx, stmts: &db.writeStmts}
+				if savepoints {
+					if _, err := tx.ExecContext(t.ctx, "SAVEPOINT w"); err != nil {
+						errs[i] = err
+						failed++
+						continue
+					}
+				}
+				errs[i] = r.fn(t)
+				missed = append(missed, t.missed...)
+				if errs[i] != nil {
+					failed++
+					if savepoints {
+						// Undo this one only; on failure, the whole batch goes.
+						if _, err := tx.ExecContext(context.WithoutCancel(t.ctx), "ROLLBACK TO w"); err != nil {
+							errs[i] = errors.Join(errs[i], err)
+							savepoints = false
+							break
+						}
+					}
+				}
+				if savepoints {
+					if _, err := tx.ExecContext(context.WithoutCancel(t.ctx), "RELEASE w"); err != nil {
+						errs[i] = errors.Join(errs[i], err)
+						savepoints = false
+						break
+					}
+				}
+			}
+			switch {
+			case !savepoints && failed > 0:
+				// A lone transaction failed, or a savepoint could not be
+				// undone: nothing of the batch is kept.
+				tx.Rollback()
+				for i := range batch {
+					if errs[i] == nil {
+						errs[i] = errors.New("rolled back with a failed transaction of its batch")
+					}
+				}
+			default:
+				if err := tx.Commit(); err != nil {
+					for i := range batch {
+						if errs[i] == nil {
+							errs[i] = fmt.Errorf("commit: %w", err)
+						}
+					}
+				}
+			}
+		}
 	}
 	// Now that the transaction let go of the write connection, the pool can
 	// prepare what the transaction had to prepare for itself.
-	for _, q := range t.missed {
-		db.writeStmts.get(ctx, q) // on failure, the next transaction tries again
+	for _, q := range missed {
+		db.writeStmts.get(context.WithoutCancel(batch[0].ctx), q) // on failure, the next transaction tries again
 	}
-	if err == nil || errors.Is(err, bridge.ErrStore) || errors.Is(err, bridge.ErrNotFound) || errors.Is(err, bridge.ErrConflict) {
-		db.noteWrite(op, err)
-		return err
+	for i, r := range batch {
+		err := errs[i]
+		if err != nil && !errors.Is(err, bridge.ErrStore) && !errors.Is(err, bridge.ErrNotFound) &&
+			!errors.Is(err, bridge.ErrConflict) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			err = wrap(r.op, err)
+		}
+		db.noteWrite(r.op, err)
+		errs[i] = err
+		if reply {
+			r.done <- err
+		}
 	}
-	err = wrap(op, err)
-	db.noteWrite(op, err)
-	return err
+	return errs[0]
 }
 
 // noteWrite keeps the fault state of the disk for Ping: set by a write that

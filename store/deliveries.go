@@ -13,7 +13,7 @@ import (
 )
 
 const deliveryColumns = `seq, message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
-	payload, attempts, platform_id, created_ms, received_ms`
+	payload, platform_id, created_ms, received_ms`
 
 func scanDelivery(s scanner) (bridge.Delivery, error) {
 	var (
@@ -23,7 +23,7 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 		createdMS, receivedMS int64
 	)
 	err := s.Scan(&d.Seq, &msgID, &d.Conversation, &d.Bot, &platform, &d.Target.Room.Room, &d.Target.Room.Thread,
-		&d.Target.MessageID, &d.Target.UserID, &payload, &d.Attempts, &d.PlatformID, &createdMS, &receivedMS)
+		&d.Target.MessageID, &d.Target.UserID, &payload, &d.PlatformID, &createdMS, &receivedMS)
 	if err != nil {
 		return d, err
 	}
@@ -114,12 +114,6 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 		return d, wrap("delivery "+string(id), err)
 	}
 	return d, nil
-}
-
-// MarkDeliveryAttempt implements bridge.Store.
-func (db *DB) MarkDeliveryAttempt(ctx context.Context, id chat.MessageID) error {
-	return db.updateDelivery(ctx, "mark delivery attempt", `UPDATE deliveries SET attempts = attempts + 1
-		WHERE message_id = ? AND state = 'pending'`, string(id))
 }
 
 // MarkDelivered implements bridge.Store.

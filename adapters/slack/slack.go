@@ -229,7 +229,11 @@ func New(cfg Config) (*Adapter, error) {
 		cfg.LookupWait = time.Second
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
+		// Every Web API call goes to one host: keep enough connections to it
+		// that busy rooms reuse them instead of paying a TLS handshake each.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = 64
+		cfg.HTTPClient = &http.Client{Transport: t}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/botbridge/botbridge/adapters/slack"
+	"github.com/botbridge/botbridge/adapters/slack/slacktest"
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/store"
+)
+
+// botName is the name of the one bot the bridge serves.
+const botName = "bench"
+
+// stallTimeout fails a wait that sees no progress for this long: something
+// is stuck, and the report says what Slack refused meanwhile.
+const stallTimeout = 60 * time.Second
+
+// room is a Slack DM between a person and the bot.
+type room struct {
+	channel, user string
+}
+
+// slackSide is a fake Slack (Socket Mode and Web API over loopback) with an
+// observer of what the bot posts.
+type slackSide struct {
+	fake *slacktest.Server
+	obs  *observer
+	stop context.CancelFunc
+	done chan struct{}
+	// sentAt is when the last sayAll had written its last event; read it
+	// after that sayAll's channel yielded.
+	sentAt time.Time
+}
+
+func newSlack() (*slackSide, error) {
+	fake, err := slacktest.New(slacktest.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &slackSide{fake: fake, obs: newObserver(), stop: cancel, done: make(chan struct{})}
+	labelled("slack", func() {
+		if err = fake.Start(""); err != nil {
+			return
+		}
+		go func() {
+			defer close(s.done)
+			fake.WaitFor(ctx, s.obs.scan)
+		}()
+	})
+	if err != nil {
+		cancel()
+		fake.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *slackSide) close() {
+	s.stop()
+	<-s.done
+	s.fake.Close()
+}
+
+// addDMs adds n people, each with a DM with the bot.
+func (s *slackSide) addDMs(prefix string, n int) []room {
+	rooms := make([]room, n)
+	for i := range rooms {
+		r := room{channel: fmt.Sprintf("D%s%07d", prefix, i), user: fmt.Sprintf("U%s%07d", prefix, i)}
+		s.fake.AddUser(slacktest.User{ID: r.user, Name: strings.ToLower(r.user), RealName: "Person " + r.user})
+		s.fake.AddChannel(slacktest.Channel{ID: r.channel, Type: slacktest.IM, User: r.user})
+		rooms[i] = r
+	}
+	return rooms
+}
+
+// say posts text as r's person and sends its message event over Socket
+// Mode; it returns when the event was written, with the time just before.
+func (s *slackSide) say(ctx context.Context, r room, text string) (time.Time, error) {
+	m := s.fake.AddMessage(slacktest.Message{Channel: r.channel, User: r.user, Text: text})
+	ev := s.fake.MessageEvent(m)
+	start := time.Now()
+	if _, err := s.fake.SendEvent(ctx, slacktest.EventsAPI, ev); err != nil {
+		return start, err
+	}
+	return start, nil
+}
+
+// sayAll sends n messages round robin over rooms from a goroutine of its
+// own, and returns a channel that yields its error (or nil) once done.
+func (s *slackSide) sayAll(ctx context.Context, rooms []room, n int, tag string) <-chan error {
+	errc := make(chan error, 1)
+	go labelled("people", func() {
+		for i := range n {
+			if _, err := s.say(ctx, rooms[i%len(rooms)], fmt.Sprintf("%s %d", tag, i)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		s.sentAt = time.Now()
+		errc <- nil
+	})
+	return errc
+}
+
+// observer follows the fake's recorded calls: it counts the bot's successful
+// chat.postMessage calls (in total and per channel, with the time each
+// arrived at the fake), the Socket Mode acks, and the calls Slack refused.
+type observer struct {
+	mu      sync.Mutex
+	changed chan struct{}
+	calls   int // prefix of State.Calls already seen
+	acks    int
+	lastAck time.Time
+	posts   int
+	last    time.Time
+	chans   map[string]chanPosts
+	refused map[string]int // by "method: error"
+}
+
+type chanPosts struct {
+	n    int
+	last time.Time
+}
+
+func newObserver() *observer {
+	return &observer{changed: make(chan struct{}), chans: make(map[string]chanPosts), refused: make(map[string]int)}
+}
+
+// scan is the fake's WaitFor condition: it reads what was recorded since the
+// last call, under the fake's lock, and never ends the wait.
+func (o *observer) scan(st *slacktest.State) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	changed := len(st.Acks) != o.acks
+	o.acks = len(st.Acks)
+	if o.acks > 0 {
+		o.lastAck = st.Acks[o.acks-1].Time
+	}
+	for _, c := range st.Calls[o.calls:] {
+		switch {
+		case c.Error != "":
+			o.refused[c.Method+": "+c.Error]++
+		case c.Method == "chat.postMessage":
+			ch := c.Args.Get("channel")
+			cp := o.chans[ch]
+			cp.n++
+			cp.last = c.Time
+			o.chans[ch] = cp
+			o.posts++
+			o.last = c.Time
+			changed = true
+		}
+	}
+	o.calls = len(st.Calls)
+	if changed {
+		close(o.changed)
+		o.changed = make(chan struct{})
+	}
+	return false
+}
+
+// counts returns the posts and acks seen so far.
+func (o *observer) counts() (posts, acks int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.posts, o.acks
+}
+
+func (o *observer) channelPosts(ch string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.chans[ch].n
+}
+
+// wait blocks until done (called with o.mu held) reports true, ctx ends, or
+// nothing changes for stallTimeout. progress, if not nil, is called every few
+// seconds with o.mu held.
+func (o *observer) wait(ctx context.Context, what string, done func() bool, progress func()) error {
+	stall := time.NewTimer(stallTimeout)
+	defer stall.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		o.mu.Lock()
+		ok := done()
+		ch := o.changed
+		o.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+			stall.Reset(stallTimeout)
+		case <-tick.C:
+			if progress != nil {
+				o.mu.Lock()
+				progress()
+				o.mu.Unlock()
+			}
+		case <-stall.C:
+			return fmt.Errorf("waiting for %s: no progress for %v; Slack refused: %s", what, stallTimeout, o.refusals())
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, ctx.Err(), o.refusals())
+		}
+	}
+}
+
+// waitPosts waits until n posts were seen in total and returns when the
+// last one arrived at the fake.
+func (o *observer) waitPosts(ctx context.Context, n int, note func(string, ...any)) (time.Time, error) {
+	var at time.Time
+	err := o.wait(ctx, fmt.Sprintf("%d replies", n), func() bool {
+		at = o.last
+		return o.posts >= n
+	}, func() {
+		if note != nil {
+			note("  … %d of %d replies posted", o.posts, n)
+		}
+	})
+	return at, err
+}
+
+// waitChannel waits until ch had n posts and returns when the last arrived.
+func (o *observer) waitChannel(ctx context.Context, ch string, n int) (time.Time, error) {
+	var at time.Time
+	err := o.wait(ctx, "a reply in "+ch, func() bool {
+		cp := o.chans[ch]
+		at = cp.last
+		return cp.n >= n
+	}, nil)
+	return at, err
+}
+
+// waitAcks waits until n envelopes were acknowledged (stored by the bridge)
+// and returns when the last ack arrived.
+func (o *observer) waitAcks(ctx context.Context, n int, note func(string, ...any)) (time.Time, error) {
+	var at time.Time
+	err := o.wait(ctx, fmt.Sprintf("%d acknowledged events", n), func() bool {
+		at = o.lastAck
+		return o.acks >= n
+	}, func() {
+		if note != nil {
+			note("  … %d of %d events stored", o.acks, n)
+		}
+	})
+	return at, err
+}
+
+func (o *observer) refusals() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.refused) == 0 {
+		return "nothing"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(o.refused)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, o.refused[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// bridgeSide is one run of the bridge: its store, Slack adapter and engine,
+// wired as cmd/botbridge's Service wires them.
+type bridgeSide struct {
+	db     *store.DB
+	hc     *http.Client
+	eng    *bridge.Engine
+	cancel context.CancelFunc
+	done   chan error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// newBridge opens the store at dbPath and builds the Slack adapter (Socket
+// Mode, on sl's fake) and the engine, not yet running. tweak, if not nil,
+// changes the engine's configuration.
+func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, tweak func(*bridge.Config)) (*bridgeSide, error) {
+	db, err := store.Open(ctx, dbPath)
+	if err != nil {
+		return nil, err
+	}
+	o := sl.fake.Options()
+	// The service gives the adapter no client, so slack-go uses
+	// http.DefaultTransport; a clone has the same settings (two idle
+	// connections per host) and can be closed with its run.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if b.opts.slackIdle > 0 {
+		tr.MaxIdleConnsPerHost = b.opts.slackIdle
+	}
+	hc := &http.Client{Transport: tr}
+	ad, err := slack.New(slack.Config{
+		BotToken:     o.BotToken,
+		AppToken:     o.AppToken,
+		Mode:         slack.ModeSocket,
+		APIURL:       sl.fake.APIURL(),
+		PostInterval: b.opts.postInterval,
+		Thinking:     slack.Thinking(b.opts.thinking),
+		HTTPClient:   hc,
+		Logger:       b.log,
+	})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	cfg := bridge.Config{
+		Store:    db,
+		Bots:     []bridge.BotSpec{{Name: botName, API: b.client, Signer: b.signer}},
+		Routes:   []bridge.Route{{Bot: botName}},
+		Adapters: []bridge.Adapter{ad},
+		Logger:   b.log,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	eng, err := bridge.New(cfg)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &bridgeSide{db: db, hc: hc, eng: eng, done: make(chan error, 1)}, nil
+}
+
+// run starts the engine; stop ends it.
+func (bs *bridgeSide) run(ctx context.Context) {
+	ctx, bs.cancel = context.WithCancel(ctx)
+	go labelled("bridge", func() { bs.done <- bs.eng.Run(ctx) })
+}
+
+// stop stops the engine (it drains what is in flight), then closes the
+// adapter's connections and the store. Later calls return the first's
+// result.
+func (bs *bridgeSide) stop() error {
+	bs.stopOnce.Do(func() {
+		if bs.cancel != nil {
+			bs.cancel()
+			bs.stopErr = <-bs.done
+		}
+		bs.hc.CloseIdleConnections()
+		if err := bs.db.Close(); bs.stopErr == nil {
+			bs.stopErr = err
+		}
+	})
+	return bs.stopErr
+}
+
+// startBridge is newBridge then run.
+func (b *bench) startBridge(ctx context.Context, sl *slackSide, dbPath string, tweak func(*bridge.Config)) (*bridgeSide, error) {
+	bs, err := b.newBridge(ctx, sl, dbPath, tweak)
+	if err != nil {
+		return nil, err
+	}
+	bs.run(ctx)
+	return bs, nil
+}

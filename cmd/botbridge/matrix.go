@@ -2,16 +2,135 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"time"
 
+	"maunium.net/go/mautrix/id"
+
+	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
 )
 
 // MatrixConfig configures the Matrix adapter; see config.example.yaml.
-type MatrixConfig struct{}
+// An empty homeserver_url leaves Matrix off.
+type MatrixConfig struct {
+	HomeserverURL string `yaml:"homeserver_url"`
+	UserID        string `yaml:"user_id"`
+	AccessToken   string `yaml:"access_token"`
+	Password      string `yaml:"password"`
+	DeviceName    string `yaml:"device_name"` // default botbridge
+	// Encryption turns end-to-end encryption on; it needs PickleKey.
+	Encryption bool   `yaml:"encryption"`
+	PickleKey  string `yaml:"pickle_key"`
+	// MaxFileMB caps files both ways, in MiB; default 20.
+	MaxFileMB        int64         `yaml:"max_file_mb"`
+	DownloadTimeout  time.Duration `yaml:"download_timeout"` // default 30s
+	AllowPrivateURLs bool          `yaml:"allow_private_urls"`
+	SyncTimeout      time.Duration `yaml:"sync_timeout"`    // default 30s
+	DecryptTimeout   time.Duration `yaml:"decrypt_timeout"` // default 1h
+}
+
+// minPickleKey is the shortest pickle key accepted: it guards the
+// encryption keys in the store.
+const minPickleKey = 16
 
 // validate checks the matrix section; each error names its field.
-func (c MatrixConfig) validate() []error { return nil }
+func (c MatrixConfig) validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.HomeserverURL == "" {
+		if c.UserID != "" || c.AccessToken != "" || c.Password != "" {
+			add("matrix.homeserver_url: must be set to use Matrix (the client API's base URL, such as https://matrix.example.org)")
+		}
+		return errs
+	}
+	if err := checkURL(c.HomeserverURL); err != nil {
+		add("matrix.homeserver_url: %v", err)
+	}
+	if c.UserID != "" {
+		if _, _, err := id.UserID(c.UserID).ParseAndValidateRelaxed(); err != nil {
+			add("matrix.user_id: %q is not a Matrix user id like @botbridge:example.org", c.UserID)
+		}
+	}
+	switch {
+	case c.AccessToken != "" && c.Password != "":
+		add("matrix.access_token and matrix.password: give one of them, not both")
+	case c.AccessToken == "" && c.Password == "":
+		add("matrix.access_token: missing; give the bot account's access token, or matrix.user_id and matrix.password")
+	case c.Password != "" && c.UserID == "":
+		add("matrix.user_id: must be set with matrix.password")
+	}
+	switch {
+	case c.Encryption && len(c.PickleKey) < minPickleKey:
+		add("matrix.pickle_key: must be at least %d characters with matrix.encryption: a long random secret that encrypts the bot's keys in the store; keep it, the keys are lost without it", minPickleKey)
+	case !c.Encryption && c.PickleKey != "":
+		add("matrix.pickle_key: set, but matrix.encryption is false; set matrix.encryption: true to use it")
+	}
+	if c.MaxFileMB < 0 {
+		add("matrix.max_file_mb: must not be negative")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"matrix.download_timeout", c.DownloadTimeout}, {"matrix.sync_timeout", c.SyncTimeout}, {"matrix.decrypt_timeout", c.DecryptTimeout}} {
+		if d.v < 0 {
+			add("%s: must not be negative", d.name)
+		}
+	}
+	return errs
+}
 
 // matrixAdapter builds the Matrix adapter when the configuration enables it,
-// else returns nil.
-func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) { return nil, nil }
+// else returns nil. The bot joins the rooms it is invited to when a route
+// would answer the inviter there.
+func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
+	c := s.Config.Matrix
+	if c.HomeserverURL == "" {
+		return nil, nil
+	}
+	router, err := bridge.NewRouter(s.Config.BridgeRoutes(), s.Config.botNames())
+	if err != nil {
+		return nil, err
+	}
+	db, err := s.Store.SQL()
+	if err != nil {
+		return nil, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)
+	}
+	opts := matrix.Options{
+		HomeserverURL:    c.HomeserverURL,
+		UserID:           id.UserID(c.UserID),
+		AccessToken:      c.AccessToken,
+		Password:         c.Password,
+		DeviceName:       c.DeviceName,
+		Store:            s.Store,
+		DB:               db,
+		AllowInvite:      func(inv matrix.Invite) bool { return allowInvite(router, inv) },
+		MaxFileBytes:     c.MaxFileMB << 20,
+		DownloadTimeout:  c.DownloadTimeout,
+		AllowPrivateURLs: c.AllowPrivateURLs,
+		SyncTimeout:      c.SyncTimeout,
+		DecryptTimeout:   c.DecryptTimeout,
+		Logger:           s.Log,
+		OnDecryptFailure: s.Metrics.DecryptionFailed,
+		OnRateLimit: func(wait time.Duration) {
+			s.Metrics.RateLimited(bridge.PlatformMatrix, wait)
+		},
+	}
+	if c.Encryption {
+		opts.PickleKey = c.PickleKey
+	}
+	return matrix.New(opts)
+}
+
+// allowInvite reports whether a route answers the inviter in the room:
+// the first route matching the room decides, as for messages.
+func allowInvite(router *bridge.Router, inv matrix.Invite) bool {
+	rt, ok := router.Match(bridge.Inbound{
+		Room:     bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: string(inv.Room)},
+		RoomName: inv.Alias,
+		Sender:   bridge.Sender{ID: string(inv.Inviter)},
+		DM:       inv.Direct,
+	})
+	return ok && (len(rt.Users) == 0 || slices.Contains(rt.Users, string(inv.Inviter)))
+}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	slackapi "github.com/slack-go/slack"
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/chat"
@@ -34,6 +36,9 @@ func onlineChecks(ctx context.Context, cfg Config) []check {
 	}
 	if cfg.Slack.enabled() {
 		out = append(out, checkSlack(ctx, cfg.Slack)...)
+	}
+	if cfg.Matrix.HomeserverURL != "" {
+		out = append(out, checkMatrix(ctx, cfg.Matrix)...)
 	}
 	if cfg.HTTP.PublicURL != "" {
 		err := checkPublicURL(ctx, cfg.HTTP.PublicURL)
@@ -114,6 +119,38 @@ func checkSlack(ctx context.Context, c SlackConfig) []check {
 			err = fmt.Errorf("apps.connections.open: %w: check slack.app_token (an app-level token with connections:write, xapp-…) and that Socket Mode is on in the app", err)
 		}
 		out = append(out, check{what: "slack.app_token", err: err})
+	}
+	return out
+}
+
+// checkMatrix checks that the homeserver URL serves the Matrix client API
+// and, with an access token, that the homeserver accepts it for the
+// configured user. A password is not tried: a login makes a new device.
+func checkMatrix(ctx context.Context, c MatrixConfig) []check {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	client, err := mautrix.NewClient(c.HomeserverURL, id.UserID(c.UserID), c.AccessToken)
+	if err != nil {
+		return []check{{what: "matrix.homeserver_url", err: err}}
+	}
+	client.Client = &http.Client{}
+	if _, err := client.Versions(ctx); err != nil {
+		return []check{{what: "matrix.homeserver_url", err: fmt.Errorf("%s does not answer as a Matrix homeserver (GET /_matrix/client/versions: %v): give the client API's base URL", c.HomeserverURL, err)}}
+	}
+	out := []check{{what: "matrix.homeserver_url"}}
+	switch {
+	case c.AccessToken != "":
+		who, err := client.Whoami(ctx)
+		switch {
+		case err != nil:
+			err = fmt.Errorf("the homeserver refuses it (%v): make a new access token for the bot's account, or use matrix.password", err)
+		case c.UserID != "" && who.UserID != id.UserID(c.UserID):
+			err = fmt.Errorf("it belongs to %s, not to matrix.user_id %s", who.UserID, c.UserID)
+		}
+		out = append(out, check{what: "matrix.access_token", err: err})
+	case c.Password != "":
+		out = append(out, check{what: "matrix.password", warn: true,
+			err: errors.New("not tried: a login would make a new device; botbridge logs in once at its first start and keeps that device")})
 	}
 	return out
 }

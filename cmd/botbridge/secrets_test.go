@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/bridgetest"
@@ -77,8 +78,10 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 		botToken   = "xoxb-SECRET-BOT-TOKEN-9b2c"
 		appToken   = "xapp-SECRET-APP-TOKEN-4e8f"
 		signingKey = "SECRET-SIGNING-SECRET-1a6d"
+		mxToken    = "syt_SECRET_MATRIX_TOKEN_77aa"
+		pickleKey  = "SECRET-PICKLE-KEY-3c9e0f12"
 	)
-	secrets := []string{webhookID, encKey, botToken, appToken, signingKey}
+	secrets := []string{webhookID, encKey, botToken, appToken, signingKey, mxToken, pickleKey}
 
 	// One bot whose emulator expects another key (every key is refused), one in
 	// createUser mode whose emulator fails after handing out keys.
@@ -115,6 +118,9 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	}
 	cfg.Routes = []RouteConfig{{Bot: "keyed", Rooms: []string{"R-KEYED"}}, {Bot: "shared"}}
 	cfg.Slack = SlackConfig{BotToken: botToken, AppToken: appToken, APIURL: sl.APIURL()}
+	hs := matrixtest.StartT(t)
+	cfg.Matrix = MatrixConfig{HomeserverURL: hs.URL, UserID: "@botbridge:" + hs.ServerName, AccessToken: mxToken,
+		Encryption: true, PickleKey: pickleKey}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +153,7 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	logs.wait(t, "refuses the bridge's user keys")
 	logs.wait(t, "sending to Botpress failed")
 	logs.wait(t, "invalid_auth")
+	logs.wait(t, "check matrix.access_token")
 	cancel()
 	<-done
 

@@ -1,0 +1,144 @@
+package matrix
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Log attribute keys of the adapter, beside the bridge's.
+const (
+	logUser       = "user"
+	logDevice     = "device"
+	logEvent      = "event"
+	logInviter    = "inviter"
+	logReason     = "reason"
+	logSuppressed = "suppressed"
+	logHomeserver = "homeserver"
+	logSession    = "session"
+	logCount      = "count"
+	logMautrix    = "mautrix"
+	logEncryption = "encryption"
+	logDirect     = "direct"
+)
+
+// limitEvery is the least time between two log lines of one repeated error.
+const limitEvery = time.Minute
+
+// maxLimitKeys is how many keys the limiter keeps before it forgets the
+// ones whose minute has passed.
+const maxLimitKeys = 1000
+
+// limiter rate-limits log lines of errors that repeat in a loop: a line per
+// key at most once a minute, counting what it held back.
+type limiter struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]*limitState
+}
+
+type limitState struct {
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a line with key may be logged now, and how many
+// were held back since the last one.
+func (l *limiter) allow(key string) (bool, int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.seen == nil {
+		l.seen = make(map[string]*limitState)
+	}
+	now := l.now()
+	if len(l.seen) > maxLimitKeys {
+		for k, s := range l.seen {
+			if now.Sub(s.last) >= limitEvery {
+				delete(l.seen, k)
+			}
+		}
+	}
+	s := l.seen[key]
+	if s == nil {
+		s = &limitState{}
+		l.seen[key] = s
+	} else if now.Sub(s.last) < limitEvery {
+		s.suppressed++
+		return false, 0
+	}
+	n := s.suppressed
+	s.last, s.suppressed = now, 0
+	return true, n
+}
+
+// logLimited logs msg at level unless a line with the same key was logged
+// within the last minute.
+func (a *Adapter) logLimited(level slog.Level, key, msg string, args ...any) {
+	ok, n := a.limiter.allow(key)
+	if !ok {
+		return
+	}
+	if n > 0 {
+		args = append(args, logSuppressed, n)
+	}
+	a.log.Log(context.Background(), level, msg, args...)
+}
+
+// zerologTo sends mautrix's zerolog output to log: warnings and errors as
+// such, everything else at debug, where operators need it only to dig into
+// encryption problems.
+func zerologTo(log *slog.Logger) zerolog.Logger {
+	level := zerolog.WarnLevel
+	if log.Enabled(context.Background(), slog.LevelDebug) {
+		level = zerolog.DebugLevel
+	}
+	return zerolog.New(zerologWriter{log.With(logMautrix, true)}).Level(level).With().Timestamp().Logger()
+}
+
+type zerologWriter struct{ log *slog.Logger }
+
+// quiet are mautrix warnings that are expected here: the adapter cancels
+// requests when it stops, and decrypts events itself.
+var quiet = map[string]bool{
+	"Request canceled": true,
+	"Client syncer does not implement DispatchableSyncer. Events will not be decrypted automatically.": true,
+}
+
+func (w zerologWriter) Write(p []byte) (int, error) {
+	var fields map[string]any
+	dec := json.NewDecoder(bytes.NewReader(p))
+	dec.UseNumber()
+	if err := dec.Decode(&fields); err != nil {
+		w.log.Debug(string(bytes.TrimSpace(p)))
+		return len(p), nil
+	}
+	level := slog.LevelDebug
+	switch fields[zerolog.LevelFieldName] {
+	case "warn":
+		level = slog.LevelWarn
+	case "error", "fatal", "panic":
+		level = slog.LevelError
+	}
+	msg, _ := fields[zerolog.MessageFieldName].(string)
+	if quiet[msg] {
+		level = slog.LevelDebug
+	}
+	args := make([]any, 0, 2*len(fields))
+	for _, k := range slices.Sorted(maps.Keys(fields)) {
+		switch k {
+		case zerolog.LevelFieldName, zerolog.MessageFieldName, zerolog.TimestampFieldName:
+			continue
+		}
+		args = append(args, k, fields[k])
+	}
+	w.log.Log(context.Background(), level, msg, args...)
+	return len(p), nil
+}

@@ -1,0 +1,345 @@
+// Package matrix connects botbridge to Matrix as an ordinary bot account.
+//
+// The adapter runs its own /sync loop: it moves the sync token forward only
+// after every message of a batch was stored by the bridge, joins the rooms
+// it is invited to when a route allows it, and hands people's messages to
+// the bridge (mentions, threads, edits, files). It posts the bot's replies
+// with transaction ids derived from the Chat API message id, in threads or
+// as replies, with media uploaded to the media repository. End-to-end
+// encrypted rooms work through mautrix's crypto helper (build with the goolm
+// tag; no cgo), which keeps its keys in the bridge's SQLite file.
+package matrix
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/cryptohelper"
+	"maunium.net/go/mautrix/id"
+	"maunium.net/go/mautrix/sqlstatestore"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// Platform is the platform name of the adapter's rooms.
+const Platform = bridge.PlatformMatrix
+
+// Defaults of Options.
+const (
+	DefaultDeviceName      = "botbridge"
+	DefaultMaxFileBytes    = 20 << 20
+	DefaultDownloadTimeout = 30 * time.Second
+	DefaultSyncTimeout     = 30 * time.Second
+	DefaultTimelineLimit   = 100
+	DefaultRetryMin        = time.Second
+	DefaultRetryMax        = time.Minute
+	DefaultDecryptTimeout  = time.Hour
+)
+
+// Cursors is the part of the bridge's store the adapter keeps its state in:
+// the sync token, the device and access token of a password login, and the
+// encrypted events still waiting for their keys. bridge.Store implements it.
+type Cursors interface {
+	Cursor(ctx context.Context, name string) (string, error)
+	SetCursor(ctx context.Context, name, value string) error
+}
+
+// Invite is an invitation of the bot into a room, as AllowInvite sees it.
+type Invite struct {
+	Room id.RoomID
+	// Alias is the room's canonical alias when the invite carries it.
+	Alias string
+	// Inviter is who invited the bot.
+	Inviter id.UserID
+	// Direct is set when the inviter marked the room as a direct chat.
+	Direct bool
+}
+
+// Options configures an Adapter. HomeserverURL, Store and DB are required,
+// and either AccessToken or UserID with Password.
+type Options struct {
+	// HomeserverURL is the client-server API base URL, such as
+	// https://matrix.example.org.
+	HomeserverURL string
+	// UserID is the bot's account, @bot:example.org. With AccessToken it is
+	// optional and checked against the token's owner.
+	UserID id.UserID
+	// AccessToken logs in as the device the token belongs to.
+	AccessToken string
+	// Password logs in once as UserID; the device and its token are kept in
+	// Store and reused, so that the device and its encryption keys stay.
+	Password string
+	// DeviceName is the display name of the device a password login makes.
+	// Default "botbridge".
+	DeviceName string
+
+	// Store keeps the adapter's cursors (the bridge's store).
+	Store Cursors
+	// DB is the SQLite database (driver modernc "sqlite") that holds the
+	// room state cache and, with encryption, the crypto store: the bridge's
+	// own file. The adapter never closes it.
+	DB *sql.DB
+	// PickleKey turns end-to-end encryption on and encrypts the secrets of
+	// the crypto store. Losing it loses the device's keys.
+	PickleKey string
+
+	// AllowInvite decides whether the bot joins a room it is invited to;
+	// refused invites are rejected. Nil accepts every invite.
+	AllowInvite func(Invite) bool
+
+	// MaxFileBytes caps files in both directions: what OpenFile serves and
+	// what Send downloads from the bot's URLs. Default 20 MiB.
+	MaxFileBytes int64
+	// DownloadTimeout bounds the download of one of the bot's media URLs.
+	// Default 30 seconds.
+	DownloadTimeout time.Duration
+	// SyncTimeout is how long one /sync request waits for events. Default
+	// 30 seconds.
+	SyncTimeout time.Duration
+	// TimelineLimit is how many events per room one /sync returns; the
+	// adapter pages back through /messages for the rest. Default 100.
+	TimelineLimit int
+	// RetryMin and RetryMax bound the backoff of the sync loop, of logins
+	// and of retries of the bridge's handler. Defaults 1 second and 1 minute.
+	RetryMin, RetryMax time.Duration
+	// DecryptTimeout is how long an encrypted message waits for its keys
+	// before it is given up. Default 1 hour.
+	DecryptTimeout time.Duration
+
+	// AllowPrivateURLs lets the adapter download the bot's media from
+	// loopback and private addresses. Off by default, so that a bot's reply
+	// (which may repeat a URL a person gave) cannot make the bridge fetch
+	// from its own network and post the result.
+	AllowPrivateURLs bool
+
+	// HTTPClient talks to the homeserver; it must not have a Timeout
+	// shorter than SyncTimeout. Default: a client of its own.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+
+	// OnDecryptFailure, if set, is called for each encrypted message that
+	// could not be decrypted when it came, with a short reason; for
+	// metrics. It must not block.
+	OnDecryptFailure func(reason string)
+	// OnRateLimit, if set, is called each time the homeserver answers
+	// M_LIMIT_EXCEEDED and the adapter waits; for metrics. It must not block.
+	OnRateLimit func(wait time.Duration)
+}
+
+// Stats counts what happened to encrypted messages; it is for metrics.
+type Stats struct {
+	// Undecryptable counts encrypted messages that could not be decrypted
+	// when they arrived.
+	Undecryptable int64
+	// DecryptedLate counts those decrypted later, once their keys came.
+	DecryptedLate int64
+	// Lost counts those given up: keys that never came within
+	// DecryptTimeout, or errors that keys cannot fix.
+	Lost int64
+}
+
+// Adapter is the Matrix adapter. Create it with New and start it with Run;
+// Send and the other capabilities wait for Run to have logged in.
+type Adapter struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+
+	cli     *mautrix.Client
+	token   atomic.Pointer[string] // the access token every request carries
+	fetcher *bridge.Fetcher
+	sync    *dispatcher
+	state   *sqlstatestore.SQLStateStore
+	// crypto is nil without encryption.
+	crypto *cryptohelper.CryptoHelper
+
+	// user and device are set once by the first successful login, before
+	// connected is closed.
+	user          id.UserID
+	device        id.DeviceID
+	connected     chan struct{}
+	connectedOnce sync.Once
+	running       atomic.Bool
+
+	mu          sync.Mutex
+	status      error
+	displayName string
+	aliases     map[id.RoomID]string
+	removed     map[id.RoomID]string
+	recovered   map[chat.MessageID]map[int]id.EventID
+	reads       map[id.RoomID]id.EventID
+	readWake    chan struct{}
+
+	choices bridge.Choices
+	limiter limiter
+	// pending and pendingDirty are touched by the sync loop only.
+	pending      []pendingEvent
+	pendingDirty bool
+
+	undecryptable, decryptedLate, lost atomic.Int64
+}
+
+var (
+	_ bridge.Adapter    = (*Adapter)(nil)
+	_ bridge.Editor     = (*Adapter)(nil)
+	_ bridge.Deleter    = (*Adapter)(nil)
+	_ bridge.Typer      = (*Adapter)(nil)
+	_ bridge.FileOpener = (*Adapter)(nil)
+	_ bridge.Recoverer  = (*Adapter)(nil)
+	_ bridge.Checker    = (*Adapter)(nil)
+)
+
+// New checks opts and returns an adapter, not yet connected.
+func New(opts Options) (*Adapter, error) {
+	var errs []error
+	if opts.HomeserverURL == "" {
+		errs = append(errs, errors.New("matrix: no homeserver URL"))
+	}
+	switch {
+	case opts.AccessToken != "" && opts.Password != "":
+		errs = append(errs, errors.New("matrix: give an access token or a password, not both"))
+	case opts.AccessToken == "" && (opts.UserID == "" || opts.Password == ""):
+		errs = append(errs, errors.New("matrix: give an access token, or a user id and a password"))
+	}
+	if opts.UserID != "" {
+		if _, _, err := opts.UserID.Parse(); err != nil {
+			errs = append(errs, fmt.Errorf("matrix: user id %q: %w", opts.UserID, err))
+		}
+	}
+	if opts.Store == nil || opts.DB == nil {
+		errs = append(errs, errors.New("matrix: no store"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	setDefault(&opts.DeviceName, DefaultDeviceName)
+	setDefault(&opts.MaxFileBytes, DefaultMaxFileBytes)
+	setDefault(&opts.DownloadTimeout, DefaultDownloadTimeout)
+	setDefault(&opts.SyncTimeout, DefaultSyncTimeout)
+	setDefault(&opts.TimelineLimit, DefaultTimelineLimit)
+	setDefault(&opts.RetryMin, DefaultRetryMin)
+	setDefault(&opts.RetryMax, DefaultRetryMax)
+	setDefault(&opts.DecryptTimeout, DefaultDecryptTimeout)
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+
+	a := &Adapter{
+		opts: opts,
+		log:  opts.Logger.With(bridge.LogComponent, "matrix"),
+		now:  opts.Now,
+		fetcher: bridge.NewFetcher(bridge.FetcherConfig{
+			MaxBytes: opts.MaxFileBytes, Timeout: opts.DownloadTimeout, AllowPrivate: opts.AllowPrivateURLs,
+		}),
+		connected: make(chan struct{}),
+		status:    errors.New("matrix: not connected yet"),
+		aliases:   make(map[id.RoomID]string),
+		removed:   make(map[id.RoomID]string),
+		recovered: make(map[chat.MessageID]map[int]id.EventID),
+		reads:     make(map[id.RoomID]id.EventID),
+		readWake:  make(chan struct{}, 1),
+	}
+	a.choices.Now = opts.Now
+	a.limiter.now = opts.Now
+
+	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")
+	if err != nil {
+		return nil, fmt.Errorf("matrix: homeserver URL %q: %w", opts.HomeserverURL, err)
+	}
+	// The token is added by the transport rather than kept in cli.AccessToken,
+	// which mautrix reads without a lock: a login while sends are in flight
+	// must not race with them.
+	base := opts.HTTPClient
+	if base == nil {
+		base = &http.Client{}
+	}
+	hc := *base
+	hc.Transport = bearer{base: base.Transport, token: &a.token}
+	cli.Client = &hc
+	// Retries and rate limits are handled here, per room and with ctx.
+	cli.DefaultHTTPRetries = 0
+	cli.IgnoreRateLimit = true
+	cli.Log = zerologTo(a.log)
+	a.sync = newDispatcher()
+	cli.Syncer = a.sync
+	a.cli = cli
+	return a, nil
+}
+
+func setDefault[T int | int64 | time.Duration | string](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// Platform implements bridge.Adapter.
+func (a *Adapter) Platform() bridge.Platform { return Platform }
+
+// Ready implements bridge.Checker: nil while logged in and syncing, else
+// what is wrong and how to fix it.
+func (a *Adapter) Ready() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Stats returns the counters of encrypted messages.
+func (a *Adapter) Stats() Stats {
+	return Stats{
+		Undecryptable: a.undecryptable.Load(),
+		DecryptedLate: a.decryptedLate.Load(),
+		Lost:          a.lost.Load(),
+	}
+}
+
+func (a *Adapter) setStatus(err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.status = err
+}
+
+// waitConnected blocks until Run has logged in, or ctx ends.
+func (a *Adapter) waitConnected(ctx context.Context) error {
+	select {
+	case <-a.connected:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("matrix: not connected: %w", context.Cause(ctx))
+	}
+}
+
+// bearer adds the current access token to requests to the homeserver.
+type bearer struct {
+	base  http.RoundTripper
+	token *atomic.Pointer[string]
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	base := b.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if t := b.token.Load(); t != nil && *t != "" && r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+*t)
+	}
+	return base.RoundTrip(r)
+}
+
+func (a *Adapter) setToken(token string) { a.token.Store(&token) }

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/botbridge/botbridge/adapters/matrix"
+	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
+	"github.com/botbridge/botbridge/bridge"
+)
+
+func TestMatrixConfigErrorsNameTheField(t *testing.T) {
+	base := "bots:\n  - name: a\n    url: https://x/y\nmatrix:\n  homeserver_url: https://matrix.example.org\n"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"credentials without a homeserver", "bots:\n  - name: a\n    url: https://x/y\nmatrix:\n  access_token: t\n", "matrix.homeserver_url: must be set"},
+		{"a homeserver that is no URL", "bots:\n  - name: a\n    url: https://x/y\nmatrix:\n  homeserver_url: matrix.example.org\n  access_token: t\n", "matrix.homeserver_url:"},
+		{"no credentials", base, "matrix.access_token: missing"},
+		{"token and password", base + "  access_token: t\n  user_id: \"@b:x\"\n  password: p\n", "give one of them, not both"},
+		{"password without user", base + "  password: p\n", "matrix.user_id: must be set with matrix.password"},
+		{"a malformed user", base + "  user_id: bot\n  password: p\n", "matrix.user_id: \"bot\" is not a Matrix user id"},
+		{"encryption without a pickle key", base + "  access_token: t\n  encryption: true\n", "matrix.pickle_key: must be at least 16"},
+		{"a pickle key without encryption", base + "  access_token: t\n  pickle_key: a-long-enough-pickle-key\n", "matrix.pickle_key: set, but matrix.encryption is false"},
+		{"a negative timeout", base + "  access_token: t\n  sync_timeout: -1s\n", "matrix.sync_timeout: must not be negative"},
+		{"an unknown key", base + "  acess_token: t\n", "acess_token"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := ParseConfig(strings.NewReader(c.yaml), env(nil))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %v, want one containing %q", err, c.want)
+			}
+		})
+	}
+	t.Run("a complete section is accepted", func(t *testing.T) {
+		yaml := base + "  user_id: \"@bot:example.org\"\n  password: p\n  encryption: true\n  pickle_key: a-long-enough-pickle-key\n  max_file_mb: 5\n"
+		cfg, err := ParseConfig(strings.NewReader(yaml), env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Matrix.MaxFileMB != 5 || !cfg.Matrix.Encryption {
+			t.Errorf("matrix = %+v", cfg.Matrix)
+		}
+	})
+}
+
+func TestMatrixInvitesFollowTheRoutes(t *testing.T) {
+	router, err := bridge.NewRouter([]bridge.Route{
+		{Bot: "b", Platform: bridge.PlatformSlack},
+		{Bot: "b", Platform: bridge.PlatformMatrix, DM: bridge.DMOnly, Users: []string{"@ann:x"}},
+		{Bot: "b", Platform: bridge.PlatformMatrix, Rooms: []string{"#support*"}},
+	}, []string{"b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		inv  matrix.Invite
+		want bool
+	}{
+		{"an allowed person's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@ann:x", Direct: true}, true},
+		{"someone else's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@bob:x", Direct: true}, false},
+		{"a room whose alias a route names", matrix.Invite{Room: "!b:x", Alias: "#support-eu:x", Inviter: "@bob:x"}, true},
+		{"another room", matrix.Invite{Room: "!c:x", Alias: "#random:x", Inviter: "@ann:x"}, false},
+	}
+	for _, c := range cases {
+		if got := allowInvite(router, c.inv); got != c.want {
+			t.Errorf("%s: allowed = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestRunAnswersOnMatrix(t *testing.T) {
+	hs := matrixtest.StartT(t)
+	ctx := t.Context()
+	botID, _, _, err := hs.Register(ctx, "botbridge", "the bot's password", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, err := hs.Client(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := defaults()
+	cfg.Store.Path = filepath.Join(t.TempDir(), "botbridge.db")
+	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.Bots = []BotConfig{{Name: "echo", URL: startEmulator(t)}}
+	cfg.Matrix = MatrixConfig{HomeserverURL: hs.URL, UserID: string(botID), Password: "the bot's password",
+		Encryption: true, PickleKey: "the test's pickle key"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := NewService(ctx, cfg, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(runCtx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	eventually(t, "/readyz to answer 200", func() bool {
+		resp, err := http.Get("http://" + svc.HTTPAddr() + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	// Dendrite on SQLite without cgo sometimes answers 500 when several
+	// clients write at once; that is not what this test is about.
+	var room *mautrix.RespCreateRoom
+	eventually(t, "the room to be created", func() bool {
+		room, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{botID}})
+		return err == nil
+	})
+	eventually(t, "the bot to join", func() bool {
+		m, err := alice.JoinedMembers(ctx, room.RoomID)
+		return err == nil && len(m.Joined) == 2
+	})
+	txn := mautrix.ReqSendEvent{TransactionID: alice.TxnID()}
+	eventually(t, "the message to be sent", func() bool {
+		_, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "hello from Matrix"}, txn)
+		return err == nil
+	})
+	eventually(t, "the bot's answer", func() bool {
+		msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 20)
+		return err == nil && slices.ContainsFunc(msgs.Chunk, func(evt *event.Event) bool {
+			_ = evt.Content.ParseRaw(evt.Type)
+			return evt.Sender == botID && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "hello from Matrix"
+		})
+	})
+}
+
+// eventually polls cond until it holds, failing the test after 30s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("waited 30s for %s", what)
+		}
+	}
+}
+
+func TestCheckConfigOnlineChecksMatrix(t *testing.T) {
+	hs := matrixtest.StartT(t)
+	botID, token, _, err := hs.Register(t.Context(), "checked", "a password", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	em := startEmulator(t)
+	config := func(matrix string) string {
+		return writeFile(t, "bots:\n  - name: b\n    url: "+em+"\nmatrix:\n"+matrix)
+	}
+	cases := []struct {
+		name, matrix string
+		code         int
+		want         []string
+	}{
+		{"a good token", "  homeserver_url: " + hs.URL + "\n  user_id: \"" + string(botID) + "\"\n  access_token: " + token + "\n",
+			0, []string{"ok    matrix.homeserver_url", "ok    matrix.access_token"}},
+		{"a refused token", "  homeserver_url: " + hs.URL + "\n  access_token: not-a-token\n",
+			1, []string{"FAIL  matrix.access_token: the homeserver refuses it"}},
+		{"a URL that is no homeserver", "  homeserver_url: " + em + "\n  access_token: " + token + "\n",
+			1, []string{"FAIL  matrix.homeserver_url", "does not answer as a Matrix homeserver"}},
+		{"a password is not tried", "  homeserver_url: " + hs.URL + "\n  user_id: \"" + string(botID) + "\"\n  password: a password\n",
+			0, []string{"warn  matrix.password: not tried"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := runMain(t, "", "check-config", "-online", "-config", config(c.matrix))
+			if code != c.code {
+				t.Errorf("exit %d, want %d:\n%s%s", code, c.code, out, errOut)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, token) {
+				t.Errorf("output shows the access token:\n%s", out)
+			}
+		})
+	}
+}

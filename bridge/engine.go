@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"slices"
 	"sync"
@@ -82,6 +83,7 @@ type Engine struct {
 
 	awaitMu  sync.Mutex
 	awaiting map[int64]*awaiting
+	typingQ  []chan typingOp
 
 	// work is the context of the workers; it outlives Run's ctx by the
 	// drain time so that sends in flight can finish.
@@ -174,6 +176,10 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.adapters[p] = a
 	}
+	e.typingQ = make([]chan typingOp, typingWorkers)
+	for i := range e.typingQ {
+		e.typingQ[i] = make(chan typingOp, 256)
+	}
 	e.outbox = newOutbox(e)
 	e.listeners = newListeners(e)
 	e.rooms = newRooms(e)
@@ -208,6 +214,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	e.wg.Go(func() { e.janitor(e.work) })
 	e.wg.Go(func() { e.probe(e.work) })
+	for _, q := range e.typingQ {
+		e.wg.Go(func() { e.typingWorker(e.work, q) })
+	}
 
 	adapterCtx, stopAdapters := context.WithCancel(ctx)
 	defer stopAdapters()
@@ -576,15 +585,44 @@ func (e *Engine) expireTyping(ctx context.Context, now time.Time) {
 	}
 }
 
+// typing queues a change of the typing indicator. The indicator is a
+// platform call (a Slack reaction, Matrix m.typing) that must not slow the
+// sends and posts down, so it runs on a few workers, each room always on the
+// same one so that on and off keep their order.
 func (e *Engine) typing(ctx context.Context, t ReplyTarget, on bool) {
-	tp, ok := e.adapters[t.Room.Platform].(Typer)
-	if !ok {
+	if _, ok := e.adapters[t.Room.Platform].(Typer); !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := tp.Typing(ctx, t, on); err != nil {
-		e.log.Debug("typing indicator", LogRoom, t.Room.String(), LogErr, err)
+	h := fnv.New32a()
+	h.Write([]byte(t.Room.Top().String()))
+	q := e.typingQ[h.Sum32()%uint32(len(e.typingQ))]
+	select {
+	case q <- typingOp{t, on}:
+	case <-ctx.Done():
+	}
+}
+
+type typingOp struct {
+	target ReplyTarget
+	on     bool
+}
+
+// typingWorkers is how many goroutines make typing indicator calls.
+const typingWorkers = 4
+
+func (e *Engine) typingWorker(ctx context.Context, q <-chan typingOp) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case op := <-q:
+			tp := e.adapters[op.target.Room.Platform].(Typer)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := tp.Typing(cctx, op.target, op.on); err != nil {
+				e.log.Debug("typing indicator", LogRoom, op.target.Room.String(), LogErr, err)
+			}
+			cancel()
+		}
 	}
 }
 

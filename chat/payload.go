@@ -299,6 +299,70 @@ func (p RawPayload) MarshalJSON() ([]byte, error) {
 // is not a JSON object with a string "type" is an error. Decoded payloads are
 // not validated: see ValidatePayload.
 func DecodePayload(data []byte) (Payload, error) {
+	// The usual case in one pass: every payload field in one struct.
+	var u payloadUnion
+	if err := json.Unmarshal(data, &u); err == nil && u.Type != nil {
+		if p, ok := u.payload(data); ok {
+			return p, nil
+		}
+	}
+	return decodePayloadSlow(data)
+}
+
+// payloadUnion holds the fields of every payload type, so that a payload
+// decodes in one pass of the JSON decoder.
+type payloadUnion struct {
+	Type      *string         `json:"type"`
+	Text      string          `json:"text"`
+	Markdown  string          `json:"markdown"`
+	ImageURL  string          `json:"imageUrl"`
+	AudioURL  string          `json:"audioUrl"`
+	VideoURL  string          `json:"videoUrl"`
+	FileURL   string          `json:"fileUrl"`
+	Title     string          `json:"title"`
+	Subtitle  string          `json:"subtitle"`
+	Address   string          `json:"address"`
+	Latitude  *float64        `json:"latitude"`
+	Longitude *float64        `json:"longitude"`
+	Actions   []CardAction    `json:"actions"`
+	Options   []ChoiceOption  `json:"options"`
+	Items     json.RawMessage `json:"items"`
+}
+
+// payload builds the payload of u's type; false leaves it to the slow path
+// (an unknown type, or items to decode).
+func (u *payloadUnion) payload(data []byte) (Payload, bool) {
+	switch *u.Type {
+	case TypeText:
+		return Text{Text: u.Text}, true
+	case TypeMarkdown:
+		return Markdown{Markdown: u.Markdown}, true
+	case TypeImage:
+		return Image{ImageURL: u.ImageURL}, true
+	case TypeAudio:
+		return Audio{AudioURL: u.AudioURL}, true
+	case TypeVideo:
+		return Video{VideoURL: u.VideoURL}, true
+	case TypeFile:
+		return File{FileURL: u.FileURL, Title: u.Title}, true
+	case TypeLocation:
+		if u.Latitude == nil || u.Longitude == nil {
+			return nil, false
+		}
+		return Location{Latitude: *u.Latitude, Longitude: *u.Longitude, Address: u.Address, Title: u.Title}, true
+	case TypeCard:
+		return Card{Title: u.Title, Subtitle: u.Subtitle, ImageURL: u.ImageURL, Actions: u.Actions}, true
+	case TypeChoice:
+		return Choice{Text: u.Text, Options: u.Options}, true
+	case TypeDropdown:
+		return Dropdown{Text: u.Text, Options: u.Options}, true
+	}
+	return nil, false
+}
+
+// decodePayloadSlow decodes the type first, then the fields of that type
+// alone, so that extra fields of another type's name do not matter.
+func decodePayloadSlow(data []byte) (Payload, error) {
 	var head struct {
 		Type *string `json:"type"`
 	}

@@ -195,6 +195,28 @@ func EncodeSignal(s Signal) ([]byte, error) {
 // for anything else that does not decode or lacks a required field. The
 // keepalive "ping" is not a signal: callers check for it first.
 func ParseSignal(data []byte) (Signal, error) {
+	// The frequent case, a new message, in one pass of the JSON decoder;
+	// anything else, or anything odd, takes the careful path.
+	var fast struct {
+		Type string `json:"type"`
+		Data *struct {
+			messageWire
+			IsBot *bool `json:"isBot"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(data, &fast); err == nil && fast.Type == SignalMessageCreated && fast.Data != nil &&
+		fast.Data.IsBot != nil && fast.Data.ID != "" && fast.Data.ConversationID != "" && len(fast.Data.Payload) > 0 &&
+		string(fast.Data.Payload) != "null" {
+		if p, err := DecodePayload(fast.Data.Payload); err == nil {
+			w := fast.Data.messageWire
+			return MessageCreated{IsBot: *fast.Data.IsBot, Message: Message{ID: w.ID, CreatedAt: w.CreatedAt, Payload: p,
+				UserID: w.UserID, ConversationID: w.ConversationID, Metadata: w.Metadata}}, nil
+		}
+	}
+	return parseSignal(data)
+}
+
+func parseSignal(data []byte) (Signal, error) {
 	var env struct {
 		Type string          `json:"type"`
 		Data json.RawMessage `json:"data"`

@@ -147,9 +147,7 @@ func (s *Server) post(m Message) *Message {
 			s.st.Files[id] = f
 		}
 	}
-	msgs := append(s.st.Messages[m.Channel], m)
-	s.st.Messages[m.Channel] = msgs
-	return &msgs[len(msgs)-1]
+	return s.st.add(m)
 }
 
 func (s *Server) chatPostMessage(r *apiRequest) (obj, error) {

@@ -484,7 +484,7 @@ func (s *Server) JoinChannel(channel, user string) (Message, error) {
 		Subtype: "channel_join",
 		Text:    "<@" + user + "> has joined the channel",
 	}
-	s.st.Messages[channel] = append(s.st.Messages[channel], m)
+	s.st.add(m)
 	s.notify()
 	return m.clone(), nil
 }
@@ -543,7 +543,7 @@ func (s *Server) AddMessage(m Message) Message {
 			s.st.Files[id] = f
 		}
 	}
-	s.st.Messages[m.Channel] = append(s.st.Messages[m.Channel], m)
+	s.st.add(m)
 	s.notify()
 	return m.clone()
 }

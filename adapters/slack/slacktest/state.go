@@ -19,6 +19,9 @@ type State struct {
 	// they were posted (thread replies included), with deleted and ephemeral
 	// ones kept and marked.
 	Messages map[string][]Message
+	// index is kept by the Server as it adds messages; a clone has none and
+	// scans instead.
+	index map[string]*channelIndex
 	// Files holds every file by id.
 	Files map[string]File
 	// Statuses holds every assistant.threads.setStatus call that succeeded.
@@ -234,7 +237,13 @@ type Ack struct {
 // Message returns the message with timestamp ts in channel, or nil.
 func (st *State) Message(channel, ts string) *Message {
 	msgs := st.Messages[channel]
-	for i := range msgs {
+	if ix, ok := st.index[channel]; ok {
+		if i, ok := ix.byTS[ts]; ok && i < len(msgs) && msgs[i].TS == ts {
+			return &msgs[i]
+		}
+		return nil
+	}
+	for i := len(msgs) - 1; i >= 0; i-- {
 		if msgs[i].TS == ts {
 			return &msgs[i]
 		}
@@ -248,16 +257,61 @@ func (st *State) Message(channel, ts string) *Message {
 func (st *State) Thread(channel, ts string) []*Message {
 	var out []*Message
 	msgs := st.Messages[channel]
-	for i := range msgs {
-		m := &msgs[i]
-		if m.Deleted || m.EphemeralTo != "" {
-			continue
-		}
-		if m.TS == ts || m.ThreadTS == ts {
+	keep := func(m *Message) {
+		if !m.Deleted && m.EphemeralTo == "" {
 			out = append(out, m)
 		}
 	}
+	if ix, ok := st.index[channel]; ok {
+		if i, ok := ix.byTS[ts]; ok {
+			keep(&msgs[i]) // the parent
+		}
+		for _, i := range ix.replies[ts] {
+			keep(&msgs[i])
+		}
+		return out
+	}
+	for i := range msgs {
+		if m := &msgs[i]; m.TS == ts || m.ThreadTS == ts {
+			keep(m)
+		}
+	}
 	return out
+}
+
+// channelIndex finds a channel's messages by ts, and the replies of each
+// thread, without scanning the channel (a fake Slack under load keeps
+// thousands of messages in one channel).
+type channelIndex struct {
+	byTS    map[string]int
+	replies map[string][]int // thread root ts → replies, in order
+}
+
+// add appends m to its channel's messages and returns the stored message.
+func (st *State) add(m Message) *Message {
+	msgs := append(st.Messages[m.Channel], m)
+	st.Messages[m.Channel] = msgs
+	i := len(msgs) - 1
+	if st.index == nil {
+		st.index = map[string]*channelIndex{}
+	}
+	ix := st.index[m.Channel]
+	if ix == nil {
+		ix = &channelIndex{byTS: map[string]int{}, replies: map[string][]int{}}
+		for j := range msgs[:i] {
+			ix.put(msgs[j], j)
+		}
+		st.index[m.Channel] = ix
+	}
+	ix.put(m, i)
+	return &msgs[i]
+}
+
+func (ix *channelIndex) put(m Message, i int) {
+	ix.byTS[m.TS] = i
+	if m.ThreadTS != "" && m.ThreadTS != m.TS {
+		ix.replies[m.ThreadTS] = append(ix.replies[m.ThreadTS], i)
+	}
 }
 
 // CallsTo returns the calls of one Web API method, in order.

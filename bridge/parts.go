@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/botbridge/botbridge/chat"
 )
@@ -68,7 +67,7 @@ func (e *Engine) parts(in Inbound) ([]chat.Payload, error) {
 		}
 		out = append(out, chat.Text{Text: in.Action.Value})
 	case strings.TrimSpace(in.Text) != "":
-		for _, t := range splitText(in.Text, maxTextBytes) {
+		for _, t := range SplitText(in.Text, maxTextBytes, jsonSize) {
 			out = append(out, chat.Text{Text: t})
 		}
 	}
@@ -109,48 +108,8 @@ func (e *Engine) filePayload(p Platform, f File) chat.Payload {
 	}
 }
 
-// splitText cuts s into pieces of at most max bytes whose JSON encodings
-// also fit, preferring paragraph, then line, then word boundaries.
-func splitText(s string, max int) []string {
-	var out []string
-	for len(s) > 0 {
-		if fits(s, max) {
-			out = append(out, s)
-			break
-		}
-		cut := cutPoint(s, max)
-		out = append(out, strings.TrimRight(s[:cut], " \n"))
-		s = strings.TrimLeft(s[cut:], " \n")
-	}
-	return out
-}
-
-func fits(s string, max int) bool {
-	if len(s) > max {
-		return false
-	}
+// jsonSize is the size of s in a JSON string, escapes included.
+func jsonSize(s string) int {
 	b, _ := json.Marshal(s)
-	return len(b) <= 2*max
-}
-
-// cutPoint finds where to cut s so that the first piece fits.
-func cutPoint(s string, max int) int {
-	limit := min(len(s), max)
-	for !fits(s[:limit], max) {
-		limit /= 2
-	}
-	for limit > 0 && !utf8.RuneStart(s[limit]) {
-		limit--
-	}
-	head := s[:limit]
-	for _, sep := range []string{"\n\n", "\n", " "} {
-		if i := strings.LastIndex(head, sep); i > limit/2 {
-			return i + len(sep)
-		}
-	}
-	if limit == 0 {
-		_, n := utf8.DecodeRuneInString(s)
-		return n
-	}
-	return limit
+	return len(b) - 2
 }

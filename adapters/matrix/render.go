@@ -102,7 +102,7 @@ func textParts(src string) []part { return textPartsMax(src, maxTextBytes) }
 // rendering is still too large (HTML escaping) into halves.
 func textPartsMax(src string, max int) []part {
 	var out []part
-	for _, chunk := range splitText(src, max) {
+	for _, chunk := range bridge.SplitText(src, max, nil) {
 		c := markdown(chunk)
 		if size(c) > maxContentBytes && len(chunk) > 1024 {
 			out = append(out, textPartsMax(chunk, len(chunk)/2)...)
@@ -228,34 +228,4 @@ func editContent(p chat.Payload) *event.MessageEventContent {
 		text = text[:cut] + " …"
 	}
 	return markdown(text)
-}
-
-// splitText cuts s into pieces of at most max bytes, preferring paragraph,
-// then line, then word boundaries.
-func splitText(s string, max int) []string {
-	var out []string
-	for len(s) > max {
-		cut := max
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		head := s[:cut]
-		for _, sep := range []string{"\n\n", "\n", " "} {
-			if i := strings.LastIndex(head, sep); i > cut/2 {
-				cut = i + len(sep)
-				break
-			}
-		}
-		if cut == 0 {
-			_, cut = utf8.DecodeRuneInString(s)
-		}
-		if piece := strings.TrimRight(s[:cut], " \n"); piece != "" {
-			out = append(out, piece)
-		}
-		s = strings.TrimLeft(s[cut:], " \n")
-	}
-	if s != "" || len(out) == 0 {
-		out = append(out, s)
-	}
-	return out
 }

@@ -406,47 +406,12 @@ func isPublicURL(u string) bool {
 // splitText cuts mrkdwn into pieces of at most max runes, at paragraph,
 // line or word boundaries, closing and reopening a code block cut in two.
 func splitText(s string, max int) []string {
-	var out []string
-	for utf8.RuneCountInString(s) > max {
-		cut := cutPoint(s, max-8) // room for the fences added below
-		head := strings.TrimRight(s[:cut], " \n")
-		tail := strings.TrimLeft(s[cut:], " \n")
-		if strings.Count(head, "```")%2 == 1 {
-			head += "\n```"
-			tail = "```\n" + tail
-		}
-		if strings.TrimSpace(head) != "" {
-			out = append(out, head)
-		}
-		s = tail
-	}
-	if s = strings.TrimRight(s, " \n"); strings.TrimSpace(s) != "" {
-		out = append(out, s)
-	}
-	return out
-}
-
-// cutPoint returns the byte index where the first piece of s, at most max
-// runes, ends.
-func cutPoint(s string, max int) int {
-	limit := 0
-	for i := range s {
-		if max == 0 {
-			limit = i
-			break
-		}
-		max--
-		limit = len(s)
-	}
-	head := s[:limit]
-	for _, sep := range []string{"\n\n", "\n", " "} {
-		if i := strings.LastIndex(head, sep); i > limit/2 {
-			return i + len(sep)
+	pieces := bridge.SplitText(strings.TrimRight(s, " \n"), max-8, utf8.RuneCountInString) // room for the fences added below
+	for i := 0; i < len(pieces)-1; i++ {
+		if strings.Count(pieces[i], "```")%2 == 1 {
+			pieces[i] += "\n```"
+			pieces[i+1] = "```\n" + pieces[i+1]
 		}
 	}
-	if limit == 0 {
-		_, n := utf8.DecodeRuneInString(s)
-		return n
-	}
-	return limit
+	return pieces
 }

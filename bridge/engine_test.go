@@ -20,8 +20,6 @@ import (
 	"github.com/botbridge/botbridge/store"
 )
 
-const testKey = "test-encryption-key"
-
 // rig is a bridge on a real SQLite file, talking over HTTP to the Chat API
 // emulator, with an in-memory adapter per platform.
 type rig struct {
@@ -43,19 +41,8 @@ type rig struct {
 
 func newRig(t testing.TB, bot chattest.Bot, adapters ...*bridgetest.Adapter) *rig {
 	t.Helper()
-	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { em.Close() })
-	client, err := chat.NewClient(em.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, _ := chat.NewSigner(testKey)
+	bp := bridgetest.StartBotpress(t, bot)
+	em, client, signer := bp.Server, bp.Client, bp.Signer
 	if len(adapters) == 0 {
 		adapters = []*bridgetest.Adapter{bridgetest.NewAdapter(bridge.PlatformSlack)}
 	}
@@ -223,16 +210,8 @@ func texts(ps []bridgetest.Post) []string {
 	return out
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger sends the logs to the test's log.
+func testLogger(t testing.TB) *slog.Logger { return bridgetest.Logger(t) }
 
 func TestReplyGoesBackToTheRoomAndThread(t *testing.T) {
 	r := newRig(t, chattest.EchoBot())

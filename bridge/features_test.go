@@ -102,7 +102,7 @@ func TestUserScopeGivesEachPersonTheirOwnConversation(t *testing.T) {
 }
 
 func TestTwoBotsRoutedByRoom(t *testing.T) {
-	sales, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
+	sales, err := chattest.New(chattest.Options{EncryptionKey: bridgetest.EncryptionKey, Bot: chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
 		rp.Reply(ctx, chat.Text{Text: "sales: " + textOf(m.Payload)})
 	})})
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/store"
 )
 
@@ -178,16 +179,8 @@ func retryServer(t *testing.T, hs *matrixtest.Homeserver, what string, fn func()
 	t.Fatalf("%s: %v", what, err)
 }
 
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger sends the logs to the test's log.
+func testLogger(t testing.TB) *slog.Logger { return bridgetest.Logger(t) }
 
 // openStore opens a bridge store at path and closes it when the test ends.
 func openStore(t *testing.T, path string) (*store.DB, *sql.DB) {

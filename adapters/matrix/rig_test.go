@@ -28,8 +28,6 @@ import (
 	"github.com/botbridge/botbridge/store"
 )
 
-const testKey = "matrix test encryption key"
-
 // rig is the whole bridge on a real SQLite file: the Matrix adapter on a
 // real homeserver, the engine, the Chat API emulator with testBot, and the
 // HTTP server of the links to files people send.
@@ -47,43 +45,26 @@ type rig struct {
 	// tweak, when set, changes the adapter's options.
 	tweak func(*matrix.Options)
 
-	em     *chattest.Server
-	client *chat.Client
-	signer *chat.Signer
-	files  *httptest.Server
-	links  atomic.Pointer[bridge.FileLinks]
+	em    *chattest.Server
+	bp    *bridgetest.Botpress
+	files *httptest.Server
+	links atomic.Pointer[bridge.FileLinks]
 
-	ad     *matrix.Adapter
-	st     *store.DB
-	cancel context.CancelFunc
-	done   chan error
+	ad      *matrix.Adapter
+	st      *store.DB
+	stopEng func()
 }
 
 func newRig(t *testing.T, hs *matrixtest.Homeserver, encryption bool) *rig {
 	t.Helper()
 	media := mediaServer(t)
 	bot := &testBot{media: media.URL, changed: make(chan struct{}), release: make(chan struct{})}
-	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { em.Close() })
-	client, err := chat.NewClient(em.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := chat.NewSigner(testKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bp := bridgetest.StartBotpress(t, bot)
 	r := &rig{
 		t: t, hs: hs, acc: newAccount(t, hs, "bot"), bot: bot,
 		path: filepath.Join(t.TempDir(), "bridge.db"), encryption: encryption,
 		routes: []bridge.Route{{Bot: "bot"}},
-		em:     em, client: client, signer: signer,
+		em:     bp.Server, bp: bp,
 	}
 	r.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.links.Load().ServeHTTP(w, req)
@@ -123,24 +104,11 @@ func (r *rig) start() {
 	if r.wrap != nil {
 		bs = r.wrap(st)
 	}
-	eng, err := bridge.New(bridge.Config{
-		Store:          bs,
-		Bots:           []bridge.BotSpec{{Name: "bot", API: r.client, Signer: r.signer}},
-		Routes:         r.routes,
-		Adapters:       []bridge.Adapter{ad},
-		Files:          links,
-		Logger:         testLogger(t),
-		RetryMin:       5 * time.Millisecond,
-		RetryMax:       200 * time.Millisecond,
-		StreamThrottle: 20 * time.Millisecond,
-		DrainTimeout:   2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	r.ad, r.st, r.cancel, r.done = ad, st, cancel, make(chan error, 1)
-	go func() { r.done <- eng.Run(ctx) }()
+	cfg := bridgetest.Config(t, bs, []bridge.BotSpec{r.bp.Bot("bot")}, ad)
+	cfg.Routes, cfg.Files = r.routes, links
+	cfg.RetryMax, cfg.StreamThrottle = 200*time.Millisecond, 20*time.Millisecond
+	_, stop := bridgetest.RunEngine(t, cfg)
+	r.ad, r.st, r.stopEng = ad, st, stop
 	waitReady(t, ad)
 }
 
@@ -149,15 +117,7 @@ func (r *rig) stop() {
 	if r.ad == nil {
 		return
 	}
-	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			r.t.Errorf("engine Run: %v", err)
-		}
-	case <-time.After(waitTimeout):
-		r.t.Error("engine did not stop")
-	}
+	r.stopEng()
 	r.st.Close()
 	r.ad = nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 )
 
 // waitTimeout bounds every wait of these tests; reaching it is a failure.
@@ -189,13 +190,5 @@ func nopHandler() bridge.Handler {
 	return bridge.HandlerFunc(func(context.Context, bridge.Inbound) error { return nil })
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// testLogger sends the logs to the test's log.
+func testLogger(t *testing.T) *slog.Logger { return bridgetest.Logger(t) }

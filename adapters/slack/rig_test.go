@@ -14,12 +14,11 @@ import (
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 	"github.com/botbridge/botbridge/store"
 )
-
-const testKey = "test-encryption-key"
 
 // rig is the whole path of a message: the fake Slack, the adapter, a bridge
 // engine on a real SQLite file, and the Chat API emulator with a bot.
@@ -42,23 +41,8 @@ type rigOptions struct {
 func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
 	t.Helper()
 	r := &rig{fake: newFake(t, o.fake)}
-	em, err := chattest.New(chattest.Options{EncryptionKey: testKey, Bot: bot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := em.Start("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { em.Close() })
-	r.em = em
-	client, err := chat.NewClient(em.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := chat.NewSigner(testKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bp := bridgetest.StartBotpress(t, bot)
+	r.em = bp.Server
 	r.ad = newAdapter(t, r.fake, o.adapter)
 	links := &bridge.FileLinks{Secret: []byte(strings.Repeat("k", 32)), Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad},
 		Logger: testLogger(t)}
@@ -66,44 +50,18 @@ func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
 	t.Cleanup(r.files.Close)
 	links.BaseURL = r.files.URL
 
+	var err error
 	r.db, err = store.Open(t.Context(), filepath.Join(t.TempDir(), "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	routes := o.routes
-	if routes == nil {
-		routes = []bridge.Route{{Bot: "bot"}}
+	t.Cleanup(func() { r.db.Close() })
+	cfg := bridgetest.Config(t, r.db, []bridge.BotSpec{bp.Bot("bot")}, r.ad)
+	if o.routes != nil {
+		cfg.Routes = o.routes
 	}
-	r.eng, err = bridge.New(bridge.Config{
-		Store:          r.db,
-		Bots:           []bridge.BotSpec{{Name: "bot", API: client, Signer: signer}},
-		Routes:         routes,
-		Adapters:       []bridge.Adapter{r.ad},
-		Files:          links,
-		Logger:         testLogger(t),
-		RetryMin:       5 * time.Millisecond,
-		RetryMax:       100 * time.Millisecond,
-		StreamThrottle: 5 * time.Millisecond,
-		DrainTimeout:   2 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- r.eng.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("engine Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Error("engine did not stop")
-		}
-		r.db.Close()
-	})
+	cfg.Files = links
+	r.eng, _ = bridgetest.RunEngine(t, cfg)
 	return r
 }
 

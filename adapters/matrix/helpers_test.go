@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,9 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -215,23 +212,7 @@ func options(t *testing.T, hs *matrixtest.Homeserver, acc account, st *store.DB,
 }
 
 // runAdapter runs a until the test ends and checks that Run returns nil.
-func runAdapter(t *testing.T, a *matrix.Adapter, h bridge.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Error("Run did not return after its context ended")
-		}
-	})
-}
+func runAdapter(t *testing.T, a *matrix.Adapter, h bridge.Handler) { bridgetest.RunAdapter(t, a, h) }
 
 // person is a Matrix user driven by a test through a real client, with a
 // sync loop that records what it sees.
@@ -271,7 +252,7 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 	cli.Syncer = syncer
 	p := &person{t: t, hs: hs, cli: cli, changed: make(chan struct{})}
 	if encrypted {
-		withCrypto(t, cli)
+		matrixtest.WithCrypto(t, cli)
 	}
 	record := func(ctx context.Context, evt *event.Event) {
 		p.mu.Lock()
@@ -285,29 +266,6 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 	}
 	startSync(t, cli)
 	return p
-}
-
-// withCrypto gives cli end-to-end encryption on a SQLite file of its own.
-func withCrypto(t *testing.T, cli *mautrix.Client) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "crypto.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := dbutil.NewWithDB(raw, "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("person pickle key"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := helper.Init(t.Context()); err != nil {
-		t.Fatalf("crypto init: %v", err)
-	}
-	cli.Crypto = helper
-	t.Cleanup(func() { helper.Close() })
 }
 
 // startSync runs cli's sync loop until the test ends; it returns after the

@@ -98,23 +98,7 @@ func newAdapter(t *testing.T, fake *slacktest.Server, tweak func(*slack.Config))
 }
 
 // run runs a until the test ends and checks that it stops cleanly.
-func run(t *testing.T, a *slack.Adapter, h bridge.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(waitTimeout):
-			t.Error("Run did not return after its context ended")
-		}
-	})
-}
+func run(t *testing.T, a *slack.Adapter, h bridge.Handler) { bridgetest.RunAdapter(t, a, h) }
 
 // waitCtx returns a context that ends with the test or after waitTimeout.
 func waitCtx(t *testing.T) context.Context {

@@ -140,20 +140,7 @@ func RunAdapterContract(t *testing.T, h Harness) {
 	start := func(t *testing.T) (bridge.Adapter, *recorder) {
 		a := h.New(t)
 		rec := newRecorder()
-		ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
-		done := make(chan error, 1)
-		go func() { done <- a.Run(ctx, rec) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run returned %v after its context ended; want nil", err)
-				}
-			case <-time.After(h.Timeout):
-				t.Errorf("Run did not return within %v of its context ending", h.Timeout)
-			}
-		})
+		RunAdapter(t, a, rec)
 		return a, rec
 	}
 	waitCtx := func(t *testing.T) context.Context {

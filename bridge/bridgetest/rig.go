@@ -112,3 +112,23 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// RunAdapter runs a with h until the test ends; a Run that fails, or does
+// not return within 20 s of its context ending, fails the test.
+func RunAdapter(t testing.TB, a bridge.Adapter, h bridge.Handler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx, h) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run returned %v after its context ended; want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Run did not return within 20 s of its context ending")
+		}
+	})
+}

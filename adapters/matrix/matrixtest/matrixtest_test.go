@@ -2,21 +2,16 @@ package matrixtest_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"go.mau.fi/util/dbutil"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
-	_ "modernc.org/sqlite"
 
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 )
@@ -161,46 +156,13 @@ func TestMessageReachesOtherUser(t *testing.T) {
 	}
 }
 
-// withCrypto gives cli end-to-end encryption through mautrix's crypto helper,
-// on a SQLite file opened with the pure-Go modernc driver (registered as
-// "sqlite"). dbutil's dialect argument only picks the SQL flavour ("sqlite"
-// and "sqlite3" both mean SQLite); a path string instead of the
-// *dbutil.Database would make the helper open the cgo driver
-// "sqlite3-fk-wal". Call it before startSync: Init adds the helper's handlers
-// to the syncer, and its store replaces the client's in-memory sync store.
-func withCrypto(t *testing.T, cli *mautrix.Client) {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "crypto.db")
-	raw, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)&_txlock=immediate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := dbutil.NewWithDB(raw, "sqlite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	helper, err := cryptohelper.NewCryptoHelper(cli, []byte("matrixtest pickle key"), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := helper.Init(t.Context()); err != nil {
-		t.Fatalf("crypto init: %v", err)
-	}
-	cli.Crypto = helper
-	t.Cleanup(func() {
-		if err := helper.Close(); err != nil {
-			t.Errorf("close crypto db: %v", err)
-		}
-	})
-}
-
 func TestEncryptedMessagesBothWays(t *testing.T) {
 	t.Parallel()
 	hs := matrixtest.StartT(t)
 	ctx := t.Context()
 	carol, dave := newClient(t, hs, "carol"), newClient(t, hs, "dave")
-	withCrypto(t, carol)
-	withCrypto(t, dave)
+	matrixtest.WithCrypto(t, carol)
+	matrixtest.WithCrypto(t, dave)
 	carolMessages, daveMessages := messages(t, carol), messages(t, dave)
 	stateKey := ""
 	room := createRoom(t, carol, dave, &event.Event{

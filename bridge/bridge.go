@@ -142,6 +142,10 @@ type Outbound struct {
 	Payload     chat.Payload
 	// Time is when the bot sent it.
 	Time time.Time
+	// Posted holds the parts of the message already on the platform (posted
+	// by an earlier attempt, or found by Recoverer.FindSent); Send posts
+	// only the others. Empty for a first attempt.
+	Posted Parts
 }
 
 // Scope says how platform messages map to Botpress conversations.

@@ -344,7 +344,7 @@ func (f *faultStore) MarkInboundSent(ctx context.Context, id int64, parts int, m
 	return f.Store.MarkInboundSent(ctx, id, parts, msg, done, reply)
 }
 
-func (f *faultStore) MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error {
+func (f *faultStore) MarkDelivered(ctx context.Context, id chat.MessageID, platformID bridge.Parts) error {
 	if err := f.at(&f.failDelivered); err != nil {
 		return err
 	}

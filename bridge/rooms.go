@@ -112,20 +112,24 @@ func (e *Engine) post(ctx context.Context, d Delivery) {
 		Payload:     normalize(d.Payload, log),
 		Time:        d.CreatedAt,
 	}
-	if platformID, ok := e.streams.finish(ctx, out); ok {
-		e.recordPosted(ctx, d, platformID, log)
+	if posted, ok := e.streams.finish(ctx, out); ok {
+		e.recordPosted(ctx, d, posted, log)
 		return
 	}
 	rec, canRecover := a.(Recoverer)
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		if canRecover && d.MaybePosted {
-			id, found, err := rec.FindSent(ctx, out)
+			found, err := rec.FindSent(ctx, out)
 			switch {
-			case err == nil && found:
+			case err == nil && found.Complete():
 				log.Info("reply is on the platform already; not posting it again")
-				e.recordPosted(ctx, d, id, log)
+				e.recordPosted(ctx, d, found, log)
 				return
 			case err == nil:
+				if found.Found() {
+					log.Info("part of a reply was posted before; posting the rest")
+					out.Posted = found
+				}
 				d.MaybePosted = false
 			default:
 				log.Warn("look for a reply that may have been posted", LogErr, err)
@@ -135,10 +139,13 @@ func (e *Engine) post(ctx context.Context, d Delivery) {
 				continue
 			}
 		}
-		platformID, err := a.Send(ctx, out)
+		posted, err := a.Send(ctx, out)
 		if err == nil {
-			e.recordPosted(ctx, d, platformID, log)
+			e.recordPosted(ctx, d, posted, log)
 			return
+		}
+		if posted.Found() {
+			out.Posted = posted
 		}
 		if ctx.Err() != nil {
 			return
@@ -159,11 +166,11 @@ func (e *Engine) post(ctx context.Context, d Delivery) {
 	}
 }
 
-func (e *Engine) recordPosted(ctx context.Context, d Delivery, platformID string, log interface {
+func (e *Engine) recordPosted(ctx context.Context, d Delivery, posted Parts, log interface {
 	Debug(string, ...any)
 }) {
 	e.retry(ctx, "record a posted reply", func() error {
-		err := e.store.MarkDelivered(ctx, d.MessageID, platformID)
+		err := e.store.MarkDelivered(ctx, d.MessageID, posted)
 		if errors.Is(err, ErrNotFound) {
 			return nil // recorded before (a stream's final message)
 		}
@@ -173,7 +180,7 @@ func (e *Engine) recordPosted(ctx context.Context, d Delivery, platformID string
 	if !d.CreatedAt.IsZero() {
 		e.metrics.DeliveryLag(d.Target.Room.Platform, d.Bot, e.now().Sub(d.CreatedAt))
 	}
-	log.Debug("reply posted", "platform_id", platformID)
+	log.Debug("reply posted", "platform_ids", posted)
 }
 
 // postNotice posts a message of the bridge itself; it is not stored, so a
@@ -191,10 +198,13 @@ func (e *Engine) postNotice(ctx context.Context, out Outbound) {
 // remove deletes a posted message where the adapter can.
 func (e *Engine) remove(ctx context.Context, d Delivery) {
 	del, ok := e.adapters[d.Target.Room.Platform].(Deleter)
-	if !ok || d.PlatformID == "" {
+	if !ok {
 		return
 	}
-	if err := del.Delete(ctx, d.Target.Room, d.PlatformID); err != nil {
+	if !d.Posted.Found() {
+		return
+	}
+	if err := del.Delete(ctx, d.Target.Room, d.Posted); err != nil {
 		e.log.Warn("delete a message the bot deleted", LogRoom, d.Target.Room.String(), LogErr, err)
 	}
 }

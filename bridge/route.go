@@ -112,6 +112,20 @@ func NewRouter(routes []Route, bots []string) (*Router, error) {
 	return r, nil
 }
 
+// Admits reports whether the bridge takes messages of in's sender in in's
+// room at all: the first route matching the room lets the sender talk to its
+// bot (the route's users, and bots only where allowed). It does not look at
+// the message itself (mentions, text): an adapter asks it before it spends
+// anything on a message (an invite, an event it cannot decrypt yet).
+func (r *Router) Admits(in Inbound) bool {
+	rt, ok := r.Match(in)
+	if !ok {
+		return false
+	}
+	_, refused := rt.refuses(in)
+	return !refused
+}
+
 // Match returns the first route for in's platform, room and DM-ness.
 func (r *Router) Match(in Inbound) (Route, bool) {
 	for _, rt := range r.routes {
@@ -182,11 +196,10 @@ func (rt Route) NeedsThreadState(in Inbound) bool {
 // Decide applies the route's rules to in. engaged tells whether the bot
 // takes part in in's thread (see NeedsThreadState).
 func (rt Route) Decide(in Inbound, engaged bool) Decision {
+	if reason, refused := rt.refuses(in); refused {
+		return Decision{Reason: reason}
+	}
 	switch {
-	case in.Sender.Bot && !rt.AllowBots:
-		return Decision{Reason: "sender is a bot"}
-	case len(rt.Users) > 0 && !slices.Contains(rt.Users, in.Sender.ID):
-		return Decision{Reason: "sender not in the route's users"}
 	case !in.DM && rt.Answer == AnswerMention && !in.Mentioned && in.Action == nil && !engaged:
 		return Decision{Reason: "not mentioned"}
 	}
@@ -211,6 +224,17 @@ func (rt Route) Decide(in Inbound, engaged bool) Decision {
 	d.Reset = in.Action == nil && len(in.Files) == 0 && rt.ResetWord != "" &&
 		strings.EqualFold(strings.TrimSpace(in.Text), rt.ResetWord)
 	return d
+}
+
+// refuses reports whether the route refuses in's sender, and why.
+func (rt Route) refuses(in Inbound) (reason string, refused bool) {
+	switch {
+	case in.Sender.Bot && !rt.AllowBots:
+		return "sender is a bot", true
+	case len(rt.Users) > 0 && !slices.Contains(rt.Users, in.Sender.ID):
+		return "sender not in the route's users", true
+	}
+	return "", false
 }
 
 // ReplyTarget returns where the bot's answers to in go: the conversation's

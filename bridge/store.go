@@ -81,8 +81,8 @@ type Delivery struct {
 	// restart, or one whose post failed without a clear answer. Recoverer
 	// adapters are asked to look for it before it is posted again.
 	MaybePosted bool
-	// PlatformID is set once the adapter posted it.
-	PlatformID string
+	// Posted holds the platform ids of its parts once the adapter posted it.
+	Posted Parts
 }
 
 // Store is the durable state of the bridge. Every method takes ctx, runs one
@@ -146,8 +146,8 @@ type Store interface {
 	PendingDeliveries(ctx context.Context, limit int) ([]Delivery, error)
 	// Delivery returns a delivery by message id.
 	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
-	// MarkDelivered records the platform id of a posted delivery.
-	MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error
+	// MarkDelivered records the platform ids of a posted delivery's parts.
+	MarkDelivered(ctx context.Context, id chat.MessageID, posted Parts) error
 	// FailDelivery gives a delivery up for good, keeping the reason.
 	FailDelivery(ctx context.Context, id chat.MessageID, reason string) error
 

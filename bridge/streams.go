@@ -165,7 +165,9 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 			pid, err = sa.StartStream(ctx, out, text)
 		} else {
 			out.Payload = chat.Text{Text: text + streamingSuffix}
-			pid, err = a.Send(ctx, out)
+			var posted Parts
+			posted, err = a.Send(ctx, out)
+			pid = posted.First()
 		}
 	case stepEdit:
 		if pid == "" || len(text) == sent {
@@ -174,7 +176,7 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 		if sa, ok := a.(Streamer); ok {
 			err = sa.AppendStream(ctx, room, pid, text[sent:])
 		} else {
-			err = a.(Editor).Edit(ctx, room, pid, chat.Text{Text: text + streamingSuffix})
+			_, err = a.(Editor).Edit(ctx, room, Parts{pid}, chat.Text{Text: text + streamingSuffix})
 		}
 	case stepAbort:
 		if pid == "" {
@@ -182,9 +184,9 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 		}
 		final := chat.Text{Text: strings.TrimSpace(text + "\n\n(the bot stopped this reply)")}
 		if sa, ok := a.(Streamer); ok {
-			err = sa.StopStream(ctx, room, pid, final)
+			_, err = sa.StopStream(ctx, room, pid, final)
 		} else {
-			err = a.(Editor).Edit(ctx, room, pid, final)
+			_, err = a.(Editor).Edit(ctx, room, Parts{pid}, final)
 		}
 		ss.mu.Lock()
 		s.done = true
@@ -204,13 +206,13 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 // finish replaces a growing message with the final message out, when out
 // ends a stream that was shown. It returns the platform id and true when it
 // did; false means out is to be posted as usual.
-func (ss *streams) finish(ctx context.Context, out Outbound) (string, bool) {
+func (ss *streams) finish(ctx context.Context, out Outbound) (Parts, bool) {
 	ss.mu.Lock()
 	s := ss.finals[out.ID]
 	delete(ss.finals, out.ID)
 	if s == nil || s.platformID == "" {
 		ss.mu.Unlock()
-		return "", false
+		return nil, false
 	}
 	s.done = true
 	if s.timer != nil {
@@ -219,17 +221,20 @@ func (ss *streams) finish(ctx context.Context, out Outbound) (string, bool) {
 	pid := s.platformID
 	ss.mu.Unlock()
 	a := ss.e.adapters[out.Room.Platform]
-	var err error
+	var (
+		posted Parts
+		err    error
+	)
 	if sa, ok := a.(Streamer); ok {
-		err = sa.StopStream(ctx, s.target.Room, pid, out.Payload)
+		posted, err = sa.StopStream(ctx, s.target.Room, pid, out.Payload)
 	} else if ed, ok := a.(Editor); ok {
-		err = ed.Edit(ctx, s.target.Room, pid, out.Payload)
+		posted, err = ed.Edit(ctx, s.target.Room, Parts{pid}, out.Payload)
 	}
 	if err != nil {
 		ss.e.log.Warn("replace streamed reply with the final message; posting it instead", LogRoom, out.Room.String(), LogErr, err)
-		return "", false
+		return nil, false
 	}
-	return pid, true
+	return posted, true
 }
 
 // expire forgets streams that stopped without completing.

@@ -147,7 +147,7 @@ func message(b *testing.B, db *store.DB, key bridge.ConvKey, i int) error {
 	if _, _, err := db.AddDelivery(ctx, newDelivery(string(id), it.Conversation, time.Now())); err != nil {
 		return err
 	}
-	return db.MarkDelivered(ctx, id, "p"+strconv.Itoa(i))
+	return db.MarkDelivered(ctx, id, bridge.Parts{"p" + strconv.Itoa(i)})
 }
 
 func BenchmarkMessage(b *testing.B) {

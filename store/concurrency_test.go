@@ -62,7 +62,7 @@ func work(ctx context.Context, db *store.DB, w, n int) (sharedCreated int, err e
 		if _, err := db.PendingDeliveries(ctx, 10); err != nil {
 			return 0, err
 		}
-		if err := db.MarkDelivered(ctx, id, "p"); err != nil {
+		if err := db.MarkDelivered(ctx, id, bridge.Parts{"p"}); err != nil {
 			return 0, err
 		}
 		if err := db.SetCursor(ctx, "worker."+strconv.Itoa(w), strconv.Itoa(i)); err != nil {

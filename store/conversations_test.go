@@ -124,7 +124,7 @@ func TestConversations(t *testing.T) {
 				t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
 			}
 		}
-		if err := db.MarkDelivered(ctx, d.MessageID, "1700.1"); err != nil {
+		if err := db.MarkDelivered(ctx, d.MessageID, bridge.Parts{"1700.1"}); err != nil {
 			t.Fatal(err)
 		}
 		if got := ids(clk.Now().Add(time.Hour)); len(got) != 0 {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
@@ -20,10 +21,11 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 		d                     bridge.Delivery
 		msgID, platform       string
 		payload               []byte
+		posted                string
 		createdMS, receivedMS int64
 	)
 	err := s.Scan(&d.Seq, &msgID, &d.Conversation, &d.Bot, &platform, &d.Target.Room.Room, &d.Target.Room.Thread,
-		&d.Target.MessageID, &d.Target.UserID, &payload, &d.PlatformID, &createdMS, &receivedMS)
+		&d.Target.MessageID, &d.Target.UserID, &payload, &posted, &createdMS, &receivedMS)
 	if err != nil {
 		return d, err
 	}
@@ -31,6 +33,9 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 	d.Target.Room.Platform = bridge.Platform(platform)
 	d.CreatedAt = fromMS(createdMS)
 	d.ReceivedAt = fromMS(receivedMS)
+	if d.Posted, err = decodeParts(posted); err != nil {
+		return d, fmt.Errorf("delivery %s: %w: stored platform ids do not decode: %v", msgID, bridge.ErrStore, err)
+	}
 	if d.Payload, err = chat.DecodePayload(payload); err != nil {
 		return d, fmt.Errorf("delivery %s: %w: stored payload does not decode: %v", msgID, bridge.ErrStore, err)
 	}
@@ -117,9 +122,32 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 }
 
 // MarkDelivered implements bridge.Store.
-func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, platformID string) error {
+func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
 	return db.updateDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
-		WHERE message_id = ? AND state = 'pending'`, platformID, ms(db.Now()), string(id))
+		WHERE message_id = ? AND state = 'pending'`, encodeParts(posted), ms(db.Now()), string(id))
+}
+
+// encodeParts stores the platform ids of a delivery's parts as a JSON array.
+func encodeParts(p bridge.Parts) string {
+	if len(p) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal([]string(p))
+	return string(b)
+}
+
+// decodeParts reads what encodeParts stored. Stores written before parts
+// were explicit hold one id, or several joined by commas (Slack).
+func decodeParts(s string) (bridge.Parts, error) {
+	switch {
+	case s == "":
+		return nil, nil
+	case s[0] == '[':
+		var p []string
+		err := json.Unmarshal([]byte(s), &p)
+		return p, err
+	}
+	return strings.Split(s, ","), nil
 }
 
 // FailDelivery implements bridge.Store.

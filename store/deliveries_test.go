@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -113,7 +114,7 @@ func TestDeliveries(t *testing.T) {
 			// Creation times run backwards: the order is the store's.
 			want = append(want, addDelivery(t, db, newDelivery("msg_"+strconv.Itoa(i), conv, clk.Now().Add(-time.Duration(i)*time.Second))))
 		}
-		if err := db.MarkDelivered(t.Context(), want[1].MessageID, "p1"); err != nil {
+		if err := db.MarkDelivered(t.Context(), want[1].MessageID, bridge.Parts{"p1"}); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.FailDelivery(t.Context(), want[3].MessageID, "room gone"); err != nil {
@@ -134,13 +135,13 @@ func TestDeliveries(t *testing.T) {
 		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
 		posted := addDelivery(t, db, newDelivery("msg_posted", it.Conversation, clk.Now()))
 		failed := addDelivery(t, db, newDelivery("msg_failed", it.Conversation, clk.Now()))
-		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || got.PlatformID != "" {
+		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || got.Posted != nil {
 			t.Errorf("before the post: %+v, %v", got, err)
 		}
-		if err := db.MarkDelivered(ctx, posted.MessageID, "1700.9"); err != nil {
+		if err := db.MarkDelivered(ctx, posted.MessageID, bridge.Parts{"1700.9"}); err != nil {
 			t.Fatal(err)
 		}
-		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || got.PlatformID != "1700.9" {
+		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || !slices.Equal(got.Posted, bridge.Parts{"1700.9"}) {
 			t.Errorf("posted delivery = %+v, %v", got, err)
 		}
 		if err := db.FailDelivery(ctx, failed.MessageID, "channel_not_found"); err != nil {
@@ -159,7 +160,7 @@ func TestDeliveries(t *testing.T) {
 		// Finished deliveries take no more changes.
 		for _, id := range []chat.MessageID{posted.MessageID, failed.MessageID} {
 			for name, err := range map[string]error{
-				"MarkDelivered": db.MarkDelivered(ctx, id, "other"),
+				"MarkDelivered": db.MarkDelivered(ctx, id, bridge.Parts{"other"}),
 				"FailDelivery":  db.FailDelivery(ctx, id, "other"),
 			} {
 				if !errors.Is(err, bridge.ErrNotFound) {
@@ -167,7 +168,7 @@ func TestDeliveries(t *testing.T) {
 				}
 			}
 		}
-		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || got.PlatformID != "1700.9" {
+		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || !slices.Equal(got.Posted, bridge.Parts{"1700.9"}) {
 			t.Errorf("posted delivery changed: %+v, %v", got, err)
 		}
 	})
@@ -179,7 +180,7 @@ func TestDeliveries(t *testing.T) {
 			t.Errorf("Delivery: %v", err)
 		}
 		for name, err := range map[string]error{
-			"MarkDelivered": db.MarkDelivered(ctx, "msg_x", "p"),
+			"MarkDelivered": db.MarkDelivered(ctx, "msg_x", bridge.Parts{"p"}),
 			"FailDelivery":  db.FailDelivery(ctx, "msg_x", "r"),
 		} {
 			if !errors.Is(err, bridge.ErrNotFound) {
@@ -262,7 +263,7 @@ func TestPrune(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := addDelivery(t, db, newDelivery("msg_"+strconv.Itoa(i), it.Conversation, clk.Now()))
-			if err := db.MarkDelivered(ctx, d.MessageID, "p"); err != nil {
+			if err := db.MarkDelivered(ctx, d.MessageID, bridge.Parts{"p"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -290,7 +291,7 @@ func testPruneCutoff(t *testing.T) {
 	if err := db.MarkInboundSent(ctx, sent.ID, 1, "m", true, bridge.ReplyTarget{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.MarkDelivered(ctx, posted.MessageID, "p"); err != nil {
+	if err := db.MarkDelivered(ctx, posted.MessageID, bridge.Parts{"p"}); err != nil {
 		t.Fatal(err)
 	}
 

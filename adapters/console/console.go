@@ -170,9 +170,9 @@ func (a *Adapter) handle(ctx context.Context, h bridge.Handler, n int, line stri
 // Send implements bridge.Adapter: it prints the message, each line starting
 // with "bot> ". Choices and card buttons are numbered; the next line may
 // answer with the number or the label.
-func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error) {
+func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if out.Room.Platform != Platform {
-		return "", bridge.Permanent(fmt.Errorf("console: room %s is not a console room", out.Room))
+		return nil, bridge.Permanent(fmt.Errorf("console: room %s is not a console room", out.Room))
 	}
 	text := bridge.PlainText(out.Payload)
 	if len(bridge.Offered(out.Payload)) > 0 {
@@ -188,11 +188,11 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error)
 	defer a.mu.Unlock()
 	if _, err := io.WriteString(a.out, b.String()); err != nil {
 		if errors.Is(err, io.ErrClosedPipe) {
-			return "", bridge.Permanent(fmt.Errorf("console: write: %w", err))
+			return nil, bridge.Permanent(fmt.Errorf("console: write: %w", err))
 		}
-		return "", fmt.Errorf("console: write: %w", err)
+		return nil, fmt.Errorf("console: write: %w", err)
 	}
 	id := string(out.ID)
 	a.choices.Offer(out.Room.Top(), id, out.Payload)
-	return id, nil
+	return bridge.Parts{id}, nil
 }

@@ -28,7 +28,6 @@ import (
 	"maunium.net/go/mautrix/sqlstatestore"
 
 	"github.com/botbridge/botbridge/bridge"
-	"github.com/botbridge/botbridge/chat"
 )
 
 // Platform is the platform name of the adapter's rooms.
@@ -178,7 +177,6 @@ type Adapter struct {
 	displayName string
 	aliases     map[id.RoomID]string
 	removed     map[id.RoomID]string
-	recovered   map[chat.MessageID]map[int]id.EventID
 	reads       map[id.RoomID]id.EventID
 	readWake    chan struct{}
 
@@ -250,7 +248,6 @@ func New(opts Options) (*Adapter, error) {
 		status:    errors.New("matrix: not connected yet"),
 		aliases:   make(map[id.RoomID]string),
 		removed:   make(map[id.RoomID]string),
-		recovered: make(map[chat.MessageID]map[int]id.EventID),
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
 	}

@@ -29,60 +29,60 @@ const findSentLimit = 100
 
 // Send implements bridge.Adapter. It renders out into one or more events
 // (long texts split, a bloc's items one by one, media fetched from the
-// bot's URLs and uploaded) and posts them in out.Room's thread, or as a
-// reply to out.ReplyTo, mentioning out.ReplyToUser. Each event's
-// transaction id is derived from out.ID. It waits for Run to have logged in
-// and waits out the homeserver's rate limits. It returns the id of the
-// first event; an error wrapped with bridge.Permanent when the room refuses
-// the bot (it was removed, or may not post).
-func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error) {
+// bot's URLs and uploaded) and posts those out.Posted does not hold in
+// out.Room's thread, or as a reply to out.ReplyTo, mentioning
+// out.ReplyToUser. Each event's transaction id is derived from out.ID and
+// the part. It waits for Run to have logged in and waits out the
+// homeserver's rate limits. It returns the event id of every part; on
+// failure, those posted so far, with an error wrapped with bridge.Permanent
+// when the room refuses the bot (it was removed, or may not post).
+func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
-		return "", err
+		return out.Posted, err
 	}
 	room, err := roomID(out.Room)
 	if err != nil {
-		return "", err
+		return out.Posted, err
 	}
 	encrypted, err := a.encrypted(ctx, room)
 	if err != nil {
-		return "", err
+		return out.Posted, err
 	}
 	parts := render(out.Payload)
-	a.mu.Lock()
-	done := a.recovered[out.ID]
-	delete(a.recovered, out.ID)
-	a.mu.Unlock()
-
+	if len(parts) == 0 {
+		return nil, bridge.Permanent(fmt.Errorf("matrix: a %s message renders as nothing", out.Payload.PayloadType()))
+	}
 	base := txnBase(out.ID)
-	ids := make([]id.EventID, len(parts))
+	ids := make(bridge.Parts, len(parts))
+	if len(out.Posted) == len(parts) {
+		copy(ids, out.Posted)
+	}
 	for i, p := range parts {
-		if evt, ok := done[i]; ok {
-			ids[i] = evt
+		if ids[i] != "" {
 			continue
 		}
 		c := p.content
 		if p.media != nil {
 			if c, err = a.upload(ctx, room, encrypted, p.media); err != nil {
-				return "", err
+				return ids, err
 			}
 		}
 		c = relate(c, out, i, ids)
 		txn := base + "." + strconv.Itoa(i) + "." + strconv.Itoa(len(parts))
-		if ids[i], err = a.sendMessage(ctx, room, c, txn); err != nil {
-			return "", a.sendFailed(ctx, room, "post", err)
+		evt, err := a.sendMessage(ctx, room, c, txn)
+		if err != nil {
+			return ids, a.sendFailed(ctx, room, "post", err)
 		}
+		ids[i] = string(evt)
 	}
-	if len(ids) == 0 {
-		return "", bridge.Permanent(fmt.Errorf("matrix: a %s message renders as nothing", out.Payload.PayloadType()))
-	}
-	a.choices.Offer(out.Room, string(ids[0]), out.Payload)
-	return string(ids[0]), nil
+	a.choices.Offer(out.Room, ids.First(), out.Payload)
+	return ids, nil
 }
 
 // relate places part i of out: in out's thread (with a reply fallback to
 // the message before), or the first part as a reply to out.ReplyTo; the
 // first part mentions out.ReplyToUser.
-func relate(c *event.MessageEventContent, out bridge.Outbound, i int, ids []id.EventID) *event.MessageEventContent {
+func relate(c *event.MessageEventContent, out bridge.Outbound, i int, ids bridge.Parts) *event.MessageEventContent {
 	cp := *c
 	c = &cp
 	c.Mentions = &event.Mentions{}
@@ -91,7 +91,7 @@ func relate(c *event.MessageEventContent, out bridge.Outbound, i int, ids []id.E
 	}
 	prev := id.EventID(out.ReplyTo)
 	if i > 0 {
-		prev = ids[i-1]
+		prev = id.EventID(ids[i-1])
 	}
 	switch {
 	case out.Room.Thread != "":
@@ -132,70 +132,65 @@ func parseTxn(txn, base string) (part, parts int, ok bool) {
 // FindSent implements bridge.Recoverer. It reads the bot's recent events in
 // out.Room (an initial sync of that room alone: Dendrite shows a sender its
 // transaction ids there, and not in /messages) for the transaction ids
-// Send derives from out.ID. It returns the first event's id when every
-// part of out is there; when only some are, it remembers them so that the
-// next Send posts only the rest.
-func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bool, error) {
+// Send derives from out.ID, and returns the event of each part it found.
+func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
-		return "", false, err
+		return nil, err
 	}
 	room, err := roomID(out.Room)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	filter := fmt.Sprintf(`{"room":{"rooms":[%q],"timeline":{"limit":%d,"senders":[%q]},"state":{"types":[]},`+
 		`"ephemeral":{"types":[]},"account_data":{"types":[]}},"presence":{"types":[]},"account_data":{"types":[]}}`,
 		room, findSentLimit, a.user)
 	resp, err := a.cli.FullSyncRequest(ctx, mautrix.ReqSync{FilterID: filter})
 	if err != nil {
-		return "", false, fmt.Errorf("matrix: look for a message sent before: %w", err)
+		return nil, fmt.Errorf("matrix: look for a message sent before: %w", err)
 	}
 	jr := resp.Rooms.Join[room]
 	if jr == nil {
-		return "", false, nil
+		return nil, nil
 	}
 	base := txnBase(out.ID)
-	found := map[int]id.EventID{}
-	parts := 0
+	var found bridge.Parts
 	for _, evt := range jr.Timeline.Events {
 		if i, n, ok := parseTxn(evt.Unsigned.TransactionID, base); ok && evt.Sender == a.user {
-			found[i], parts = evt.ID, n
+			if len(found) != n {
+				found = make(bridge.Parts, n)
+			}
+			found[i] = string(evt.ID)
 		}
 	}
-	switch {
-	case len(found) == 0:
-		return "", false, nil
-	case len(found) == parts:
-		return string(found[0]), true, nil
-	}
-	a.mu.Lock()
-	a.recovered[out.ID] = found
-	a.mu.Unlock()
-	a.log.Info("part of a reply was posted before the restart; posting the rest", bridge.LogRoom, room,
-		bridge.LogMessage, string(out.ID), logCount, len(found))
-	return "", false, nil
+	return found, nil
 }
 
 // Edit implements bridge.Editor: it replaces the message with an m.replace
 // edit showing p (text as Markdown, anything else as plain text).
-func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, platformID string, p chat.Payload) error {
+//
+// The first part shows all of p; a message of several parts keeps the
+// others as they are.
+func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, posted bridge.Parts, p chat.Payload) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
-		return err
+		return posted, err
 	}
 	r, err := roomID(room)
 	if err != nil {
-		return err
+		return posted, err
+	}
+	if posted.First() == "" {
+		return posted, bridge.Permanent(errors.New("matrix: edit: no message to edit"))
 	}
 	c := editContent(p)
-	c.SetEdit(id.EventID(platformID))
+	c.SetEdit(id.EventID(posted.First()))
 	if _, err := a.sendMessage(ctx, r, c, a.cli.TxnID()); err != nil {
-		return a.sendFailed(ctx, r, "edit", err)
+		return posted, a.sendFailed(ctx, r, "edit", err)
 	}
-	return nil
+	return posted, nil
 }
 
-// Delete implements bridge.Deleter: it redacts the message.
-func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, platformID string) error {
+// Delete implements bridge.Deleter: it redacts every part of the message.
+func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, posted bridge.Parts) error {
 	if err := a.waitConnected(ctx); err != nil {
 		return err
 	}
@@ -203,12 +198,17 @@ func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, platformID st
 	if err != nil {
 		return err
 	}
-	err = a.rateLimited(ctx, r, func() error {
-		_, err := a.cli.RedactEvent(ctx, r, id.EventID(platformID), mautrix.ReqRedact{Reason: "deleted by the bot"})
-		return err
-	})
-	if err != nil {
-		return a.sendFailed(ctx, r, "delete", err)
+	for _, evt := range posted {
+		if evt == "" {
+			continue
+		}
+		err = a.rateLimited(ctx, r, func() error {
+			_, err := a.cli.RedactEvent(ctx, r, id.EventID(evt), mautrix.ReqRedact{Reason: "deleted by the bot"})
+			return err
+		})
+		if err != nil {
+			return a.sendFailed(ctx, r, "delete", err)
+		}
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -36,18 +37,18 @@ func TestFindSent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := strings.Count(id, ",") + 1; n != 2 {
-			t.Fatalf("platform id %q has %d parts, want 2", id, n)
+		if n := len(id); n != 2 {
+			t.Fatalf("platform ids %q are %d parts, want 2", id, n)
 		}
-		got, found, err := start(t).FindSent(waitCtx(t), out)
-		if err != nil || !found || got != id {
-			t.Errorf("FindSent = %q, %v, %v; want %q, true", got, found, err, id)
+		got, err := start(t).FindSent(waitCtx(t), out)
+		if err != nil || !got.Complete() || !slices.Equal(got, id) {
+			t.Errorf("FindSent = %q, %v; want %q", got, err, id)
 		}
 	})
 	t.Run("a message not posted is not found", func(t *testing.T) {
 		out := bridge.Outbound{ID: "msg-never", Room: room, Payload: chat.Text{Text: "never"}, Time: time.Now()}
-		if _, found, err := start(t).FindSent(waitCtx(t), out); err != nil || found {
-			t.Errorf("FindSent = %v, %v; want not found", found, err)
+		if found, err := start(t).FindSent(waitCtx(t), out); err != nil || found.Found() {
+			t.Errorf("FindSent = %q, %v; want not found", found, err)
 		}
 	})
 	t.Run("of a message posted in part, only the rest is posted", func(t *testing.T) {
@@ -56,15 +57,17 @@ func TestFindSent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ids := strings.Split(first, ",")
+		ids := first
 		if _, err := fake.DeleteMessage(general, ids[1]); err != nil { // as if the crash came before it
 			t.Fatal(err)
 		}
 		a := start(t)
-		if _, found, err := a.FindSent(waitCtx(t), out); err != nil || found {
-			t.Fatalf("FindSent = %v, %v; want not found", found, err)
+		found, err := a.FindSent(waitCtx(t), out)
+		if err != nil || found.Complete() {
+			t.Fatalf("FindSent = %q, %v; want not found", found, err)
 		}
 		before := posts()
+		out.Posted = found
 		id, err := a.Send(waitCtx(t), out)
 		if err != nil {
 			t.Fatal(err)
@@ -72,7 +75,7 @@ func TestFindSent(t *testing.T) {
 		if n := posts() - before; n != 1 {
 			t.Errorf("%d posts, want 1 (the missing part)", n)
 		}
-		got := strings.Split(id, ",")
+		got := id
 		if got[0] != ids[0] || !strings.HasSuffix(fake.Snapshot().Message(general, got[1]).Text, "THE END") {
 			t.Errorf("platform id %q; want the first part %s kept and the end posted", id, ids[0])
 		}
@@ -84,9 +87,9 @@ func TestFindSent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, found, err := start(t).FindSent(waitCtx(t), out)
-		if err != nil || !found || got != id {
-			t.Errorf("FindSent = %q, %v, %v; want %q, true", got, found, err, id)
+		got, err := start(t).FindSent(waitCtx(t), out)
+		if err != nil || !got.Complete() || !slices.Equal(got, id) {
+			t.Errorf("FindSent = %q, %v; want %q", got, err, id)
 		}
 	})
 }
@@ -100,9 +103,9 @@ func TestEditAndDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := strings.Split(id, ",")
+	ids := id
 	t.Run("an edit to a shorter text updates the first part and deletes the rest", func(t *testing.T) {
-		if err := a.Edit(ctx, room, id, chat.Markdown{Markdown: "**short** now"}); err != nil {
+		if _, err := a.Edit(ctx, room, id, chat.Markdown{Markdown: "**short** now"}); err != nil {
 			t.Fatal(err)
 		}
 		st := fake.Snapshot()
@@ -181,8 +184,8 @@ func TestFileEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 		st := fake.Snapshot()
-		m := st.Message(dm, id)
-		if m == nil || len(m.Files) != 1 {
+		m := st.Message(dm, id.First())
+		if m == nil || len(id) != 1 || len(m.Files) != 1 {
 			t.Fatalf("message %q: %+v; want one file", id, m)
 		}
 		if f := st.Files[m.Files[0]]; f.Name != "image.png" || string(f.Content) != "\x89PNG\r\n\x1a\n" {

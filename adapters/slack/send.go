@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	slackapi "github.com/slack-go/slack"
@@ -40,33 +39,31 @@ func slackBlocks(bs []block) []slackapi.Block {
 }
 
 // Send implements bridge.Adapter: it renders out's payload into one or more
-// Slack messages and posts them into out.Room (thread included), paced per
-// channel and waiting out rate limits. The platform id it returns is the
-// message's ts, or the ts of each part joined by commas. Parts posted before
-// a failure are not posted again by the next attempt. Refusals that
-// retrying cannot fix are wrapped with bridge.Permanent.
-func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error) {
+// Slack messages and posts those out.Posted does not hold into out.Room
+// (thread included), paced per channel and waiting out rate limits. It
+// returns the ts of each part (or the file id of an upload Slack has not
+// shared yet); on failure, the parts posted so far. Refusals that retrying
+// cannot fix are wrapped with bridge.Permanent.
+func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if out.Room.Room == "" {
-		return "", bridge.Permanent(errors.New("slack: send: no channel"))
+		return nil, bridge.Permanent(errors.New("slack: send: no channel"))
 	}
 	posts := render(out.Payload)
-	ids := a.partial.get(out.ID, len(posts))
+	ids := make(bridge.Parts, len(posts))
+	if len(out.Posted) == len(posts) {
+		copy(ids, out.Posted)
+	}
 	for i, p := range posts {
 		if ids[i] != "" {
 			continue
 		}
 		id, err := a.sendPost(ctx, out, p, i, len(posts))
 		if err != nil {
-			if bridge.IsPermanent(err) {
-				a.partial.forget(out.ID)
-			}
-			return "", err
+			return ids, err
 		}
 		ids[i] = id
-		a.partial.set(out.ID, len(posts), i, id)
 	}
-	a.partial.forget(out.ID)
-	return strings.Join(ids, ","), nil
+	return ids, nil
 }
 
 func (a *Adapter) sendPost(ctx context.Context, out bridge.Outbound, p post, part, parts int) (string, error) {
@@ -222,33 +219,37 @@ func (a *Adapter) shareTS(ctx context.Context, channel, file string) string {
 	return file
 }
 
-// Edit implements bridge.Editor: it replaces the content of the message
-// platformID (as Send returned it) with p, updating each part and deleting
-// parts p no longer needs. Files cannot be edited; p's files are shown as
-// links. It blocks on Slack and returns its refusal.
-func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, platformID string, p chat.Payload) error {
-	ids := strings.Split(platformID, ",")
+// Edit implements bridge.Editor: it updates each part of the message with
+// the matching part of p's rendering, deletes parts p no longer needs and
+// posts those it needs beyond them. Files cannot be edited; p's files are
+// shown as links. It blocks on Slack and returns its refusal, with the parts
+// the message has at that point.
+func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, posted bridge.Parts, p chat.Payload) (bridge.Parts, error) {
 	posts := render(p)
-	for i, id := range ids {
+	var now bridge.Parts
+	for i, id := range posted {
 		if i >= len(posts) {
 			if err := a.deleteOne(ctx, room.Room, id); err != nil {
-				return err
+				return append(now, posted[i:]...), err
 			}
 			continue
 		}
-		if isFileID(id) {
+		now = append(now, id)
+		if isFileID(id) || id == "" {
 			continue
 		}
 		if err := a.update(ctx, room.Room, id, posts[i].withLinks()); err != nil {
-			return err
+			return append(now, posted[i+1:]...), err
 		}
 	}
-	for _, extra := range posts[min(len(ids), len(posts)):] {
-		if _, err := a.postMessage(ctx, room, extra.withLinks(), metadata(chat.MessageID("edit-"+ids[0]), 0, 1)); err != nil {
-			return err
+	for _, extra := range posts[min(len(posted), len(posts)):] {
+		id, err := a.postMessage(ctx, room, extra.withLinks(), metadata(chat.MessageID("edit-"+posted.First()), 0, 1))
+		if err != nil {
+			return now, err
 		}
+		now = append(now, id)
 	}
-	return nil
+	return now, nil
 }
 
 // withLinks shows the post's files as links, for an update.
@@ -271,10 +272,13 @@ func (a *Adapter) update(ctx context.Context, channel, ts string, p post) error 
 	})
 }
 
-// Delete implements bridge.Deleter: it deletes every part of the message
-// platformID; parts already gone are not an error. It blocks on Slack.
-func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, platformID string) error {
-	for id := range strings.SplitSeq(platformID, ",") {
+// Delete implements bridge.Deleter: it deletes every part of the message;
+// parts already gone are not an error. It blocks on Slack.
+func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, posted bridge.Parts) error {
+	for _, id := range posted {
+		if id == "" {
+			continue
+		}
 		if err := a.deleteOne(ctx, room.Room, id); err != nil {
 			return err
 		}
@@ -304,13 +308,12 @@ func isFileID(id string) bool { return strings.HasPrefix(id, "F") }
 // FindSent implements bridge.Recoverer: it looks among the bot's recent
 // messages of out.Room (the thread, or the channel) for the parts of out,
 // which Send marks with message metadata. Parts uploaded as files carry no
-// metadata; they are recognised by the titles of their files. When only
-// some parts are there, Send posts only the others. It reads the channel's
-// history and returns Slack's error when it cannot.
-func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bool, error) {
+// metadata; they are recognised by the titles of their files. It reads the
+// channel's history and returns Slack's error when it cannot.
+func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	self, err := a.identified(ctx)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	posts := render(out.Payload)
 	oldest := ""
@@ -319,12 +322,12 @@ func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bo
 	}
 	msgs, err := a.recent(ctx, out.Room, oldest)
 	if err != nil {
-		return "", false, err
+		return nil, err
 	}
 	own := func(m slackapi.Message) bool {
 		return m.BotID != "" && m.BotID == self.botID || m.User != "" && m.User == self.userID
 	}
-	found := make([]string, len(posts))
+	found := make(bridge.Parts, len(posts))
 	used := map[string]bool{}
 	for _, m := range msgs {
 		if !own(m) || m.Metadata.EventType != metaEventType {
@@ -349,15 +352,7 @@ func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bo
 			}
 		}
 	}
-	if !slices.Contains(found, "") {
-		return strings.Join(found, ","), true, nil
-	}
-	for i, id := range found {
-		if id != "" {
-			a.partial.set(out.ID, len(posts), i, id)
-		}
-	}
-	return "", false, nil
+	return found, nil
 }
 
 func sameFiles(fs []slackapi.File, ms []media) bool {
@@ -412,40 +407,4 @@ func (a *Adapter) recent(ctx context.Context, room bridge.RoomKey, oldest string
 		cursor = next
 	}
 	return out, nil
-}
-
-// partials remembers the parts of a message Send has posted, so that a
-// retry posts only the rest.
-type partials struct {
-	mu sync.Mutex
-	m  map[chat.MessageID][]string
-}
-
-// get returns the posted parts of id (empty strings for the others).
-func (p *partials) get(id chat.MessageID, n int) []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	out := make([]string, n)
-	if got := p.m[id]; len(got) == n {
-		copy(out, got)
-	}
-	return out
-}
-
-func (p *partials) set(id chat.MessageID, n, i int, ts string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.m == nil {
-		p.m = make(map[chat.MessageID][]string)
-	}
-	if len(p.m[id]) != n {
-		p.m[id] = make([]string, n)
-	}
-	p.m[id][i] = ts
-}
-
-func (p *partials) forget(id chat.MessageID) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.m, id)
 }

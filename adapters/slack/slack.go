@@ -160,7 +160,6 @@ type Adapter struct {
 	chans   cache[string]
 	pace    pacer
 	streams streamSet
-	partial partials
 }
 
 // identity is who the bot is, from auth.test.

@@ -133,7 +133,7 @@ func (a *Adapter) AppendStream(ctx context.Context, room bridge.RoomKey, platfor
 // StopStream implements bridge.Streamer: it ends the streamed reply and
 // replaces its content with the final payload when that differs from what
 // was streamed. It blocks on Slack.
-func (a *Adapter) StopStream(ctx context.Context, room bridge.RoomKey, platformID string, final chat.Payload) error {
+func (a *Adapter) StopStream(ctx context.Context, room bridge.RoomKey, platformID string, final chat.Payload) (bridge.Parts, error) {
 	ls := a.streams.take(platformID)
 	if ls != nil {
 		ls.mu.Lock()
@@ -145,13 +145,13 @@ func (a *Adapter) StopStream(ctx context.Context, room bridge.RoomKey, platformI
 			return err
 		})
 		if err != nil && errorCode(err) != "message_not_in_streaming_state" {
-			return err
+			return bridge.Parts{platformID}, err
 		}
 		if textOf(final) == ls.text {
-			return nil
+			return bridge.Parts{platformID}, nil
 		}
 	}
-	return a.Edit(ctx, room, platformID, final)
+	return a.Edit(ctx, room, bridge.Parts{platformID}, final)
 }
 
 func textOf(p chat.Payload) string {

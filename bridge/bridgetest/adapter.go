@@ -127,10 +127,10 @@ func (a *Adapter) FailNext(errs ...error) {
 	a.fail = append(a.fail, errs...)
 }
 
-// Send implements bridge.Adapter.
-func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error) {
+// Send implements bridge.Adapter. Every payload is one part.
+func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := ctx.Err(); err != nil {
-		return "", err
+		return nil, err
 	}
 	a.mu.Lock()
 	a.sends++
@@ -138,11 +138,11 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error)
 		err := a.fail[0]
 		a.fail = a.fail[1:]
 		a.mu.Unlock()
-		return "", err
+		return nil, err
 	}
 	if out.Room.Platform != a.platform {
 		a.mu.Unlock()
-		return "", bridge.Permanent(fmt.Errorf("room %s is not on %s", out.Room, a.platform))
+		return nil, bridge.Permanent(fmt.Errorf("room %s is not on %s", out.Room, a.platform))
 	}
 	id := "post-" + strconv.Itoa(len(a.posts)+1)
 	p := Post{ID: id, Out: out}
@@ -154,10 +154,10 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (string, error)
 		select {
 		case ch <- p:
 		case <-ctx.Done():
-			return "", ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
-	return id, nil
+	return bridge.Parts{id}, nil
 }
 
 // Subscribe returns a channel that receives every post from now on. Send
@@ -172,18 +172,18 @@ func (a *Adapter) Subscribe(buffer int) <-chan Post {
 
 // FindSent implements bridge.Recoverer: with Recover set it finds an earlier
 // post of out.ID.
-func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (string, bool, error) {
+func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.Recover {
-		return "", false, nil
+		return nil, nil
 	}
 	for _, p := range a.posts {
 		if p.Out.ID == out.ID {
-			return p.ID, true, nil
+			return bridge.Parts{p.ID}, nil
 		}
 	}
-	return "", false, nil
+	return nil, nil
 }
 
 // Sends counts calls of Send, failed ones included.
@@ -193,14 +193,14 @@ func (a *Adapter) Sends() int {
 	return a.sends
 }
 
-// Edit implements bridge.Editor.
-func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, platformID string, p chat.Payload) error {
-	return a.change(platformID, func(p2 *Post) { p2.Edits = append(p2.Edits, p) })
+// Edit implements bridge.Editor: every payload is one part.
+func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, posted bridge.Parts, p chat.Payload) (bridge.Parts, error) {
+	return posted, a.change(posted.First(), func(p2 *Post) { p2.Edits = append(p2.Edits, p) })
 }
 
 // Delete implements bridge.Deleter.
-func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, platformID string) error {
-	return a.change(platformID, func(p *Post) { p.Deleted = true })
+func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, posted bridge.Parts) error {
+	return a.change(posted.First(), func(p *Post) { p.Deleted = true })
 }
 
 func (a *Adapter) change(id string, fn func(*Post)) error {

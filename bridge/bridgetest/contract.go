@@ -232,8 +232,8 @@ func RunAdapterContract(t *testing.T, h Harness) {
 				t.Errorf("%s: Send: %v", s.Name, err)
 				continue
 			}
-			if id == "" {
-				t.Errorf("%s: Send returned no platform id", s.Name)
+			if !id.Complete() {
+				t.Errorf("%s: Send returned platform ids %q, want one for every part", s.Name, id)
 			}
 			seen, err := h.Seen(ctx, h.Room)
 			if err != nil {
@@ -351,12 +351,16 @@ func RunAdapterContract(t *testing.T, h Harness) {
 		if err := warmUp(ctx, h, rec); err != nil {
 			t.Fatal(err)
 		}
-		id, err := a.Send(ctx, bridge.Outbound{ID: chat.MessageID("contract-edit-" + time.Now().Format("150405.000000")),
+		posted, err := a.Send(ctx, bridge.Outbound{ID: chat.MessageID("contract-edit-" + time.Now().Format("150405.000000")),
 			Bot: "contract", Room: h.Room, Payload: chat.Text{Text: "contract before edit"}, Time: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ed.Edit(ctx, h.Room, id, chat.Text{Text: "contract after edit"}); err != nil {
+		if len(posted) != 1 {
+			t.Fatalf("a short text was posted as %d parts, want 1", len(posted))
+		}
+		id := posted.First()
+		if _, err := ed.Edit(ctx, h.Room, posted, chat.Text{Text: "contract after edit"}); err != nil {
 			t.Fatal(err)
 		}
 		seen, err := h.Seen(ctx, h.Room)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"maunium.net/go/mautrix/id"
@@ -126,11 +125,10 @@ func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
 // allowInvite reports whether a route answers the inviter in the room:
 // the first route matching the room decides, as for messages.
 func allowInvite(router *bridge.Router, inv matrix.Invite) bool {
-	rt, ok := router.Match(bridge.Inbound{
+	return router.Admits(bridge.Inbound{
 		Room:     bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: string(inv.Room)},
 		RoomName: inv.Alias,
 		Sender:   bridge.Sender{ID: string(inv.Inviter)},
 		DM:       inv.Direct,
 	})
-	return ok && (len(rt.Users) == 0 || slices.Contains(rt.Users, string(inv.Inviter)))
 }

@@ -55,10 +55,17 @@ func metadata(in Inbound, mkey string) map[string]any {
 	return m
 }
 
-// parts turns an inbound message into the Chat API messages that carry it:
-// the action's value or the text (split when too long), then one message per
-// file. A message with none of these yields no parts.
-func (e *Engine) parts(in Inbound) ([]chat.Payload, error) {
+// FileLinker turns a file a person sent into a URL the bot can fetch.
+type FileLinker interface {
+	// URL returns a link to the file on platform p.
+	URL(p Platform, f File) string
+}
+
+// messageParts turns an inbound message into the Chat API messages that
+// carry it: the action's value or the text (split when too long), then one
+// message per file, linked through files (nil: named, with the permalink). A
+// message with none of these yields no parts.
+func messageParts(in Inbound, files FileLinker) ([]chat.Payload, error) {
 	var out []chat.Payload
 	switch {
 	case in.Action != nil:
@@ -72,7 +79,7 @@ func (e *Engine) parts(in Inbound) ([]chat.Payload, error) {
 		}
 	}
 	for _, f := range in.Files {
-		out = append(out, e.filePayload(in.Room.Platform, f))
+		out = append(out, filePayload(files, in.Room.Platform, f))
 	}
 	for i, p := range out {
 		if err := chat.ValidatePayload(p); err != nil {
@@ -84,8 +91,8 @@ func (e *Engine) parts(in Inbound) ([]chat.Payload, error) {
 
 // filePayload links a person's file for the bot: through the bridge's file
 // links when it has a public URL, else as text with the permalink.
-func (e *Engine) filePayload(p Platform, f File) chat.Payload {
-	if e.cfg.Files == nil {
+func filePayload(files FileLinker, p Platform, f File) chat.Payload {
+	if files == nil {
 		name := f.Name
 		if name == "" {
 			name = "a file"
@@ -95,7 +102,7 @@ func (e *Engine) filePayload(p Platform, f File) chat.Payload {
 		}
 		return chat.Text{Text: fmt.Sprintf("[sent %s: %s]", name, f.Permalink)}
 	}
-	url := e.cfg.Files.URL(p, f)
+	url := files.URL(p, f)
 	switch mt := f.MIMEType; {
 	case strings.HasPrefix(mt, "image/"):
 		return chat.Image{ImageURL: url}

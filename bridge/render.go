@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/botbridge/botbridge/chat"
 )
@@ -146,82 +144,4 @@ func Offered(p chat.Payload) []chat.ChoiceOption {
 		cards(p.Items...)
 	}
 	return out
-}
-
-// Choices remembers, per room, the last options offered to people on a
-// platform without buttons, so that the answer "2" or "Large" reaches the
-// bot as the option's value. It is safe for concurrent use.
-type Choices struct {
-	// TTL is how long an offer stands. Default 24 hours.
-	TTL time.Duration
-	// Now is the clock; default time.Now.
-	Now func() time.Time
-
-	mu     sync.Mutex
-	offers map[RoomKey]offer
-}
-
-type offer struct {
-	options   []chat.ChoiceOption
-	messageID string
-	at        time.Time
-}
-
-func (c *Choices) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
-}
-
-// Offer records the options of p (see Offered), posted as messageID in room;
-// a payload without options leaves the room's offer as it is.
-func (c *Choices) Offer(room RoomKey, messageID string, p chat.Payload) {
-	opts := Offered(p)
-	if len(opts) == 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.offers == nil {
-		c.offers = make(map[RoomKey]offer)
-	}
-	c.offers[room] = offer{options: opts, messageID: messageID, at: c.now()}
-}
-
-// Answer matches text against the room's standing offer: its number, or a
-// label (case and surrounding space ignored). A match ends the offer.
-func (c *Choices) Answer(room RoomKey, text string) (*Action, bool) {
-	text = strings.TrimSpace(text)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	o, ok := c.offers[room]
-	if !ok {
-		return nil, false
-	}
-	ttl := c.TTL
-	if ttl <= 0 {
-		ttl = 24 * time.Hour
-	}
-	if c.now().Sub(o.at) > ttl {
-		delete(c.offers, room)
-		return nil, false
-	}
-	pick := -1
-	if i, err := strconv.Atoi(strings.TrimSuffix(text, ".")); err == nil && i >= 1 && i <= len(o.options) {
-		pick = i - 1
-	} else {
-		for i, opt := range o.options {
-			if strings.EqualFold(opt.Label, text) {
-				pick = i
-				break
-			}
-		}
-	}
-	if pick < 0 {
-		return nil, false
-	}
-	delete(c.offers, room)
-	opt := o.options[pick]
-	return &Action{Value: opt.Value, Label: opt.Label, MessageID: o.messageID}, true
 }

@@ -112,6 +112,18 @@ func NewRouter(routes []Route, bots []string) (*Router, error) {
 	return r, nil
 }
 
+// Bots returns the names of the bots the routes send messages to, in the
+// order of the routes, each once.
+func (r *Router) Bots() []string {
+	var out []string
+	for _, rt := range r.routes {
+		if !slices.Contains(out, rt.Bot) {
+			out = append(out, rt.Bot)
+		}
+	}
+	return out
+}
+
 // Admits reports whether the bridge takes messages of in's sender in in's
 // room at all: the first route matching the room lets the sender talk to its
 // bot (the route's users, and bots only where allowed). It does not look at

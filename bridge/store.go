@@ -85,21 +85,76 @@ type Delivery struct {
 	Posted Parts
 }
 
-// Store is the durable state of the bridge. Every method takes ctx, runs one
-// transaction (Prune runs several) and returns ErrNotFound for missing
-// records (and for Mark and Fail calls on records already finished) and
-// errors wrapping ErrStore for failures of the database.
-type Store interface {
-	// EnqueueInbound stores in under the current conversation of key
-	// (creating the conversation record when there is none) and marks engage
-	// as a thread the bot takes part in (when engage.Room is set). It returns
-	// the stored item and created=false, and changes nothing, when an inbound
-	// of the same platform and key was stored before.
-	EnqueueInbound(ctx context.Context, key ConvKey, in Inbound, engage RoomKey) (item OutboxItem, created bool, err error)
+// Offer is a choice standing on a platform without buttons (TextChoices):
+// the options a person may answer by number or label.
+type Offer struct {
+	// Room is where the choice was posted, thread included; only answers
+	// said there match it.
+	Room RoomKey
+	Bot  string
+	// Conversation is the store id of the conversation that posted it.
+	Conversation int64
+	// MessageID is the platform id of the message (its first part).
+	MessageID string
+	Options   []chat.ChoiceOption
+	// Expires is when the offer stops standing.
+	Expires time.Time
+}
+
+// PruneBefore says what Prune deletes.
+type PruneBefore struct {
+	// Finished: inbound messages and deliveries finished before it, kept
+	// until then to de-duplicate redeliveries and for inspection.
+	Finished time.Time
+	// Idle: conversations (with their participants and threads) without
+	// traffic since it and with nothing pending, and users who take part in
+	// no conversation left. Zero keeps them.
+	Idle time.Time
+}
+
+// The store, seen by each part of the bridge that uses it. Every method takes
+// ctx, runs one transaction and returns ErrNotFound for missing records (and
+// for Mark and Fail calls on records already finished) and errors wrapping
+// ErrStore for failures of the database.
+
+// IntakeStore is what the intake needs: it routes and stores what people say.
+type IntakeStore interface {
 	// ThreadEngaged reports whether the bot takes part in the thread.
 	ThreadEngaged(ctx context.Context, bot string, thread RoomKey) (bool, error)
-	// ResetConversation starts a new generation of key's conversation.
-	ResetConversation(ctx context.Context, key ConvKey) (Conversation, error)
+	// EnqueueInbound stores in under the current conversation of key
+	// (creating the conversation record when there is none) and marks engage
+	// as a thread the bot takes part in (when engage.Room is set). An
+	// inbound that answers an offer (in.Action with the offer's MessageID,
+	// said in its room) closes the offer. It returns the stored item and
+	// created=false, and changes nothing, when an inbound of the same
+	// platform and key was stored before.
+	EnqueueInbound(ctx context.Context, key ConvKey, in Inbound, engage RoomKey) (item OutboxItem, created bool, err error)
+	// ResetConversation handles the reset word in: it starts a new
+	// generation of key's conversation and stores notice as a delivery of
+	// it (its Conversation set by the store), keeping in as a handled
+	// inbound event. It returns the stored notice and created=false, and
+	// changes nothing, when an inbound of the same platform and key was
+	// stored before.
+	ResetConversation(ctx context.Context, key ConvKey, in Inbound, notice Delivery) (stored Delivery, created bool, err error)
+	// Offer returns the offer standing in room (thread included), or
+	// ErrNotFound when there is none or it expired.
+	Offer(ctx context.Context, room RoomKey) (Offer, error)
+}
+
+// UserStore keeps the Botpress users of platform users.
+type UserStore interface {
+	// User returns the Botpress user of a platform user for bot.
+	User(ctx context.Context, bot string, platform Platform, platformID string) (User, error)
+	// PutUser stores or replaces a user mapping.
+	PutUser(ctx context.Context, u User) error
+	// DeleteUser forgets a user mapping (and its participations).
+	DeleteUser(ctx context.Context, bot string, platform Platform, platformID string) error
+}
+
+// SenderStore is what the sender needs: the outbox and the conversations'
+// Botpress side.
+type SenderStore interface {
+	UserStore
 	// PendingInbound lists unsent inbound messages, oldest first, at most
 	// limit (0: all).
 	PendingInbound(ctx context.Context, limit int) ([]OutboxItem, error)
@@ -113,43 +168,66 @@ type Store interface {
 	// FailInbound takes the item out of the outbox for good, keeping it with
 	// the reason.
 	FailInbound(ctx context.Context, id int64, reason string) error
+	// Conversation returns a conversation by store id.
+	Conversation(ctx context.Context, id int64) (Conversation, error)
+	// SetConversationChatID maps the conversation to a Botpress conversation
+	// (empty: unmapped, to be created again) and forgets its participants.
+	SetConversationChatID(ctx context.Context, id int64, chatID chat.ConversationID) error
+	// Participant reports whether user was added to the conversation.
+	Participant(ctx context.Context, conversation int64, user chat.UserID) (bool, error)
+	// AddParticipant records that user was added to the conversation.
+	AddParticipant(ctx context.Context, conversation int64, user chat.UserID) error
+}
 
+// ReceiverStore is what the receiver needs: the conversations to listen to
+// and the bot messages received.
+type ReceiverStore interface {
+	UserStore
 	// Conversation returns a conversation by store id.
 	Conversation(ctx context.Context, id int64) (Conversation, error)
 	// ConversationByChatID returns the conversation mapped to a Botpress
 	// conversation of bot.
 	ConversationByChatID(ctx context.Context, bot string, id chat.ConversationID) (Conversation, error)
-	// SetConversationChatID maps the conversation to a Botpress conversation
-	// (empty: unmapped, to be created again) and forgets its participants.
-	SetConversationChatID(ctx context.Context, id int64, chatID chat.ConversationID) error
 	// ActiveConversations lists mapped conversations active since the time
 	// given, or with undelivered bot messages.
 	ActiveConversations(ctx context.Context, since time.Time) ([]Conversation, error)
-
-	// User returns the Botpress user of a platform user for bot.
-	User(ctx context.Context, bot string, platform Platform, platformID string) (User, error)
-	// PutUser stores or replaces a user mapping.
-	PutUser(ctx context.Context, u User) error
-	// DeleteUser forgets a user mapping (and its participations).
-	DeleteUser(ctx context.Context, bot string, platform Platform, platformID string) error
-	// Participant reports whether user was added to the conversation.
-	Participant(ctx context.Context, conversation int64, user chat.UserID) (bool, error)
-	// AddParticipant records that user was added to the conversation.
-	AddParticipant(ctx context.Context, conversation int64, user chat.UserID) error
-
 	// AddDelivery stores a bot message to post and moves the conversation's
-	// cursor to its creation time. It returns created=false when the message
-	// was stored before.
+	// cursor to its creation time. A delivery without a target room goes to
+	// the conversation's reply target. It returns created=false, and the
+	// delivery stored before, when the message was stored before.
 	AddDelivery(ctx context.Context, d Delivery) (stored Delivery, created bool, err error)
+	// Delivery returns a delivery by message id.
+	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
+}
+
+// PosterStore is what the poster needs: the deliveries to post, the offers
+// it posts, and the indicators it shows.
+type PosterStore interface {
 	// PendingDeliveries lists deliveries not yet posted, in Seq order, at
 	// most limit (0: all).
 	PendingDeliveries(ctx context.Context, limit int) ([]Delivery, error)
-	// Delivery returns a delivery by message id.
-	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
 	// MarkDelivered records the platform ids of a posted delivery's parts.
 	MarkDelivered(ctx context.Context, id chat.MessageID, posted Parts) error
 	// FailDelivery gives a delivery up for good, keeping the reason.
 	FailDelivery(ctx context.Context, id chat.MessageID, reason string) error
+	// PutOffer records the offer standing in its room, replacing the one
+	// before.
+	PutOffer(ctx context.Context, o Offer) error
+	// SetIndicator records that the thinking indicator for t is shown (on)
+	// or was taken down (off), so that indicators a stopped process left
+	// shown are taken down at the next start.
+	SetIndicator(ctx context.Context, t ReplyTarget, on bool) error
+	// Indicators lists the indicators recorded as shown.
+	Indicators(ctx context.Context) ([]ReplyTarget, error)
+}
+
+// Store is the durable state of the bridge: what each part needs, and what
+// the engine needs to keep it small and to check it.
+type Store interface {
+	IntakeStore
+	SenderStore
+	ReceiverStore
+	PosterStore
 
 	// Cursor returns a named platform value (a Matrix sync token), or "" when
 	// unset.
@@ -157,9 +235,9 @@ type Store interface {
 	// SetCursor stores a named platform value.
 	SetCursor(ctx context.Context, name, value string) error
 
-	// Prune deletes inbound messages and deliveries finished before the time
-	// given, and returns how many rows went.
-	Prune(ctx context.Context, before time.Time) (int64, error)
+	// Prune deletes what is finished or idle (see PruneBefore), in several
+	// transactions, and returns how many rows went.
+	Prune(ctx context.Context, before PruneBefore) (int64, error)
 	// Ping checks that the store can be read and written.
 	Ping(ctx context.Context) error
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -90,7 +89,7 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 	if err := checkKey(key); err != nil {
 		return bridge.OutboxItem{}, false, fmt.Errorf("enqueue inbound: %w", err)
 	}
-	body, err := json.Marshal(in)
+	body, err := encodeInbound(in)
 	if err != nil {
 		return bridge.OutboxItem{}, false, fmt.Errorf("enqueue inbound: %w", err)
 	}
@@ -127,6 +126,13 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 				return err
 			}
 		}
+		if a := in.Action; a != nil && a.MessageID != "" {
+			// An answer closes the offer it answers: it stands once.
+			if _, err := t.exec(`DELETE FROM offers WHERE platform = ? AND room = ? AND thread = ? AND message_id = ?`,
+				string(in.Room.Platform), in.Room.Room, in.Room.Thread, a.MessageID); err != nil {
+				return err
+			}
+		}
 		created = true
 		return nil
 	})
@@ -152,23 +158,55 @@ func (db *DB) ThreadEngaged(ctx context.Context, bot string, thread bridge.RoomK
 
 // ResetConversation implements bridge.Store. A key without a conversation
 // gets its first generation.
-func (db *DB) ResetConversation(ctx context.Context, key bridge.ConvKey) (bridge.Conversation, error) {
-	if err := checkKey(key); err != nil {
-		return bridge.Conversation{}, fmt.Errorf("reset conversation: %w", err)
+func (db *DB) ResetConversation(ctx context.Context, key bridge.ConvKey, in bridge.Inbound, notice bridge.Delivery) (bridge.Delivery, bool, error) {
+	if in.Key == "" {
+		return notice, false, errors.New("reset conversation: no event key")
 	}
-	var c bridge.Conversation
-	err := db.tx(ctx, "reset conversation", func(t *txn) error {
+	if err := checkKey(key); err != nil {
+		return notice, false, fmt.Errorf("reset conversation: %w", err)
+	}
+	body, err := encodeInbound(in)
+	if err != nil {
+		return notice, false, fmt.Errorf("reset conversation: %w", err)
+	}
+	created := false
+	err = db.tx(ctx, "reset conversation", func(t *txn) error {
+		var one int
+		err := t.queryRow(`SELECT 1 FROM inbound WHERE platform = ? AND event_key = ?`,
+			string(in.Room.Platform), string(in.Key)).Scan(&one)
+		if err == nil {
+			return nil // handled before
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		var gen int
-		err := t.queryRow(`SELECT coalesce(max(generation) + 1, 0) FROM conversations
+		err = t.queryRow(`SELECT coalesce(max(generation) + 1, 0) FROM conversations
 			WHERE bot = ? AND scope = ? AND platform = ? AND room = ? AND thread = ? AND user = ?`,
 			key.Bot, string(key.Scope), string(key.Room.Platform), key.Room.Room, key.Room.Thread, key.User).Scan(&gen)
 		if err != nil {
 			return err
 		}
-		c, err = db.insertConversation(t, key, gen, db.Now())
-		return err
+		now := db.Now()
+		c, err := db.insertConversation(t, key, gen, now)
+		if err != nil {
+			return err
+		}
+		if _, err := t.exec(`INSERT INTO inbound (platform, event_key, conversation, body, state, created_ms, done_ms)
+			VALUES (?, ?, ?, ?, 'sent', ?, ?)`, string(in.Room.Platform), string(in.Key), c.ID, body, ms(now), ms(now)); err != nil {
+			return err
+		}
+		notice.Conversation = c.ID
+		if notice, err = db.insertDelivery(t, notice); err != nil {
+			return err
+		}
+		created = true
+		return nil
 	})
-	return c, err
+	if err != nil {
+		return notice, false, err
+	}
+	return notice, created, nil
 }
 
 // Conversation implements bridge.Store.

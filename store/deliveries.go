@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
@@ -47,17 +46,8 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 	if d.MessageID == "" || d.Payload == nil {
 		return d, false, errors.New("add delivery: message id and payload are required")
 	}
-	payload, err := json.Marshal(d.Payload)
-	if err != nil {
-		return d, false, fmt.Errorf("add delivery %s: %w", d.MessageID, err)
-	}
-	if d.ReceivedAt.IsZero() {
-		d.ReceivedAt = db.Now()
-	}
-	// The store keeps milliseconds; the caller gets what a read returns.
-	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
 	created := false
-	err = db.tx(ctx, "add delivery", func(t *txn) error {
+	err := db.tx(ctx, "add delivery", func(t *txn) error {
 		existing, err := scanDelivery(t.queryRow(`SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(d.MessageID)))
 		if err == nil {
 			d = existing
@@ -66,15 +56,22 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		dt := d.Target
-		res, err := t.exec(`INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
-			reply_message, reply_user, payload, created_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
-			dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt))
-		if err != nil {
-			return err
+		if d.Target.Room.Room == "" {
+			// Where the conversation's replies go: its reply target, else its
+			// room.
+			var platform, room, thread, replyRoom, replyThread string
+			err := t.queryRow(`SELECT platform, room, thread, reply_room, reply_thread, reply_message, reply_user
+				FROM conversations WHERE id = ?`, d.Conversation).Scan(&platform, &room, &thread, &replyRoom, &replyThread,
+				&d.Target.MessageID, &d.Target.UserID)
+			if err != nil {
+				return err
+			}
+			d.Target.Room = bridge.RoomKey{Platform: bridge.Platform(platform), Room: replyRoom, Thread: replyThread}
+			if replyRoom == "" {
+				d.Target.Room.Room, d.Target.Room.Thread = room, thread
+			}
 		}
-		if d.Seq, err = res.LastInsertId(); err != nil {
+		if d, err = db.insertDelivery(t, d); err != nil {
 			return err
 		}
 		if _, err := t.exec(`UPDATE conversations SET cursor_ms = max(cursor_ms, ?), active_ms = ? WHERE id = ?`,
@@ -88,6 +85,29 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 		return d, false, err
 	}
 	return d, created, nil
+}
+
+// insertDelivery stores a new delivery and returns it as a read would.
+func (db *DB) insertDelivery(t *txn, d bridge.Delivery) (bridge.Delivery, error) {
+	payload, err := json.Marshal(d.Payload)
+	if err != nil {
+		return d, fmt.Errorf("delivery %s: %w", d.MessageID, err)
+	}
+	if d.ReceivedAt.IsZero() {
+		d.ReceivedAt = db.Now()
+	}
+	// The store keeps milliseconds; the caller gets what a read returns.
+	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
+	dt := d.Target
+	res, err := t.exec(`INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
+		reply_message, reply_user, payload, created_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
+		dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt))
+	if err != nil {
+		return d, err
+	}
+	d.Seq, err = res.LastInsertId()
+	return d, err
 }
 
 // PendingDeliveries implements bridge.Store.
@@ -175,16 +195,45 @@ func (db *DB) updateDelivery(ctx context.Context, op, query string, args ...any)
 const pruneBatch = 1000
 
 // Prune implements bridge.Store. It deletes in transactions of at most
-// pruneBatch rows, so that other writes go on in between.
-func (db *DB) Prune(ctx context.Context, before time.Time) (int64, error) {
+// pruneBatch rows, so that other writes go on in between: finished messages,
+// expired offers, then (with before.Idle) idle conversations and what only
+// they used.
+func (db *DB) Prune(ctx context.Context, before bridge.PruneBefore) (int64, error) {
+	now := ms(db.Now())
+	type step struct {
+		name, query string
+		args        []any
+	}
+	steps := []step{
+		{"inbound", `DELETE FROM inbound WHERE rowid IN
+			(SELECT rowid FROM inbound WHERE state <> 'pending' AND done_ms < ? LIMIT ?)`, []any{ms(before.Finished)}},
+		{"deliveries", `DELETE FROM deliveries WHERE rowid IN
+			(SELECT rowid FROM deliveries WHERE state <> 'pending' AND done_ms < ? LIMIT ?)`, []any{ms(before.Finished)}},
+		{"offers", `DELETE FROM offers WHERE (platform, room, thread) IN
+			(SELECT platform, room, thread FROM offers WHERE expires_ms <= ? LIMIT ?)`, []any{now}},
+	}
+	if !before.Idle.IsZero() {
+		idle := ms(before.Idle)
+		steps = append(steps,
+			step{"conversations", `DELETE FROM conversations WHERE id IN
+				(SELECT id FROM conversations c WHERE active_ms < ?
+				AND NOT EXISTS (SELECT 1 FROM inbound WHERE conversation = c.id)
+				AND NOT EXISTS (SELECT 1 FROM deliveries WHERE conversation = c.id) LIMIT ?)`, []any{idle}},
+			step{"threads", `DELETE FROM threads WHERE (bot, platform, room, thread) IN
+				(SELECT bot, platform, room, thread FROM threads t WHERE created_ms < ?
+				AND NOT EXISTS (SELECT 1 FROM conversations WHERE bot = t.bot AND platform = t.platform
+					AND room = t.room AND active_ms >= ?) LIMIT ?)`, []any{idle, idle}},
+			step{"users", `DELETE FROM users WHERE (bot, platform, platform_id) IN
+				(SELECT bot, platform, platform_id FROM users u WHERE updated_ms < ? AND platform <> 'botbridge'
+				AND NOT EXISTS (SELECT 1 FROM participants WHERE chat_user = u.chat_id) LIMIT ?)`, []any{idle}},
+		)
+	}
 	var total int64
-	for _, table := range []string{"inbound", "deliveries"} {
-		query := `DELETE FROM ` + table + ` WHERE rowid IN
-			(SELECT rowid FROM ` + table + ` WHERE state <> 'pending' AND done_ms < ? LIMIT ?)`
+	for _, s := range steps {
 		for {
 			var n int64
-			err := db.tx(ctx, "prune "+table, func(t *txn) error {
-				res, err := t.exec(query, ms(before), pruneBatch)
+			err := db.tx(ctx, "prune "+s.name, func(t *txn) error {
+				res, err := t.exec(s.query, append(s.args, pruneBatch)...)
 				if err != nil {
 					return err
 				}

@@ -268,7 +268,7 @@ func TestPrune(t *testing.T) {
 			}
 		}
 		clk.Advance(time.Second)
-		if got, err := db.Prune(ctx, clk.Now()); err != nil || got != 2*n {
+		if got, err := db.Prune(ctx, bridge.PruneBefore{Finished: clk.Now()}); err != nil || got != 2*n {
 			t.Errorf("Prune = %d, %v; want %d", got, err, 2*n)
 		}
 		if left := count(t, db, "SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM deliveries)"); left != 1 {
@@ -320,7 +320,7 @@ func testPruneCutoff(t *testing.T) {
 		{t2.Add(time.Minute), 2, []string{"failed", "msg_failed"}},
 		{clk.Now().Add(24 * time.Hour), 0, nil},
 	} {
-		n, err := db.Prune(ctx, step.before)
+		n, err := db.Prune(ctx, bridge.PruneBefore{Finished: step.before})
 		if err != nil || n != step.want {
 			t.Errorf("Prune(%v) = %d, %v; want %d", step.before, n, err, step.want)
 		}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/botbridge/botbridge/bridge"
@@ -18,7 +17,8 @@ func scanOutboxItem(s scanner) (bridge.OutboxItem, error) {
 	if err := s.Scan(&it.ID, &it.Conversation, &body, &it.PartsSent, &createdMS); err != nil {
 		return it, err
 	}
-	if err := json.Unmarshal(body, &it.Inbound); err != nil {
+	var err error
+	if it.Inbound, err = decodeInbound(body); err != nil {
 		return it, fmt.Errorf("inbound %d: %w: stored body does not decode: %v", it.ID, bridge.ErrStore, err)
 	}
 	it.CreatedAt = fromMS(createdMS)

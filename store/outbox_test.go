@@ -10,6 +10,7 @@ import (
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store"
 )
 
 // sameItem reports how got differs from want: times must be the same instant
@@ -223,7 +224,7 @@ func TestResetConversation(t *testing.T) {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Minute)
-		c, err := db.ResetConversation(ctx, key)
+		c, err := reset(t, db, key, "reset-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -245,7 +246,7 @@ func TestResetConversation(t *testing.T) {
 			t.Errorf("old conversation = %+v, %v", oc, err)
 		}
 
-		again, err := db.ResetConversation(ctx, key)
+		again, err := reset(t, db, key, "reset-2")
 		if err != nil || again.Generation != 2 {
 			t.Errorf("second reset = %+v, %v; want generation 2", again, err)
 		}
@@ -254,7 +255,7 @@ func TestResetConversation(t *testing.T) {
 	t.Run("reset of a new key starts generation 0", func(t *testing.T) {
 		db, clk := newDB(t)
 		key := convKey("C1")
-		c, err := db.ResetConversation(t.Context(), key)
+		c, err := reset(t, db, key, "reset-1")
 		if err != nil || c.Generation != 0 {
 			t.Fatalf("reset = %+v, %v", c, err)
 		}
@@ -268,11 +269,51 @@ func TestResetConversation(t *testing.T) {
 
 	t.Run("invalid scope is refused", func(t *testing.T) {
 		db, _ := newDB(t)
-		_, err := db.ResetConversation(t.Context(), bridge.ConvKey{Bot: "bot", Scope: "", Room: roomKey("C1", "")})
+		_, err := reset(t, db, bridge.ConvKey{Bot: "bot", Scope: "", Room: roomKey("C1", "")}, "reset-1")
 		if err == nil || errors.Is(err, bridge.ErrStore) {
 			t.Errorf("err = %v, want a plain error", err)
 		}
 	})
+
+	t.Run("a reset event is handled once, and its notice is a delivery of the new conversation", func(t *testing.T) {
+		db, clk := newDB(t)
+		ctx := t.Context()
+		key := convKey("C1")
+		in := newInbound("reset-1", key.Room, clk.Now())
+		notice := bridge.Delivery{MessageID: "notice-reset-1", Bot: "bot", Payload: chat.Text{Text: "Started a new conversation."},
+			Target: bridge.ReplyTarget{Room: key.Room, MessageID: "1.1", UserID: "U1"}, CreatedAt: clk.Now()}
+		stored, created, err := db.ResetConversation(ctx, key, in, notice)
+		if err != nil || !created || stored.Seq == 0 || stored.Conversation == 0 {
+			t.Fatalf("reset = %+v, %v, %v; want a stored notice", stored, created, err)
+		}
+		if _, created, err := db.ResetConversation(ctx, key, in, notice); err != nil || created {
+			t.Errorf("the same reset event again: created %v, %v; want a no-op", created, err)
+		}
+		if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
+			t.Errorf("%d conversations after the same reset twice, want 1", n)
+		}
+		ds, err := db.PendingDeliveries(ctx, 0)
+		if err != nil || len(ds) != 1 || ds[0].MessageID != "notice-reset-1" || ds[0].Conversation != stored.Conversation ||
+			ds[0].Target != notice.Target {
+			t.Errorf("pending deliveries = %+v, %v; want the notice once", ds, err)
+		}
+		if _, created, err := db.EnqueueInbound(ctx, key, in, bridge.RoomKey{}); err != nil || created {
+			t.Errorf("the reset event as a message: created %v, %v; want a duplicate", created, err)
+		}
+	})
+}
+
+// reset resets key's conversation for the event evKey and returns the new
+// conversation.
+func reset(t *testing.T, db *store.DB, key bridge.ConvKey, evKey string) (bridge.Conversation, error) {
+	t.Helper()
+	in := newInbound(evKey, key.Room, db.Now())
+	notice := bridge.Delivery{MessageID: chat.MessageID("notice-" + evKey), Bot: key.Bot, Payload: chat.Text{Text: "reset"}, CreatedAt: db.Now()}
+	stored, _, err := db.ResetConversation(t.Context(), key, in, notice)
+	if err != nil {
+		return bridge.Conversation{}, err
+	}
+	return db.Conversation(t.Context(), stored.Conversation)
 }
 
 func TestOutbox(t *testing.T) {

@@ -48,10 +48,9 @@ type Adapter struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex // serialises writes to out
-	choices bridge.Choices
-	eof     chan struct{}
-	sent    int
+	mu   sync.Mutex // serialises writes to out
+	eof  chan struct{}
+	sent int
 }
 
 var _ bridge.Adapter = (*Adapter)(nil)
@@ -74,7 +73,6 @@ func New(in io.Reader, out io.Writer, opts Options) *Adapter {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{in: in, out: out, opts: opts, log: opts.Logger.With(bridge.LogComponent, "console"), eof: make(chan struct{})}
-	a.choices.Now = opts.Now
 	return a
 }
 
@@ -145,9 +143,6 @@ func (a *Adapter) handle(ctx context.Context, h bridge.Handler, n int, line stri
 		Text:      line,
 		Time:      a.opts.Now(),
 	}
-	if act, ok := a.choices.Answer(room, line); ok {
-		in.Action = act
-	}
 	for attempt := 1; ; attempt++ {
 		err := h.HandleInbound(ctx, in)
 		if err == nil {
@@ -166,6 +161,11 @@ func (a *Adapter) handle(ctx context.Context, h bridge.Handler, n int, line stri
 		}
 	}
 }
+
+// AnswersByText implements bridge.TextChoices: the next line may answer a
+// choice with its number or label, which the bridge turns into the option's
+// value.
+func (a *Adapter) AnswersByText() {}
 
 // Send implements bridge.Adapter: it prints the message, each line starting
 // with "bot> ". Choices and card buttons are numbered; the next line may
@@ -192,7 +192,5 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 		}
 		return nil, fmt.Errorf("console: write: %w", err)
 	}
-	id := string(out.ID)
-	a.choices.Offer(out.Room.Top(), id, out.Payload)
-	return bridge.Parts{id}, nil
+	return bridge.Parts{string(out.ID)}, nil
 }

@@ -82,11 +82,6 @@ func (a *Adapter) message(ctx context.Context, evt *event.Event) (bridge.Inbound
 		text = c.Body
 	}
 	in.Mentioned, in.Text = mentioned(c, text, a.user, a.botNames(ctx, evt.RoomID))
-	if in.Text != "" && len(in.Files) == 0 {
-		if act, ok := a.choices.Answer(room, in.Text); ok {
-			in.Action = act
-		}
-	}
 	return in, true
 }
 

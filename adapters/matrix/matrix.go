@@ -180,7 +180,6 @@ type Adapter struct {
 	reads       map[id.RoomID]id.EventID
 	readWake    chan struct{}
 
-	choices bridge.Choices
 	limiter limiter
 	// pending and pendingDirty are touched by the sync loop only.
 	pending      []pendingEvent
@@ -251,7 +250,6 @@ func New(opts Options) (*Adapter, error) {
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
 	}
-	a.choices.Now = opts.Now
 	a.limiter.now = opts.Now
 
 	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")

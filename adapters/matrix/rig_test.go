@@ -105,7 +105,7 @@ func (r *rig) start() {
 		bs = r.wrap(st)
 	}
 	cfg := bridgetest.Config(t, bs, []bridge.BotSpec{r.bp.Bot("bot")}, ad)
-	cfg.Routes, cfg.Files = r.routes, links
+	cfg.Router, cfg.Files = bridgetest.Router(t, r.routes, cfg.Bots...), links
 	cfg.RetryMax, cfg.StreamThrottle = 200*time.Millisecond, 20*time.Millisecond
 	_, stop := bridgetest.RunEngine(t, cfg)
 	r.ad, r.st, r.stopEng = ad, st, stop

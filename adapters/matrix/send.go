@@ -75,9 +75,13 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 		}
 		ids[i] = string(evt)
 	}
-	a.choices.Offer(out.Room, ids.First(), out.Payload)
 	return ids, nil
 }
+
+// AnswersByText implements bridge.TextChoices: Matrix has no buttons, so
+// people answer a choice with its number or label, which the bridge turns
+// into the option's value.
+func (a *Adapter) AnswersByText() {}
 
 // relate places part i of out: in out's thread (with a reply fallback to
 // the message before), or the first part as a reply to out.ReplyTo; the

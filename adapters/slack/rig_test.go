@@ -58,7 +58,7 @@ func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
 	t.Cleanup(func() { r.db.Close() })
 	cfg := bridgetest.Config(t, r.db, []bridge.BotSpec{bp.Bot("bot")}, r.ad)
 	if o.routes != nil {
-		cfg.Routes = o.routes
+		cfg.Router = bridgetest.Router(t, o.routes, cfg.Bots...)
 	}
 	cfg.Files = links
 	r.eng, _ = bridgetest.RunEngine(t, cfg)

@@ -290,3 +290,12 @@ func (a *Adapter) WaitFor(ctx context.Context, cond func([]Post) bool) ([]Post, 
 
 // ErrTransient is a failure a test makes Send return to simulate an outage.
 var ErrTransient = errors.New("bridgetest: platform unavailable")
+
+// TextAdapter is an Adapter whose platform has no buttons
+// (bridge.TextChoices): people answer choices by number or label.
+type TextAdapter struct{ *Adapter }
+
+var _ bridge.TextChoices = TextAdapter{}
+
+// AnswersByText implements bridge.TextChoices.
+func (TextAdapter) AnswersByText() {}

@@ -59,7 +59,7 @@ func Config(t testing.TB, st bridge.Store, bots []bridge.BotSpec, adapters ...br
 	return bridge.Config{
 		Store:          st,
 		Bots:           bots,
-		Routes:         []bridge.Route{{Bot: bots[0].Name}},
+		Router:         Router(t, []bridge.Route{{Bot: bots[0].Name}}, bots...),
 		Adapters:       adapters,
 		Logger:         Logger(t),
 		RetryMin:       5 * time.Millisecond,
@@ -67,6 +67,21 @@ func Config(t testing.TB, st bridge.Store, bots []bridge.BotSpec, adapters ...br
 		StreamThrottle: 5 * time.Millisecond,
 		DrainTimeout:   2 * time.Second,
 	}
+}
+
+// Router returns the router of routes to bots; it fails the test when the
+// routes are wrong.
+func Router(t testing.TB, routes []bridge.Route, bots ...bridge.BotSpec) *bridge.Router {
+	t.Helper()
+	var names []string
+	for _, b := range bots {
+		names = append(names, b.Name)
+	}
+	r, err := bridge.NewRouter(routes, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // RunEngine builds an Engine from cfg and runs it until stop is called or

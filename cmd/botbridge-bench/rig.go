@@ -312,10 +312,15 @@ func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, twe
 		db.Close()
 		return nil, err
 	}
+	router, err := bridge.NewRouter([]bridge.Route{{Bot: botName}}, []string{botName})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	cfg := bridge.Config{
 		Store:    db,
 		Bots:     []bridge.BotSpec{{Name: botName, API: b.client, Signer: b.signer}},
-		Routes:   []bridge.Route{{Bot: botName}},
+		Router:   router,
 		Adapters: []bridge.Adapter{ad},
 		Logger:   b.log,
 	}

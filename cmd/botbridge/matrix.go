@@ -88,10 +88,7 @@ func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
 	if c.HomeserverURL == "" {
 		return nil, nil
 	}
-	router, err := bridge.NewRouter(s.Config.BridgeRoutes(), s.Config.botNames())
-	if err != nil {
-		return nil, err
-	}
+	router := s.Router
 	db, err := s.Store.SQL()
 	if err != nil {
 		return nil, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)

@@ -29,6 +29,10 @@ type Service struct {
 	Adapters []bridge.Adapter
 	Metrics  *Metrics
 
+	// Router routes messages to bots; the engine and the adapters that
+	// check senders before a message exists (Matrix invites) share it.
+	Router *bridge.Router
+
 	// bots are the Chat API clients by bot name, for readiness.
 	bots  map[string]*chat.Client
 	ready readiness
@@ -81,6 +85,10 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		}
 		bots = append(bots, spec)
 	}
+	var err error
+	if s.Router, err = bridge.NewRouter(cfg.BridgeRoutes(), cfg.botNames()); err != nil {
+		return err
+	}
 	adapters, err := s.platformAdapters(ctx)
 	if err != nil {
 		return err
@@ -107,7 +115,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 	s.Engine, err = bridge.New(bridge.Config{
 		Store:          s.Store,
 		Bots:           bots,
-		Routes:         cfg.BridgeRoutes(),
+		Router:         s.Router,
 		Adapters:       s.Adapters,
 		Files:          files,
 		Metrics:        s.Metrics,

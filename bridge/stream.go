@@ -9,13 +9,15 @@ import (
 	"github.com/botbridge/botbridge/chat"
 )
 
-// streams shows a reply the bot streams (message_stream_* signals) as one
-// platform message that grows: posted at the first delta, edited at most
-// once per StreamThrottle, and replaced by the final message when it comes.
-// Adapters that can neither stream nor edit get the final message only. All
-// platform calls run on the room's queue, in order with the other posts.
+// streams is the poster's display of replies the bot streams
+// (message_stream_* signals): one platform message that grows, posted at the
+// first delta, edited at most once per throttle, and replaced by the final
+// message when it is delivered. Adapters that can neither stream nor edit
+// get the final message only. Every platform call runs on the room's queue,
+// in order with the other posts.
 type streams struct {
-	e *Engine
+	p        *poster
+	throttle time.Duration
 
 	mu     sync.Mutex
 	byID   map[string]*stream
@@ -56,39 +58,36 @@ type streamStep struct {
 // streamingSuffix marks a message that is still growing.
 const streamingSuffix = " …"
 
-func newStreams(e *Engine) *streams {
-	return &streams{e: e, byID: make(map[string]*stream), finals: make(map[chat.MessageID]*stream)}
+// streamExpiry is how long a stream that stopped without completing is kept.
+const streamExpiry = 10 * time.Minute
+
+func (ss *streams) init(p *poster, throttle time.Duration) {
+	ss.p, ss.throttle = p, throttle
+	ss.byID = make(map[string]*stream)
+	ss.finals = make(map[chat.MessageID]*stream)
 }
 
 // canStream reports whether the platform's adapter can show a growing
 // message.
 func (ss *streams) canStream(p Platform) bool {
-	switch ss.e.adapters[p].(type) {
+	switch ss.p.adapters[p].(type) {
 	case Streamer, Editor:
 		return true
 	}
 	return false
 }
 
-func (ss *streams) delta(ctx context.Context, conv int64, d chat.MessageStreamDelta) {
-	e := ss.e
-	c, err := e.conversation(ctx, conv)
-	if err != nil {
-		e.log.Warn("stream delta for an unknown conversation", LogConversation, conv, LogErr, err)
-		return
-	}
-	target := c.Reply
-	if target.Room.Room == "" {
-		target.Room = c.Key.Room
-	}
-	if !ss.canStream(target.Room.Platform) {
+// StreamDelta shows a part of a reply the bot streams in conv, at t.
+func (p *poster) StreamDelta(conv int64, bot string, t ReplyTarget, d chat.MessageStreamDelta) {
+	ss := &p.streams
+	if !ss.canStream(t.Room.Platform) {
 		return
 	}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	s := ss.byID[d.StreamID]
 	if s == nil {
-		s = &stream{id: d.StreamID, conv: conv, bot: c.Key.Bot, target: target, seq: -1}
+		s = &stream{id: d.StreamID, conv: conv, bot: bot, target: t, seq: -1}
 		ss.byID[d.StreamID] = s
 	}
 	if s.done || d.Sequence <= s.seq {
@@ -96,52 +95,53 @@ func (ss *streams) delta(ctx context.Context, conv int64, d chat.MessageStreamDe
 	}
 	s.seq = d.Sequence
 	s.text.WriteString(d.Delta)
-	s.updated = e.now()
-	e.listeners.touch(conv)
+	s.updated = p.now()
 	switch {
 	case !s.started:
 		s.started = true
-		e.rooms.push(target.Room, job{stream: &streamStep{s, stepStart}})
+		p.push(t.Room, job{stream: &streamStep{s, stepStart}})
 	case !s.editQueued:
 		s.editQueued = true
-		wait := e.cfg.StreamThrottle - e.now().Sub(s.lastEdit)
+		wait := ss.throttle - p.now().Sub(s.lastEdit)
 		if wait <= 0 {
-			e.rooms.push(target.Room, job{stream: &streamStep{s, stepEdit}})
+			p.push(t.Room, job{stream: &streamStep{s, stepEdit}})
 		} else {
 			s.timer = time.AfterFunc(wait, func() {
-				e.rooms.push(target.Room, job{stream: &streamStep{s, stepEdit}})
+				p.push(t.Room, job{stream: &streamStep{s, stepEdit}})
 			})
 		}
 	}
 }
 
-// complete links the stream to its final message, which is then delivered
-// like any bot message; post replaces the growing message with it.
-func (ss *streams) complete(ctx context.Context, conv int64, c chat.MessageStreamComplete) {
+// StreamComplete links the stream to its final message, which is then
+// delivered like any bot message; post replaces the growing message with it.
+func (p *poster) StreamComplete(stream string, final chat.MessageID) {
+	ss := &p.streams
 	ss.mu.Lock()
-	if s := ss.byID[c.StreamID]; s != nil && s.started {
-		ss.finals[c.Message.ID] = s
+	defer ss.mu.Unlock()
+	if s := ss.byID[stream]; s != nil && s.started {
+		ss.finals[final] = s
 	}
-	delete(ss.byID, c.StreamID)
-	ss.mu.Unlock()
-	ss.e.retry(ctx, "store a bot message", func() error { return ss.e.deliver(ctx, conv, c.Message) })
+	delete(ss.byID, stream)
 }
 
-func (ss *streams) abort(ctx context.Context, conv int64, a chat.MessageStreamAbort) {
+// StreamAbort ends a streamed reply the bot gave up, saying so.
+func (p *poster) StreamAbort(stream string) {
+	ss := &p.streams
 	ss.mu.Lock()
-	s := ss.byID[a.StreamID]
-	delete(ss.byID, a.StreamID)
+	s := ss.byID[stream]
+	delete(ss.byID, stream)
 	ss.mu.Unlock()
 	if s != nil && s.started {
-		ss.e.rooms.push(s.target.Room, job{stream: &streamStep{s, stepAbort}})
+		p.push(s.target.Room, job{stream: &streamStep{s, stepAbort}})
 	}
 }
 
 // run does one step on the room's queue.
 func (ss *streams) run(ctx context.Context, st *streamStep) {
-	e := ss.e
+	p := ss.p
 	s := st.s
-	a := e.adapters[s.target.Room.Platform]
+	a := p.adapters[s.target.Room.Platform]
 	ss.mu.Lock()
 	text := s.text.String()
 	pid := s.platformID
@@ -158,9 +158,9 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 	var err error
 	switch st.kind {
 	case stepStart:
-		e.replied(ctx, s.conv)
+		p.typing.replied(s.conv)
 		out := Outbound{ID: chat.MessageID("stream-" + s.id), Bot: s.bot, Room: room,
-			ReplyTo: s.target.MessageID, ReplyToUser: s.target.UserID, Time: e.now()}
+			ReplyTo: s.target.MessageID, ReplyToUser: s.target.UserID, Time: p.now()}
 		if sa, ok := a.(Streamer); ok {
 			pid, err = sa.StartStream(ctx, out, text)
 		} else {
@@ -193,19 +193,19 @@ func (ss *streams) run(ctx context.Context, st *streamStep) {
 		ss.mu.Unlock()
 	}
 	if err != nil {
-		e.log.Warn("update streamed reply", LogRoom, room.String(), LogErr, err)
+		p.log.Warn("update streamed reply", LogRoom, room.String(), LogErr, err)
 		return
 	}
 	ss.mu.Lock()
 	s.platformID = pid
 	s.sent = len(text)
-	s.lastEdit = e.now()
+	s.lastEdit = p.now()
 	ss.mu.Unlock()
 }
 
 // finish replaces a growing message with the final message out, when out
-// ends a stream that was shown. It returns the platform id and true when it
-// did; false means out is to be posted as usual.
+// ends a stream that was shown. It returns the parts the message now has and
+// true when it did; false means out is to be posted as usual.
 func (ss *streams) finish(ctx context.Context, out Outbound) (Parts, bool) {
 	ss.mu.Lock()
 	s := ss.finals[out.ID]
@@ -220,7 +220,7 @@ func (ss *streams) finish(ctx context.Context, out Outbound) (Parts, bool) {
 	}
 	pid := s.platformID
 	ss.mu.Unlock()
-	a := ss.e.adapters[out.Room.Platform]
+	a := ss.p.adapters[out.Room.Platform]
 	var (
 		posted Parts
 		err    error
@@ -231,14 +231,16 @@ func (ss *streams) finish(ctx context.Context, out Outbound) (Parts, bool) {
 		posted, err = ed.Edit(ctx, s.target.Room, Parts{pid}, out.Payload)
 	}
 	if err != nil {
-		ss.e.log.Warn("replace streamed reply with the final message; posting it instead", LogRoom, out.Room.String(), LogErr, err)
+		ss.p.log.Warn("replace streamed reply with the final message; posting it instead", LogRoom, out.Room.String(), LogErr, err)
 		return nil, false
 	}
 	return posted, true
 }
 
-// expire forgets streams that stopped without completing.
-func (ss *streams) expire(before time.Time) {
+// expire forgets streams that stopped without completing, and finals never
+// delivered.
+func (ss *streams) expire(now time.Time) {
+	before := now.Add(-streamExpiry)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for id, s := range ss.byID {
@@ -247,6 +249,11 @@ func (ss *streams) expire(before time.Time) {
 				s.timer.Stop()
 			}
 			delete(ss.byID, id)
+		}
+	}
+	for id, s := range ss.finals {
+		if s.updated.Before(before) {
+			delete(ss.finals, id)
 		}
 	}
 }

@@ -1,0 +1,368 @@
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/botbridge/botbridge/bridge/retry"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// poster is the part of the bridge that posts the bot's messages to the
+// platforms. It runs one ordered queue per platform room: deliveries, stream
+// updates and deletions for a room reach its adapter one at a time, in the
+// order they came, and a failure holds the queue until it is retried, so
+// nothing is dropped or reordered. After a crash it asks the adapter whether
+// the first pending delivery of each room is there already. It also shows
+// the thinking indicator while the bot works (typing.go), grows streamed
+// replies (stream.go), and records the choices it posts where people answer
+// by text.
+//
+// It owns the room queues, the unreachable rooms, the streams shown, and the
+// indicators.
+type poster struct {
+	store    PosterStore
+	adapters map[Platform]Adapter
+	metrics  Metrics
+	log      *slog.Logger
+	now      func() time.Time
+	policy   retry.Policy
+	// noAccessTimeout is how long a reply is retried in a room the bot
+	// cannot post in.
+	noAccessTimeout time.Duration
+	// offerTTL is how long a choice posted on a TextChoices platform stands.
+	offerTTL time.Duration
+
+	ctx  context.Context // the queues' context, set by start
+	busy sync.WaitGroup  // running queues
+
+	mu     sync.Mutex
+	queues map[RoomKey]*roomQueue
+	// unreachable holds the rooms where the bot could not post, since when.
+	unreachable map[RoomKey]time.Time
+
+	streams streams
+	typing  typing
+}
+
+type roomQueue struct {
+	jobs []job
+}
+
+// job is one thing to do in a room; exactly one field is set.
+type job struct {
+	delivery *Delivery
+	remove   *Delivery
+	stream   *streamStep
+}
+
+func (p *poster) init(typingTimeout, streamThrottle time.Duration) {
+	p.queues = make(map[RoomKey]*roomQueue)
+	p.unreachable = make(map[RoomKey]time.Time)
+	p.streams.init(p, streamThrottle)
+	p.typing.init(p, typingTimeout)
+}
+
+// start lets the queues run until ctx ends.
+func (p *poster) start(ctx context.Context) {
+	p.mu.Lock()
+	p.ctx = ctx
+	queued := make([]RoomKey, 0, len(p.queues))
+	for room := range p.queues {
+		queued = append(queued, room)
+	}
+	p.mu.Unlock()
+	for _, room := range queued {
+		p.run(room)
+	}
+	p.typing.start(ctx)
+}
+
+// resume queues the deliveries the store holds from before, and takes down
+// the indicators a stopped process left shown. Rooms post one delivery at a
+// time, so only the first pending one of a room can have been posted
+// without the store knowing.
+func (p *poster) resume(ctx context.Context) (int, error) {
+	ds, err := p.store.PendingDeliveries(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("resume deliveries: %w", err)
+	}
+	heads := map[RoomKey]bool{}
+	for _, d := range ds {
+		if room := d.Target.Room.Top(); !heads[room] {
+			heads[room] = true
+			d.MaybePosted = true
+		}
+		p.push(d.Target.Room, job{delivery: &d})
+	}
+	if err := p.typing.resume(ctx); err != nil {
+		return len(ds), err
+	}
+	return len(ds), nil
+}
+
+// Deliver posts a stored delivery in its room, in order.
+func (p *poster) Deliver(d Delivery) {
+	p.typing.replied(d.Conversation)
+	p.push(d.Target.Room, job{delivery: &d})
+}
+
+// Remove deletes a posted delivery, where the platform can.
+func (p *poster) Remove(d Delivery) { p.push(d.Target.Room, job{remove: &d}) }
+
+// push appends a job to the room's queue and starts its worker if needed.
+func (p *poster) push(room RoomKey, j job) {
+	key := room.Top()
+	p.mu.Lock()
+	q, running := p.queues[key]
+	if !running {
+		q = &roomQueue{}
+		p.queues[key] = q
+	}
+	q.jobs = append(q.jobs, j)
+	started := p.ctx != nil
+	p.mu.Unlock()
+	if !running && started {
+		p.run(key)
+	}
+}
+
+// run starts the worker of a room's queue.
+func (p *poster) run(key RoomKey) {
+	p.busy.Add(1)
+	go func() {
+		defer p.busy.Done()
+		p.work(key)
+	}()
+}
+
+// idle reports whether every room queue is empty and no bot is awaited.
+func (p *poster) idle() bool {
+	p.mu.Lock()
+	empty := len(p.queues) == 0
+	p.mu.Unlock()
+	return empty && !p.typing.waiting()
+}
+
+// wait blocks until every room queue is empty, or ends with its context.
+func (p *poster) wait() { p.busy.Wait() }
+
+func (p *poster) work(key RoomKey) {
+	ctx := p.ctx
+	for {
+		p.mu.Lock()
+		q := p.queues[key]
+		if len(q.jobs) == 0 || ctx.Err() != nil {
+			delete(p.queues, key)
+			p.mu.Unlock()
+			return
+		}
+		j := q.jobs[0]
+		q.jobs[0] = job{}
+		q.jobs = q.jobs[1:]
+		p.mu.Unlock()
+		switch {
+		case j.delivery != nil:
+			p.post(ctx, *j.delivery)
+		case j.remove != nil:
+			p.remove(ctx, *j.remove)
+		case j.stream != nil:
+			p.streams.run(ctx, j.stream)
+		}
+	}
+}
+
+// post hands a delivery to its adapter, retrying until the platform takes it
+// or says it never will, and records the result.
+func (p *poster) post(ctx context.Context, d Delivery) {
+	log := p.log.With(LogMessage, string(d.MessageID), LogRoom, d.Target.Room.String())
+	a := p.adapters[d.Target.Room.Platform]
+	if a == nil {
+		log.Warn("no adapter for the platform of this reply; it stays in the store until one is configured")
+		return
+	}
+	out := Outbound{
+		ID:          d.MessageID,
+		Bot:         d.Bot,
+		Room:        d.Target.Room,
+		ReplyTo:     d.Target.MessageID,
+		ReplyToUser: d.Target.UserID,
+		Payload:     normalize(d.Payload, log),
+		Time:        d.CreatedAt,
+	}
+	if posted, ok := p.streams.finish(ctx, out); ok {
+		p.posted(ctx, d, out, posted, log)
+		return
+	}
+	rec, canRecover := a.(Recoverer)
+	b := p.policy.New()
+	for ctx.Err() == nil {
+		if canRecover && d.MaybePosted {
+			found, err := rec.FindSent(ctx, out)
+			switch {
+			case err == nil && found.Complete():
+				log.Info("reply is on the platform already; not posting it again")
+				p.posted(ctx, d, out, found, log)
+				return
+			case err == nil:
+				if found.Found() {
+					log.Info("part of a reply was posted before; posting the rest")
+					out.Posted = found
+				}
+				d.MaybePosted = false
+			case errors.Is(err, ErrNoAccess) && p.noAccess(d.Target.Room, err, log):
+				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
+				p.failed(ctx, d, err)
+				return
+			default:
+				log.Warn("look for a reply that may have been posted", LogErr, err)
+				if retry.Wait(ctx, b.Next(err)) != nil {
+					return
+				}
+				continue
+			}
+		}
+		posted, err := a.Send(ctx, out)
+		if err == nil {
+			p.posted(ctx, d, out, posted, log)
+			return
+		}
+		if posted.Found() {
+			out.Posted = posted
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if IsPermanent(err) {
+			log.Error("reply given up: the platform refuses it", LogErr, err)
+			p.failed(ctx, d, err)
+			return
+		}
+		if errors.Is(err, ErrNoAccess) {
+			if p.noAccess(d.Target.Room, err, log) {
+				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
+				p.failed(ctx, d, err)
+				return
+			}
+		} else {
+			// The post may have reached the platform before it failed.
+			d.MaybePosted = true
+		}
+		wait := b.Next(err)
+		log.Warn("posting reply failed; will retry", LogErr, err, LogWait, wait, "attempt", b.Attempts())
+		if retry.Wait(ctx, wait) != nil {
+			return
+		}
+	}
+}
+
+// noAccess notes that the bot cannot post in room and reports whether the
+// reply is to be given up: when the room has refused the bot for longer than
+// noAccessTimeout. Its next replies are then tried once each, until one gets
+// through (the bot was invited back).
+func (p *poster) noAccess(room RoomKey, err error, log *slog.Logger) bool {
+	key := room.Top()
+	now := p.now()
+	p.mu.Lock()
+	since, ok := p.unreachable[key]
+	if !ok {
+		p.unreachable[key] = now
+		since = now
+	}
+	p.mu.Unlock()
+	if !ok {
+		log.Warn("the bot cannot post in this room; retrying for a while, then giving its replies up: invite the bot back (or unarchive the room)",
+			LogErr, err, "give_up_after", p.noAccessTimeout)
+	}
+	return now.Sub(since) >= p.noAccessTimeout
+}
+
+// failed records a reply given up for good, and counts it.
+func (p *poster) failed(ctx context.Context, d Delivery, err error) {
+	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "failed")
+	p.record(ctx, "record a failed reply", func(ctx context.Context) error {
+		return p.store.FailDelivery(ctx, d.MessageID, err.Error())
+	})
+}
+
+// record runs fn, the record of what became of a delivery, until it
+// succeeds or ctx ends; its first attempt is made even when ctx ended (see
+// recordAccepted). A delivery already finished (ErrNotFound) is done.
+func (p *poster) record(ctx context.Context, what string, fn func(ctx context.Context) error) {
+	_ = retry.Until(ctx, p.policy, func() error {
+		err := recordAccepted(ctx, fn)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}, func(attempt int, err error, wait time.Duration) {
+		p.log.Warn(what+" failed; will retry", LogErr, err, LogWait, wait, "attempt", attempt)
+	})
+}
+
+// posted records a posted delivery: its parts, and the offer it makes on a
+// platform without buttons.
+func (p *poster) posted(ctx context.Context, d Delivery, out Outbound, posted Parts, log *slog.Logger) {
+	p.mu.Lock()
+	if _, was := p.unreachable[d.Target.Room.Top()]; was {
+		delete(p.unreachable, d.Target.Room.Top())
+		log.Info("the bot can post in this room again")
+	}
+	p.mu.Unlock()
+	p.record(ctx, "record a posted reply", func(ctx context.Context) error {
+		return p.store.MarkDelivered(ctx, d.MessageID, posted)
+	})
+	if _, ok := p.adapters[d.Target.Room.Platform].(TextChoices); ok {
+		if opts := Offered(out.Payload); len(opts) > 0 {
+			o := Offer{Room: d.Target.Room, Bot: d.Bot, Conversation: d.Conversation, MessageID: posted.First(),
+				Options: opts, Expires: p.now().Add(p.offerTTL)}
+			err := recordAccepted(ctx, func(ctx context.Context) error { return p.store.PutOffer(ctx, o) })
+			if err != nil {
+				log.Warn("record the choice offered; answers by number will reach the bot as text", LogErr, err)
+			}
+		}
+	}
+	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "posted")
+	if !d.CreatedAt.IsZero() {
+		p.metrics.DeliveryLag(d.Target.Room.Platform, d.Bot, p.now().Sub(d.CreatedAt))
+	}
+	log.Debug("reply posted", "platform_ids", posted)
+}
+
+// remove deletes a posted message where the adapter can.
+func (p *poster) remove(ctx context.Context, d Delivery) {
+	del, ok := p.adapters[d.Target.Room.Platform].(Deleter)
+	if !ok || !d.Posted.Found() {
+		return
+	}
+	if err := del.Delete(ctx, d.Target.Room, d.Posted); err != nil {
+		p.log.Warn("delete a message the bot deleted", LogRoom, d.Target.Room.String(), LogErr, err)
+	}
+}
+
+// normalize replaces payloads no adapter can render (unknown types) with
+// their text, or a short notice, and logs it.
+func normalize(p chat.Payload, log interface{ Warn(string, ...any) }) chat.Payload {
+	raw, ok := p.(chat.RawPayload)
+	if !ok {
+		return p
+	}
+	var fields struct {
+		Text     string `json:"text"`
+		Markdown string `json:"markdown"`
+	}
+	_ = json.Unmarshal(raw.JSON, &fields)
+	log.Warn("bot sent a payload type the bridge does not know; posting its text", "type", raw.Type)
+	switch {
+	case fields.Markdown != "":
+		return chat.Markdown{Markdown: fields.Markdown}
+	case fields.Text != "":
+		return chat.Text{Text: fields.Text}
+	}
+	return chat.Text{Text: fmt.Sprintf("(the bot sent a %q message, which cannot be shown here)", raw.Type)}
+}

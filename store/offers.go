@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// storedOption is the stored form of a choice option.
+type storedOption struct {
+	Label string `json:"label"`
+	Value string `json:"value"`
+}
+
+// PutOffer implements bridge.Store.
+func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
+	opts := make([]storedOption, len(o.Options))
+	for i, op := range o.Options {
+		opts[i] = storedOption{Label: op.Label, Value: op.Value}
+	}
+	body, err := json.Marshal(opts)
+	if err != nil {
+		return fmt.Errorf("put offer: %w", err)
+	}
+	return db.tx(ctx, "put offer", func(t *txn) error {
+		_, err := t.exec(`INSERT INTO offers (platform, room, thread, bot, conversation, message_id, options, expires_ms)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (platform, room, thread) DO UPDATE SET bot = excluded.bot, conversation = excluded.conversation,
+			message_id = excluded.message_id, options = excluded.options, expires_ms = excluded.expires_ms`,
+			string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, o.MessageID, body, ms(o.Expires))
+		return err
+	})
+}
+
+// Offer implements bridge.Store.
+func (db *DB) Offer(ctx context.Context, room bridge.RoomKey) (bridge.Offer, error) {
+	o := bridge.Offer{Room: room}
+	var (
+		body      []byte
+		expiresMS int64
+	)
+	err := db.queryRow(ctx, `SELECT bot, conversation, message_id, options, expires_ms FROM offers
+		WHERE platform = ? AND room = ? AND thread = ? AND expires_ms > ?`,
+		string(room.Platform), room.Room, room.Thread, ms(db.Now())).Scan(&o.Bot, &o.Conversation, &o.MessageID, &body, &expiresMS)
+	if err != nil {
+		return o, wrap("offer", err)
+	}
+	var opts []storedOption
+	if err := json.Unmarshal(body, &opts); err != nil {
+		return o, fmt.Errorf("offer in %s: %w: stored options do not decode: %v", room, bridge.ErrStore, err)
+	}
+	for _, op := range opts {
+		o.Options = append(o.Options, chat.ChoiceOption{Label: op.Label, Value: op.Value})
+	}
+	o.Expires = fromMS(expiresMS)
+	return o, nil
+}
+
+// SetIndicator implements bridge.Store.
+func (db *DB) SetIndicator(ctx context.Context, t bridge.ReplyTarget, on bool) error {
+	args := []any{string(t.Room.Platform), t.Room.Room, t.Room.Thread, t.MessageID, t.UserID}
+	return db.tx(ctx, "set indicator", func(tx *txn) error {
+		var err error
+		if on {
+			_, err = tx.exec(`INSERT INTO indicators (platform, room, thread, message_id, user_id, since_ms)
+				VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, append(args, ms(db.Now()))...)
+		} else {
+			_, err = tx.exec(`DELETE FROM indicators WHERE platform = ? AND room = ? AND thread = ?
+				AND message_id = ? AND user_id = ?`, args...)
+		}
+		return err
+	})
+}
+
+// Indicators implements bridge.Store.
+func (db *DB) Indicators(ctx context.Context) ([]bridge.ReplyTarget, error) {
+	rows, err := db.query(ctx, `SELECT platform, room, thread, message_id, user_id FROM indicators ORDER BY since_ms`)
+	if err != nil {
+		return nil, wrap("indicators", err)
+	}
+	defer rows.Close()
+	var out []bridge.ReplyTarget
+	for rows.Next() {
+		var (
+			t        bridge.ReplyTarget
+			platform string
+		)
+		if err := rows.Scan(&platform, &t.Room.Room, &t.Room.Thread, &t.MessageID, &t.UserID); err != nil {
+			return nil, wrap("indicators", err)
+		}
+		t.Room.Platform = bridge.Platform(platform)
+		out = append(out, t)
+	}
+	return out, wrap("indicators", rows.Err())
+}

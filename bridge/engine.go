@@ -22,7 +22,7 @@ type Config struct {
 	Adapters []Adapter
 	// Files turns files people send into links the bot can fetch; nil gives
 	// the bot the file's name and permalink as text.
-	Files *FileLinks
+	Files FileLinker
 	// Metrics receives counters and timings; nil records nothing.
 	Metrics Metrics
 	Logger  *slog.Logger

@@ -1,7 +1,9 @@
 package media
 
 import (
-	"crypto/hmac"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -9,23 +11,30 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"golang.org/x/crypto/chacha20poly1305"
+
 	"github.com/botbridge/botbridge/bridge"
 )
 
-// Links makes signed, expiring links under the bridge's public URL for
-// files people send, and serves them: the link names the platform and the
-// adapter's reference of the file, and the handler streams the bytes from
-// the adapter (bridge.FileOpener) without keeping a copy. It is safe for
-// concurrent use.
+// Links makes expiring links under the bridge's public URL for files people
+// send, and serves them: the handler streams the bytes from the adapter
+// (bridge.FileOpener) without keeping a copy. A link's token is sealed
+// (XChaCha20-Poly1305 under a key derived from Secret): it names the
+// platform, the adapter's reference of the file (for Matrix, the key that
+// decrypts it), its type, name and expiry, and whoever holds the link can
+// read none of it. Any bridge with the same Secret serves the links of the
+// others; nothing is kept per link. It is safe for concurrent use.
 type Links struct {
-	cfg LinksConfig
+	cfg  LinksConfig
+	aead cipher.AEAD
 }
+
+var _ bridge.FileLinker = (*Links)(nil)
 
 // LinksConfig configures Links.
 type LinksConfig struct {
@@ -33,7 +42,8 @@ type LinksConfig struct {
 	// https://bridge.example.org; links are BaseURL/files/<token>/<name>.
 	// Required.
 	BaseURL string
-	// Secret signs the links; at least 32 bytes. Required.
+	// Secret is the key material the tokens are sealed with; at least 32
+	// random bytes. Required.
 	Secret []byte
 	// TTL is how long a link works. Default 24 hours.
 	TTL time.Duration
@@ -47,10 +57,13 @@ type LinksConfig struct {
 	Now func() time.Time
 }
 
-var _ bridge.FileLinker = (*Links)(nil)
-
 // FilesPath is the path under which Links serves files.
 const FilesPath = "/files/"
+
+// linkKeyInfo labels the key derived from LinksConfig.Secret, so that the
+// secret could key something else without the two keys being related.
+// Changing it invalidates every link made before.
+const linkKeyInfo = "botbridge media.Links token v2"
 
 // NewLinks returns Links for cfg, or an error naming the field that is
 // missing or too short.
@@ -73,31 +86,46 @@ func NewLinks(cfg LinksConfig) (*Links, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Links{cfg: cfg}, nil
+	key, err := hkdf.Key(sha256.New, cfg.Secret, nil, linkKeyInfo, chacha20poly1305.KeySize)
+	if err != nil {
+		return nil, fmt.Errorf("media: derive the link key: %w", err)
+	}
+	aead, err := chacha20poly1305.NewX(key)
+	if err != nil {
+		return nil, fmt.Errorf("media: link cipher: %w", err)
+	}
+	return &Links{cfg: cfg, aead: aead}, nil
 }
 
+// fileToken is the sealed body of a link.
 type fileToken struct {
 	Platform bridge.Platform `json:"p"`
 	Ref      string          `json:"r"`
 	MIMEType string          `json:"m,omitempty"`
+	Name     string          `json:"n"`
 	Expires  int64           `json:"e"`
 }
 
+// tokenEncoding is strict so that a token has one spelling: a changed
+// character always changes the sealed bytes and fails to open.
+var tokenEncoding = base64.RawURLEncoding.Strict()
+
 // URL returns a link to the file that works for TTL. It does no I/O.
 func (f *Links) URL(p bridge.Platform, file bridge.File) string {
-	body, _ := json.Marshal(fileToken{Platform: p, Ref: file.Ref, MIMEType: file.MIMEType, Expires: f.cfg.Now().Add(f.cfg.TTL).Unix()})
-	token := base64.RawURLEncoding.EncodeToString(body) + "." + base64.RawURLEncoding.EncodeToString(f.sign(body))
 	name := file.Name
 	if name == "" {
 		name = "file"
 	}
-	return strings.TrimRight(f.cfg.BaseURL, "/") + FilesPath + token + "/" + url.PathEscape(name)
-}
-
-func (f *Links) sign(body []byte) []byte {
-	m := hmac.New(sha256.New, f.cfg.Secret)
-	m.Write(body)
-	return m.Sum(nil)
+	body, _ := json.Marshal(fileToken{Platform: p, Ref: file.Ref, MIMEType: file.MIMEType, Name: name,
+		Expires: f.cfg.Now().Add(f.cfg.TTL).Unix()})
+	// XChaCha20's 192-bit nonces are safe to draw at random for as many
+	// links as any number of replicas will ever make.
+	nonce := make([]byte, f.aead.NonceSize(), f.aead.NonceSize()+len(body)+f.aead.Overhead())
+	rand.Read(nonce)
+	sealed := f.aead.Seal(nonce, nonce, body, nil)
+	// The name in the path is for people reading the link; the file is
+	// served under the sealed one.
+	return strings.TrimRight(f.cfg.BaseURL, "/") + FilesPath + tokenEncoding.EncodeToString(sealed) + "/" + url.PathEscape(name)
 }
 
 var (
@@ -105,15 +133,17 @@ var (
 	errExpiredLink = errors.New("expired file link")
 )
 
-func (f *Links) parse(token string) (fileToken, error) {
+// open unseals a token; a token that does not open is errBadLink whatever
+// the reason, so that the answer tells nothing of the key or the format.
+func (f *Links) open(token string) (fileToken, error) {
 	var t fileToken
-	b64, sig64, ok := strings.Cut(token, ".")
-	if !ok {
+	sealed, err := tokenEncoding.DecodeString(token)
+	if err != nil || len(sealed) < f.aead.NonceSize()+f.aead.Overhead() {
 		return t, errBadLink
 	}
-	body, err1 := base64.RawURLEncoding.DecodeString(b64)
-	sig, err2 := base64.RawURLEncoding.DecodeString(sig64)
-	if err1 != nil || err2 != nil || !hmac.Equal(sig, f.sign(body)) {
+	nonce, ciphertext := sealed[:f.aead.NonceSize()], sealed[f.aead.NonceSize():]
+	body, err := f.aead.Open(nil, nonce, ciphertext, nil)
+	if err != nil {
 		return t, errBadLink
 	}
 	if err := json.Unmarshal(body, &t); err != nil {
@@ -125,8 +155,10 @@ func (f *Links) parse(token string) (fileToken, error) {
 	return t, nil
 }
 
-// ServeHTTP serves GET FilesPath<token>/<name>: 404 for a bad link, 410 for
-// an expired one, 502 when the platform cannot give the file.
+// ServeHTTP serves GET FilesPath<token>/<name> as an attachment named as
+// sealed in the token (the name in the path is ignored): 404 for a token
+// that does not open, 410 for an expired one, 502 when the platform cannot
+// give the file.
 func (f *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
@@ -134,12 +166,12 @@ func (f *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rest, ok := strings.CutPrefix(r.URL.Path, FilesPath)
-	token, name, _ := strings.Cut(rest, "/")
+	token, _, _ := strings.Cut(rest, "/") // the name after it is cosmetic
 	if !ok || token == "" {
 		http.NotFound(w, r)
 		return
 	}
-	t, err := f.parse(token)
+	t, err := f.open(token)
 	switch {
 	case errors.Is(err, errExpiredLink):
 		http.Error(w, "this file link has expired", http.StatusGone)
@@ -170,13 +202,13 @@ func (f *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if mt == "" {
 		mt = "application/octet-stream"
 	}
-	w.Header().Set("Content-Type", mt)
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if name != "" {
-		if n, err := url.PathUnescape(name); err == nil {
-			w.Header().Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": n}))
-		}
-	}
+	// A person's file is served as a download that no browser renders in
+	// the bridge's origin, whatever type the person claimed for it.
+	h := w.Header()
+	h.Set("Content-Type", mt)
+	h.Set("Content-Disposition", attachment(t.Name))
+	h.Set("Content-Security-Policy", "sandbox")
+	h.Set("X-Content-Type-Options", "nosniff")
 	if r.Method == http.MethodHead {
 		return
 	}
@@ -189,4 +221,43 @@ func (f *Links) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.cfg.Logger.Warn("file cut at the size limit", bridge.LogPlatform, t.Platform, "limit_bytes", limit)
 		}
 	}
+}
+
+// attachment returns a Content-Disposition that makes name a download: the
+// name's last path element without control characters, quoted in ASCII,
+// and in full in filename* (RFC 6266, RFC 8187) when it is not plain ASCII.
+func attachment(name string) string {
+	if i := strings.LastIndexAny(name, `/\`); i >= 0 {
+		name = name[i+1:]
+	}
+	name = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, name)
+	if name == "" || name == "." || name == ".." {
+		name = "file"
+	}
+	var ascii, ext strings.Builder
+	plain := true
+	for _, r := range name {
+		if r >= 0x7f || r == '"' || r == '\\' || r == '%' {
+			plain = false
+			ascii.WriteByte('_')
+		} else {
+			ascii.WriteRune(r)
+		}
+	}
+	if plain {
+		return `attachment; filename="` + name + `"`
+	}
+	for _, b := range []byte(name) {
+		if 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("!#$&+-.^_`|~", b) >= 0 {
+			ext.WriteByte(b)
+		} else {
+			fmt.Fprintf(&ext, "%%%02X", b)
+		}
+	}
+	return `attachment; filename="` + ascii.String() + `"; filename*=UTF-8''` + ext.String()
 }

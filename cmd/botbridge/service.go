@@ -162,8 +162,8 @@ func (s *Service) platformAdapters(ctx context.Context) ([]bridge.Adapter, error
 	return out, nil
 }
 
-// fileSecret returns the key that signs file links, made once and kept in
-// the store so that links survive restarts.
+// fileSecret returns the key that seals file links, made once and kept in
+// the store so that links survive restarts (replicas must share it).
 func (s *Service) fileSecret(ctx context.Context) ([]byte, error) {
 	const name = "files.secret"
 	v, err := s.Store.Cursor(ctx, name)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/bridgetest"
+	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -278,10 +279,14 @@ func TestFilesReachTheBotAsLinksItCanFetch(t *testing.T) {
 	r := newRig(t, chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
 		got <- m.Payload
 	}))
-	links := &bridge.FileLinks{Secret: []byte(strings.Repeat("k", 32)), Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad()}}
-	srv := httptest.NewServer(links)
+	var links *media.Links
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { links.ServeHTTP(w, req) }))
 	defer srv.Close()
-	links.BaseURL = srv.URL
+	links, err := media.NewLinks(media.LinksConfig{BaseURL: srv.URL, Secret: []byte(strings.Repeat("k", 32)),
+		Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad()}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.ad().AddFile("F1", []byte("picture bytes"))
 	r.tweak = func(cfg *bridge.Config) { cfg.Files = links }
 	r.start()

@@ -55,12 +55,6 @@ func metadata(in Inbound, mkey string) map[string]any {
 	return m
 }
 
-// FileLinker turns a file a person sent into a URL the bot can fetch.
-type FileLinker interface {
-	// URL returns a link to the file on platform p.
-	URL(p Platform, f File) string
-}
-
 // messageParts turns an inbound message into the Chat API messages that
 // carry it: the action's value or the text (split when too long), then one
 // message per file, linked through files (nil: named, with the permalink). A

@@ -28,6 +28,7 @@ import (
 	"maunium.net/go/mautrix/sqlstatestore"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/media"
 )
 
 // Platform is the platform name of the adapter's rooms.
@@ -158,7 +159,7 @@ type Adapter struct {
 
 	cli     *mautrix.Client
 	token   atomic.Pointer[string] // the access token every request carries
-	fetcher *bridge.Fetcher
+	fetcher *media.Fetcher
 	sync    *dispatcher
 	state   *sqlstatestore.SQLStateStore
 	// crypto is nil without encryption.
@@ -240,7 +241,7 @@ func New(opts Options) (*Adapter, error) {
 		opts: opts,
 		log:  opts.Logger.With(bridge.LogComponent, "matrix"),
 		now:  opts.Now,
-		fetcher: bridge.NewFetcher(bridge.FetcherConfig{
+		fetcher: media.NewFetcher(media.FetcherConfig{
 			MaxBytes: opts.MaxFileBytes, Timeout: opts.DownloadTimeout, AllowPrivate: opts.AllowPrivateURLs,
 		}),
 		connected: make(chan struct{}),

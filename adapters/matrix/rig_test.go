@@ -23,6 +23,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/bridgetest"
+	bridgemedia "github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 	"github.com/botbridge/botbridge/store"
@@ -48,7 +49,7 @@ type rig struct {
 	em    *chattest.Server
 	bp    *bridgetest.Botpress
 	files *httptest.Server
-	links atomic.Pointer[bridge.FileLinks]
+	links atomic.Pointer[bridgemedia.Links]
 
 	ad      *matrix.Adapter
 	st      *store.DB
@@ -97,8 +98,11 @@ func (r *rig) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	links := &bridge.FileLinks{BaseURL: r.files.URL, Secret: []byte(strings.Repeat("s", 32)),
-		Openers: map[bridge.Platform]bridge.FileOpener{matrix.Platform: ad}, Logger: testLogger(t)}
+	links, err := bridgemedia.NewLinks(bridgemedia.LinksConfig{BaseURL: r.files.URL, Secret: []byte(strings.Repeat("s", 32)),
+		Openers: map[bridge.Platform]bridge.FileOpener{matrix.Platform: ad}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.links.Store(links)
 	var bs bridge.Store = st
 	if r.wrap != nil {

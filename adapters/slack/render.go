@@ -11,6 +11,7 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
+	bridgemedia "github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -390,7 +391,7 @@ func isPublicURL(u string) bool {
 	}
 	host := strings.ToLower(strings.TrimSuffix(pu.Hostname(), "."))
 	if ip, err := netip.ParseAddr(host); err == nil {
-		return bridge.PublicAddr(ip)
+		return bridgemedia.PublicAddr(ip)
 	}
 	if !strings.Contains(host, ".") {
 		return false

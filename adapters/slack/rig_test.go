@@ -15,6 +15,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/bridgetest"
+	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 	"github.com/botbridge/botbridge/store"
@@ -28,7 +29,7 @@ type rig struct {
 	ad   *slack.Adapter
 	db   *store.DB
 	eng  *bridge.Engine
-	// files serves the bridge's file links (bridge.FileLinks).
+	// files serves the bridge's file links (media.Links).
 	files *httptest.Server
 }
 
@@ -44,13 +45,15 @@ func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
 	bp := bridgetest.StartBotpress(t, bot)
 	r.em = bp.Server
 	r.ad = newAdapter(t, r.fake, o.adapter)
-	links := &bridge.FileLinks{Secret: []byte(strings.Repeat("k", 32)), Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad},
-		Logger: testLogger(t)}
-	r.files = httptest.NewServer(links)
+	var links *media.Links
+	r.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { links.ServeHTTP(w, req) }))
 	t.Cleanup(r.files.Close)
-	links.BaseURL = r.files.URL
+	links, err := media.NewLinks(media.LinksConfig{BaseURL: r.files.URL, Secret: []byte(strings.Repeat("k", 32)),
+		Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
 
-	var err error
 	r.db, err = store.Open(t.Context(), filepath.Join(t.TempDir(), "bridge.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
+	bridgemedia "github.com/botbridge/botbridge/bridge/media"
 )
 
 // Platform is Slack's platform name.
@@ -137,8 +138,8 @@ type Adapter struct {
 	api     *slackapi.Client
 	log     *slog.Logger
 	now     func() time.Time
-	fetch   *bridge.Fetcher // the bot's files, guarded against private addresses
-	private *http.Client    // Slack's own file URLs, which need the bot token
+	fetch   *bridgemedia.Fetcher // the bot's files, guarded against private addresses
+	private *http.Client         // Slack's own file URLs, which need the bot token
 
 	// Set by Run.
 	mu   sync.Mutex
@@ -253,7 +254,7 @@ func New(cfg Config) (*Adapter, error) {
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
 	a.bg = stopped // no background work before Run
-	a.fetch = bridge.NewFetcher(bridge.FetcherConfig{MaxBytes: cfg.MaxFileBytes, Timeout: cfg.DownloadTimeout,
+	a.fetch = bridgemedia.NewFetcher(bridgemedia.FetcherConfig{MaxBytes: cfg.MaxFileBytes, Timeout: cfg.DownloadTimeout,
 		AllowPrivate: cfg.AllowPrivateURLs, Transport: cfg.HTTPClient.Transport})
 	a.private = tokenClient(cfg.HTTPClient)
 	a.logs.every = time.Minute

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/store"
 )
@@ -98,26 +99,36 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		return errors.New("no platform is enabled: configure slack or matrix (see config.example.yaml)")
 	}
 
-	var files *bridge.FileLinks
+	// linker stays a nil interface without a public URL: a nil *media.Links
+	// in it would not be nil to the engine.
+	var (
+		files  *media.Links
+		linker bridge.FileLinker
+	)
 	if cfg.HTTP.PublicURL != "" {
 		secret, err := s.fileSecret(ctx)
 		if err != nil {
 			return err
 		}
-		files = &bridge.FileLinks{BaseURL: cfg.HTTP.PublicURL, Secret: secret, Openers: map[bridge.Platform]bridge.FileOpener{},
-			Logger: s.Log.With(bridge.LogComponent, "files")}
+		openers := map[bridge.Platform]bridge.FileOpener{}
 		for _, a := range s.Adapters {
 			if o, ok := a.(bridge.FileOpener); ok {
-				files.Openers[a.Platform()] = o
+				openers[a.Platform()] = o
 			}
 		}
+		files, err = media.NewLinks(media.LinksConfig{BaseURL: cfg.HTTP.PublicURL, Secret: secret, Openers: openers,
+			Logger: s.Log.With(bridge.LogComponent, "files")})
+		if err != nil {
+			return err
+		}
+		linker = files
 	}
 	s.Engine, err = bridge.New(bridge.Config{
 		Store:          s.Store,
 		Bots:           bots,
 		Router:         s.Router,
 		Adapters:       s.Adapters,
-		Files:          files,
+		Files:          linker,
 		Metrics:        s.Metrics,
 		Logger:         s.Log,
 		Workers:        cfg.Bridge.Workers,
@@ -159,8 +170,8 @@ func (s *Service) platformAdapters(ctx context.Context) ([]bridge.Adapter, error
 	return out, nil
 }
 
-// fileSecret returns the key that signs file links, made once and kept in
-// the store so that links survive restarts.
+// fileSecret returns the key that seals file links, made once and kept in
+// the store so that links survive restarts (replicas must share it).
 func (s *Service) fileSecret(ctx context.Context) ([]byte, error) {
 	const name = "files.secret"
 	v, err := s.Store.Cursor(ctx, name)
@@ -186,7 +197,7 @@ func (s *Service) HTTPAddr() string {
 	return s.httpLn.Addr().String()
 }
 
-func (s *Service) handler(files *bridge.FileLinks) http.Handler {
+func (s *Service) handler(files *media.Links) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -195,7 +206,7 @@ func (s *Service) handler(files *bridge.FileLinks) http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	if files != nil {
-		mux.Handle(bridge.FilesPath, files)
+		mux.Handle(media.FilesPath, files)
 	}
 	for pattern, h := range s.routes {
 		mux.Handle(pattern, h)

@@ -1,4 +1,4 @@
-package bridge
+package media
 
 import (
 	"context"
@@ -20,9 +20,10 @@ import (
 // Fetcher downloads the files a bot links to (images, audio, video, files)
 // for adapters that upload them to their platform. It takes only http(s) and
 // data: URLs, bounds each download in time and size, and by default refuses
-// loopback, link-local, private and other non-public addresses, checked on
-// the address actually dialled (after DNS, and again on every redirect): a
-// bot's reply must not make the bridge reach into the operator's network.
+// every address that is not public (PublicAddr), checked on the address
+// actually dialled (after DNS, and again on every redirect and
+// reconnection, so a name that changes its answer gains nothing): a bot's
+// reply must not make the bridge reach into the operator's network.
 // It is safe for concurrent use.
 type Fetcher struct {
 	maxBytes int64
@@ -55,8 +56,8 @@ type Fetched struct {
 }
 
 // ErrPrivateAddress is returned (wrapped) for a download that would reach a
-// non-public address.
-var ErrPrivateAddress = errors.New("refusing to download from a private, loopback or link-local address")
+// non-public address (see PublicAddr).
+var ErrPrivateAddress = errors.New("refusing to download from a non-public address (private, loopback, link-local or special-purpose)")
 
 // NewFetcher returns a Fetcher with its own HTTP transport.
 func NewFetcher(cfg FetcherConfig) *Fetcher {
@@ -179,17 +180,6 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL, name string) (Fetched, erro
 		mt, _, _ = mime.ParseMediaType(mt)
 	}
 	return Fetched{Data: data, Name: withExtension(name, mt), MIMEType: mt}, nil
-}
-
-// sharedAddressSpace is carrier-grade NAT space (RFC 6598), private in
-// practice though not in net/netip's sense.
-var sharedAddressSpace = netip.MustParsePrefix("100.64.0.0/10")
-
-// PublicAddr reports whether ip is a public unicast address: not loopback,
-// link-local, private, carrier-grade NAT, multicast or unspecified.
-func PublicAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !sharedAddressSpace.Contains(ip)
 }
 
 // decodeDataURL decodes a data: URL of at most limit bytes.

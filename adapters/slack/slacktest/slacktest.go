@@ -19,7 +19,10 @@
 // chat.postEphemeral, chat.startStream, chat.appendStream, chat.stopStream,
 // reactions.add, reactions.remove, files.getUploadURLExternal,
 // files.completeUploadExternal, files.info and assistant.threads.setStatus.
-// Any other method answers unknown_method.
+// Any other method answers unknown_method. Messages are held to Slack's
+// documented limits (50 blocks, 25 elements per actions block, 100 options
+// per menu, 3,000 characters of section text, 40,000 of message text; see
+// MaxBlocks), refused with Slack's error codes and explanations.
 //
 // Known differences from Slack: files.completeUploadExternal shares a file at
 // once (Slack does it shortly after answering); events_api envelopes that are

@@ -340,16 +340,15 @@ func (s *Server) channelFor(arg string, a access) (*Channel, error) {
 	switch {
 	case !ok:
 		return nil, errCode("channel_not_found")
+	case !c.IsMember && c.Type != Public:
+		return nil, errCode("channel_not_found") // the bot cannot see it
+	case a == accessWrite && c.IsArchived:
+		return nil, errCode("is_archived")
 	case c.IsMember:
-	case c.Type != Public:
-		return nil, errCode("channel_not_found")
 	case a == accessHistory:
 		return nil, errCode("not_in_channel")
 	case a == accessWrite && !slices.Contains(s.opts.Scopes, "chat:write.public"):
 		return nil, errCode("not_in_channel")
-	}
-	if a == accessWrite && c.IsArchived {
-		return nil, errCode("is_archived")
 	}
 	return c, nil
 }

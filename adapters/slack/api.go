@@ -25,16 +25,45 @@ var (
 		"invalid_auth": true, "token_revoked": true, "token_expired": true, "account_inactive": true,
 		"not_authed": true, "not_allowed_token_type": true, "org_login_required": true, "team_access_not_granted": true,
 	}
-	// permanentCodes say that the same call will never succeed.
+	// noAccessCodes say that the bot cannot post in the conversation, for
+	// now: it is not (any more) a member (removed, or never invited; Slack
+	// answers channel_not_found for a private channel the bot is not in,
+	// as for one deleted), the channel is archived (which also removes the
+	// bot), or a setting or an admin keeps the bot from posting there.
+	// People in the workspace can change that (invite the bot, unarchive
+	// the channel, let the bot post), so these refusals are wrapped with
+	// bridge.NoAccess: the bridge tries the reply again for a bounded time
+	// before it gives it up. The values say what to do; %s is the channel.
+	noAccessCodes = map[string]string{
+		"not_in_channel":                      "invite the bot to channel %s (/invite @bot)",
+		"channel_not_found":                   "channel %s is gone, or it is private and the bot is not in it: invite the bot (/invite @bot)",
+		"invalid_channel":                     "channel %s is gone, or it is private and the bot is not in it: invite the bot (/invite @bot)",
+		"is_archived":                         "channel %s is archived: unarchive it, then invite the bot again",
+		"restricted_action":                   "a setting of the workspace or of channel %s keeps the bot from posting there",
+		"restricted_action_read_only_channel": "channel %s is read-only: let the bot post there (channel settings)",
+		"posting_to_channel_denied":           "the bot may not post in channel %s: let it post there (channel settings)",
+		"restricted_action_thread_locked":     "the thread in channel %s is locked: unlock it",
+		"ekm_access_denied":                   "the workspace's admins suspended posting in channel %s",
+		"messages_tab_disabled":               "the app's Messages tab is off: turn it on (App Home) for the bot to answer in DMs",
+	}
+	// permanentCodes say that the same call will never succeed: the
+	// request itself is refused (its content, or what it asks of the
+	// message), so they are wrapped with bridge.Permanent. Replies are
+	// rendered within Slack's limits (render), so a size refusal here is
+	// one that splitting cannot fix.
 	permanentCodes = map[string]bool{
-		"channel_not_found": true, "is_archived": true, "msg_too_long": true, "no_text": true,
+		"msg_too_long": true, "msg_blocks_too_long": true, "no_text": true,
 		"invalid_blocks": true, "invalid_blocks_format": true, "invalid_attachments": true, "too_many_attachments": true,
+		"attachment_payload_limit_exceeded": true, "too_many_contact_cards": true, "markdown_text_conflict": true,
 		"invalid_metadata_format": true, "invalid_metadata_schema": true, "metadata_too_large": true,
-		"restricted_action": true, "restricted_action_read_only_channel": true, "restricted_action_thread_only_channel": true,
-		"restricted_action_non_threadable_channel": true, "cant_update_message": true, "cant_delete_message": true,
+		"restricted_action_thread_only_channel": true, "restricted_action_non_threadable_channel": true,
+		"cant_update_message": true, "cant_delete_message": true,
 		"message_not_found": true, "edit_window_closed": true, "invalid_arguments": true, "user_not_in_channel": true,
 		"team_not_found": true, "file_not_found": true, "file_deleted": true, "cannot_reply_to_message": true,
 		"as_user_not_supported": true, "duplicate_channel_not_found": true, "invalid_ts_latest": true,
+		"file_type_not_allowed": true, "file_uploads_except_images_disabled": true,
+		"slack_connect_file_link_sharing_blocked": true, "slack_connect_canvas_sharing_blocked": true,
+		"slack_connect_lists_sharing_blocked": true,
 	}
 )
 
@@ -126,6 +155,10 @@ func (a *Adapter) callOpt(ctx context.Context, method, channel string, paced, vi
 }
 
 // check classifies the result of a call and keeps the adapter's health.
+// Slack's refusals become *APIError, wrapped with bridge.NoAccess when the
+// bot cannot post in the channel (noAccessCodes) and with bridge.Permanent
+// when the call can never succeed (permanentCodes); any other refusal (a
+// configuration to fix, Slack's own trouble) is worth retrying.
 func (a *Adapter) check(method, channel string, vital bool, err error) error {
 	if err == nil {
 		if a.health.clear(func(k string) bool {
@@ -140,6 +173,7 @@ func (a *Adapter) check(method, channel string, vital bool, err error) error {
 		return fmt.Errorf("slack: %s: %w", method, err)
 	}
 	ae := &APIError{Method: method, Code: se.Err, Err: err}
+	var out error = ae
 	key := ""
 	switch {
 	case authCodes[se.Err]:
@@ -156,9 +190,14 @@ func (a *Adapter) check(method, channel string, vital bool, err error) error {
 		}
 		ae.Fix = "add the " + needed + " scope to the Slack app (OAuth & Permissions) and reinstall it"
 		key = "method:" + method
-	case se.Err == "not_in_channel":
-		ae.Fix = "invite the bot to channel " + channel + " (/invite @bot)"
-		key = "channel:" + channel
+	case noAccessCodes[se.Err] != "":
+		ae.Fix = strings.ReplaceAll(noAccessCodes[se.Err], "%s", nonEmpty(channel, "?"))
+		if se.Err != "not_in_channel" {
+			return bridge.NoAccess(ae)
+		}
+		// Kept on /readyz until the bot posts there again, as the fix is
+		// simple and only people can make it.
+		key, out = "channel:"+channel, bridge.NoAccess(ae)
 	case permanentCodes[se.Err]:
 		if msgs := se.ResponseMetadata.Messages; len(msgs) > 0 {
 			ae.Fix = strings.Join(msgs, "; ")
@@ -170,14 +209,14 @@ func (a *Adapter) check(method, channel string, vital bool, err error) error {
 	problem := fmt.Errorf("slack: %s: %s", se.Err, ae.Fix)
 	if !vital {
 		a.logs.warn(a.log, key, "Slack refused a call", logMethod, method, bridge.LogErr, problem)
-		return ae
+		return out
 	}
 	if a.health.set(key, problem) {
 		a.log.Error("Slack refused a call; fix the configuration", logMethod, method, logCode, se.Err, bridge.LogErr, problem)
 	} else {
 		a.log.Debug("Slack refused a call", logMethod, method, logCode, se.Err)
 	}
-	return ae
+	return out
 }
 
 // pacer spaces posts in each channel by interval, in the order they ask,

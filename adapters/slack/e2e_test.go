@@ -192,6 +192,31 @@ func TestDuplicateDeliveriesGiveOneReply(t *testing.T) {
 	}
 }
 
+func TestAnEditAddingTheMentionIsAnsweredOnce(t *testing.T) {
+	r := newRig(t, whoBot(), rigOptions{})
+	m := r.say(t, alice, general, "", "forgot to ask the bot")
+	prev, cur, err := r.fake.EditMessage(general, m.TS, r.mention()+" forgot to ask the bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := waitCtx(t)
+	// Slack sends both for the edit; app_mention carries "edited".
+	for _, ev := range []slacktest.EventCallback{r.fake.MessageChangedEvent(prev, cur), r.fake.AppMentionEvent(cur)} {
+		id, err := r.fake.Send(ctx, slacktest.Envelope{Type: slacktest.EventsAPI, Payload: ev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.fake.WaitAck(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.waitReplies(t, general, m.TS, 1)
+	r.idle(t)
+	if got := r.replies(general, m.TS); len(got) != 1 {
+		t.Errorf("%d replies: %s; want 1", len(got), texts(got))
+	}
+}
+
 // sampleBot answers "sample <name>" with that sample payload of
 // bridgetest.Samples, and "files <url>" with files served at url.
 func sampleBot() chattest.Bot {

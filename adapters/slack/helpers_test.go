@@ -127,7 +127,8 @@ func botMessages(st *slacktest.State, fake *slacktest.Server, channel string) []
 }
 
 // shown returns everything a person can read in a message: its text, the
-// texts of its blocks and the names and titles of its files.
+// texts, links and image URLs of its blocks and the names and titles of its
+// files.
 func shown(st *slacktest.State, m slacktest.Message) string {
 	var b strings.Builder
 	b.WriteString(m.Text)
@@ -136,7 +137,7 @@ func shown(st *slacktest.State, m slacktest.Message) string {
 		switch v := v.(type) {
 		case map[string]any:
 			for k, x := range v {
-				if s, ok := x.(string); ok && (k == "text" || k == "alt_text" || k == "url") {
+				if s, ok := x.(string); ok && (k == "text" || k == "alt_text" || k == "url" || k == "image_url") {
 					b.WriteString("\n" + s)
 				}
 				walk(x)

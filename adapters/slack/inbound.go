@@ -173,6 +173,12 @@ func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound
 	default:
 		return bridge.Inbound{}, false // joins, leaves, topics, hidden changes
 	}
+	if ev.Type == "app_mention" && ev.Edited != nil && ev.Edited.TS != "" {
+		// Slack sends app_mention again when a message that mentions the
+		// bot is edited, beside message_changed: the same edit, which must
+		// get the same key for the bridge to keep one of the two.
+		edited = true
+	}
 	if m.User != "" && m.User == self.userID || m.BotID != "" && m.BotID == self.botID {
 		return bridge.Inbound{}, false
 	}

@@ -51,19 +51,24 @@ func TestReadiness(t *testing.T) {
 		waitReady(t, a, "nil", func(err error) bool { return err == nil })
 		_, err := a.Send(waitCtx(t), bridge.Outbound{ID: "m1", Room: bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C0RANDOM"},
 			Payload: chat.Text{Text: "hi"}, Time: time.Now()})
-		if err == nil || bridge.IsPermanent(err) {
-			t.Fatalf("Send: %v; want an error worth retrying", err)
+		if !errors.Is(err, bridge.ErrNoAccess) || bridge.IsPermanent(err) {
+			t.Fatalf("Send: %v; want a refusal marked bridge.NoAccess", err)
 		}
 		waitReady(t, a, "the channel error", contains("invite the bot to channel C0RANDOM"))
 	})
-	t.Run("a channel that does not exist fails for good", func(t *testing.T) {
+	t.Run("a channel the bot cannot see is refused as no access, and readiness stays", func(t *testing.T) {
 		fake := newFake(t, slacktest.Options{})
 		a := newAdapter(t, fake, nil)
+		run(t, a, nopHandler())
+		waitReady(t, a, "nil", func(err error) bool { return err == nil })
 		_, err := a.Send(waitCtx(t), bridge.Outbound{ID: "m1", Room: bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C0NOWHERE"},
 			Payload: chat.Text{Text: "hi"}, Time: time.Now()})
 		var ae *slack.APIError
-		if !bridge.IsPermanent(err) || !errors.As(err, &ae) || ae.Code != "channel_not_found" {
-			t.Errorf("Send: %v; want a permanent channel_not_found", err)
+		if !errors.Is(err, bridge.ErrNoAccess) || bridge.IsPermanent(err) || !errors.As(err, &ae) || ae.Code != "channel_not_found" {
+			t.Errorf("Send: %v; want channel_not_found marked bridge.NoAccess", err)
+		}
+		if err := a.Ready(); err != nil {
+			t.Errorf("Ready: %v", err)
 		}
 	})
 }

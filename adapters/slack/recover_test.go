@@ -2,6 +2,7 @@ package slack_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -78,6 +79,26 @@ func TestFindSent(t *testing.T) {
 		got := id
 		if got[0] != ids[0] || !strings.HasSuffix(fake.Snapshot().Message(general, got[1]).Text, "THE END") {
 			t.Errorf("platform id %q; want the first part %s kept and the end posted", id, ids[0])
+		}
+	})
+	t.Run("the files of a long bloc are found part by part, by their titles", func(t *testing.T) {
+		srv := fileServer(t)
+		var items []chat.Payload
+		for i := range 15 {
+			items = append(items, chat.File{FileURL: srv.URL + "/report.pdf", Title: fmt.Sprint("Report ", i)})
+		}
+		top := bridge.RoomKey{Platform: bridge.PlatformSlack, Room: dm} // history lists the newest first
+		out := bridge.Outbound{ID: "msg-files", Room: top, Payload: chat.Bloc{Items: items}, Time: time.Now()}
+		id, err := start(t).Send(waitCtx(t), out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(id) != 2 {
+			t.Fatalf("platform ids %q, want 2 parts", id)
+		}
+		got, err := start(t).FindSent(waitCtx(t), out)
+		if err != nil || !slices.Equal(got, id) {
+			t.Errorf("FindSent = %q, %v; want %q", got, err, id)
 		}
 	})
 	t.Run("an uploaded file is found by its title", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package slack
 
 import (
+	"fmt"
 	"net/netip"
 	"net/url"
 	"path"
@@ -28,6 +29,12 @@ const (
 	maxElements      = 25     // elements of an actions block
 	maxAltText       = 2_000  // alt text of an image
 	maxURL           = 3_000  // URL of an image or a link button
+	maxPlaceholder   = 150    // placeholder of a select
+	maxTitleRunes    = 500    // a card's or file's title as shown: escaped, it stays well within a section
+	// maxFiles is the most files shared with one message: Slack's clients
+	// share at most 10, and files.completeUploadExternal fails with more
+	// than 14 (undocumented).
+	maxFiles = 10
 )
 
 // Action ids of the interactive elements the adapter posts. A click on an
@@ -88,7 +95,10 @@ func section(text string) block {
 
 // render turns a payload into the messages that show it on Slack, in
 // order. Texts become mrkdwn messages split at paragraph boundaries below
-// Slack's limits; everything else becomes Block Kit.
+// Slack's limits; everything else becomes Block Kit, spread over as many
+// messages as Slack's limits on blocks, text and files need, so that no
+// part of a reply is lost for its size. The result depends on p alone: the
+// parts of a reply are numbered by it (Send, FindSent, Edit).
 func render(p chat.Payload) []post {
 	switch p := p.(type) {
 	case chat.Text:
@@ -98,14 +108,31 @@ func render(p chat.Payload) []post {
 	}
 	r := &renderer{}
 	r.payload(p)
-	if len(r.posts) == 0 {
+	var out []post
+	for _, p := range r.posts {
+		p.blocks = trimDividers(p.blocks)
+		if len(p.blocks) == 0 && len(p.media) == 0 && strings.TrimSpace(p.text) == "" {
+			continue
+		}
+		p.text = escape(truncate(strings.TrimSpace(p.text), maxFallbackRunes))
+		out = append(out, p)
+	}
+	if len(out) == 0 {
 		return textPosts(bridge.PlainText(p))
 	}
-	for i := range r.posts {
-		p := &r.posts[i]
-		p.text = escape(truncate(strings.TrimSpace(p.text), maxFallbackRunes))
+	return out
+}
+
+// trimDividers drops the dividers that would begin or end a message: those
+// between the cards of a carousel where it is cut into messages.
+func trimDividers(bs []block) []block {
+	for len(bs) > 0 && bs[0].BlockType() == slackapi.MBTDivider {
+		bs = bs[1:]
 	}
-	return r.posts
+	for len(bs) > 0 && bs[len(bs)-1].BlockType() == slackapi.MBTDivider {
+		bs = bs[:len(bs)-1]
+	}
+	return bs
 }
 
 func textPosts(md string) []post {
@@ -132,25 +159,71 @@ func (r *renderer) cur() *post {
 	return &r.posts[len(r.posts)-1]
 }
 
-// add appends blocks that belong together, starting a new post when they
-// do not fit in the current one. fallback is their plain text.
+// next starts a new post.
+func (r *renderer) next() { r.posts = append(r.posts, post{}) }
+
+// maxPostBlocks is the most blocks render puts in a message: one less than
+// Slack takes, for the line a click adds (chosen).
+const maxPostBlocks = maxBlocks - 1
+
+// fits reports whether n more blocks with size runes of text fit in p. The
+// files p shares count as blocks: a file that cannot be downloaded is shown
+// as a link block instead (upload, withLinks).
+func (p *post) fits(n, size int) bool {
+	return len(p.blocks)+len(p.media)+n <= maxPostBlocks && p.size+size <= maxTextRunes
+}
+
+// empty reports whether nothing was put in p yet.
+func (p *post) empty() bool { return len(p.blocks) == 0 && len(p.media) == 0 }
+
+// add appends blocks that belong together (a question and its buttons, a
+// card), starting a new post when they do not fit in the current one. A
+// group too large for any one message is spread over as many as it needs,
+// each beginning a message; fallback, their plain text, is the notification
+// text of each.
 func (r *renderer) add(fallback string, bs ...block) {
+	if len(bs) == 0 {
+		if fallback != "" {
+			r.cur().text += fallback + "\n"
+		}
+		return
+	}
 	size := 0
 	for _, b := range bs {
 		size += blockRunes(b)
 	}
-	if p := r.cur(); len(p.blocks) > 0 && (len(p.blocks)+len(bs) > maxBlocks || p.size+size > maxTextRunes) {
-		r.posts = append(r.posts, post{})
+	if p := r.cur(); !p.empty() && !p.fits(len(bs), size) {
+		r.next()
 	}
-	p := r.cur()
-	p.blocks = append(p.blocks, bs...)
-	p.size += size
-	if fallback != "" {
-		p.text += fallback + "\n"
+	for len(bs) > 0 {
+		p := r.cur()
+		n, size := 0, 0
+		for n < len(bs) && p.fits(n+1, size+blockRunes(bs[n])) {
+			size += blockRunes(bs[n])
+			n++
+		}
+		if n == 0 && !p.empty() {
+			r.next()
+			continue
+		}
+		n = max(n, 1) // one block always fits an empty message (blocks are cut below the limits)
+		p.blocks = append(p.blocks, bs[:n]...)
+		p.size += size
+		if fallback != "" {
+			p.text += fallback + "\n"
+		}
+		if bs = bs[n:]; len(bs) > 0 {
+			r.next()
+		}
 	}
 }
 
+// attach adds a file to upload with the current post, or with a new one
+// when the current one shares maxFiles files already or is full.
 func (r *renderer) attach(m media) {
+	if p := r.cur(); len(p.media) >= maxFiles || !p.fits(1, 0) {
+		r.next()
+	}
 	p := r.cur()
 	p.media = append(p.media, m)
 	p.text += m.title + "\n"
@@ -179,7 +252,7 @@ func (r *renderer) payload(p chat.Payload) {
 	case chat.File:
 		r.attach(newMedia(p.FileURL, p.Title))
 	case chat.Location:
-		r.add(bridge.PlainText(p), section(location(p)))
+		r.text(location(p), bridge.PlainText(p))
 	case chat.Card:
 		r.card(p)
 	case chat.Carousel:
@@ -232,11 +305,15 @@ func location(l chat.Location) string {
 }
 
 func (r *renderer) card(c chat.Card) {
-	text := "*" + escape(truncate(c.Title, 500)) + "*"
+	text := "*" + escape(truncate(c.Title, maxTitleRunes)) + "*"
 	if c.Subtitle != "" {
 		text += "\n" + mrkdwn(c.Subtitle)
 	}
-	sec := section(truncate(text, maxSectionRunes))
+	var bs []block
+	for _, t := range splitText(text, maxSectionRunes) {
+		bs = append(bs, section(t))
+	}
+	sec := bs[0]
 	if c.ImageURL != "" {
 		if isPublicURL(c.ImageURL) && len(c.ImageURL) <= maxURL {
 			sec["accessory"] = block{"type": "image", "image_url": c.ImageURL, "alt_text": truncate(nonEmpty(c.Title, fileName(c.ImageURL, "image")), maxAltText)}
@@ -244,7 +321,7 @@ func (r *renderer) card(c chat.Card) {
 			r.attach(imageMedia(c.ImageURL))
 		}
 	}
-	r.add(strings.Join(nonEmptyAll(c.Title, c.Subtitle), " – "), append([]block{sec}, r.buttons(c.Actions)...)...)
+	r.add(strings.Join(nonEmptyAll(c.Title, c.Subtitle), " – "), append(bs, r.buttons(c.Actions)...)...)
 }
 
 // question adds text with the controls that answer it.
@@ -304,17 +381,22 @@ func (r *renderer) dropdown(d chat.Dropdown) {
 			return
 		}
 	}
+	// Slack takes maxOptions options per menu: more options make several
+	// menus, each saying which options it holds.
 	var selects []block
-	for opts := d.Options; len(opts) > 0; {
-		n := min(len(opts), maxOptions)
+	for first := 0; first < len(d.Options); first += maxOptions {
+		opts := d.Options[first:min(first+maxOptions, len(d.Options))]
 		var os []block
-		for _, o := range opts[:n] {
+		for _, o := range opts {
 			os = append(os, block{"text": plainText(truncate(nonEmpty(o.Label, o.Value, "…"), maxButtonText)), "value": o.Value})
+		}
+		placeholder := "Choose…"
+		if len(d.Options) > maxOptions {
+			placeholder = truncate(fmt.Sprintf("Choose… (%d–%d)", first+1, first+len(opts)), maxPlaceholder)
 		}
 		r.picks++
 		selects = append(selects, block{"type": "static_select", "action_id": actionPick + strconv.Itoa(r.picks),
-			"placeholder": plainText("Choose…"), "options": os})
-		opts = opts[n:]
+			"placeholder": plainText(placeholder), "options": os})
 	}
 	if len(selects) == 1 && strings.TrimSpace(d.Text) != "" && utf8.RuneCountInString(mrkdwn(d.Text)) <= maxSectionRunes {
 		sec := section(mrkdwn(d.Text))
@@ -341,12 +423,18 @@ func imageMedia(u string) media {
 	return media{url: u, name: name, title: name}
 }
 
-// link renders a file that could not be uploaded as a link to it.
+// link renders a file that could not be uploaded as a link to it, or as
+// its title alone when the link is too long for a section.
 func (m media) link() block {
+	title := ":paperclip: " + escape(truncate(m.title, maxTitleRunes))
 	if !isURL(m.url) {
-		return section(":paperclip: " + escape(m.title))
+		return section(title)
 	}
-	return section(":paperclip: <" + escape(m.url) + "|" + escape(strings.ReplaceAll(m.title, "|", "¦")) + ">")
+	link := ":paperclip: <" + escape(m.url) + "|" + escape(strings.ReplaceAll(truncate(m.title, maxTitleRunes), "|", "¦")) + ">"
+	if utf8.RuneCountInString(link) > maxSectionRunes {
+		return section(title)
+	}
+	return section(link)
 }
 
 // fileName returns the last element of a URL's path, or def.

@@ -2,9 +2,11 @@ package slack_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/chat"
@@ -153,6 +155,161 @@ func TestRenderLimits(t *testing.T) {
 			}
 			if len(blocks) > 50 {
 				t.Errorf("message %d has %d blocks", i, len(blocks))
+			}
+		}
+	})
+}
+
+// renderedBlock is what the limit tests read of a rendered block.
+type renderedBlock struct {
+	Type string `json:"type"`
+	Text *struct {
+		Text string `json:"text"`
+	} `json:"text"`
+	Elements []struct {
+		Type        string `json:"type"`
+		Value       string `json:"value"`
+		Placeholder struct {
+			Text string `json:"text"`
+		} `json:"placeholder"`
+		Options []struct {
+			Value string `json:"value"`
+		} `json:"options"`
+	} `json:"elements"`
+}
+
+// renderedBlocks decodes the blocks of each rendered message and checks
+// Slack's limits on each: 50 blocks with the files (each may become a link),
+// 10 files, 25 elements per actions block, 100 options per menu and 3,000
+// characters per section.
+func renderedBlocks(t *testing.T, posts []slack.RenderedPost) [][]renderedBlock {
+	t.Helper()
+	var out [][]renderedBlock
+	for i, p := range posts {
+		var bs []renderedBlock
+		if p.Blocks != nil {
+			if err := json.Unmarshal(p.Blocks, &bs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n := len(bs) + len(p.Files); n > 50 {
+			t.Errorf("message %d: %d blocks and files", i, n)
+		}
+		if len(p.Files) > 10 {
+			t.Errorf("message %d: %d files", i, len(p.Files))
+		}
+		for _, b := range bs {
+			if len(b.Elements) > 25 {
+				t.Errorf("message %d: %s block of %d elements", i, b.Type, len(b.Elements))
+			}
+			for _, e := range b.Elements {
+				if len(e.Options) > 100 {
+					t.Errorf("message %d: menu of %d options", i, len(e.Options))
+				}
+			}
+			if b.Text != nil && utf8.RuneCountInString(b.Text.Text) > 3000 {
+				t.Errorf("message %d: section of %d characters", i, utf8.RuneCountInString(b.Text.Text))
+			}
+		}
+		out = append(out, bs)
+	}
+	return out
+}
+
+func TestRenderSplitsWhatOneMessageCannotHold(t *testing.T) {
+	t.Run("a choice of 1,300 options is spread over messages, every option kept in order", func(t *testing.T) {
+		var opts []chat.ChoiceOption
+		for i := range 1300 {
+			opts = append(opts, chat.ChoiceOption{Label: fmt.Sprint("o", i), Value: fmt.Sprint(i)})
+		}
+		posts := slack.Render(chat.Choice{Text: "Pick", Options: opts})
+		if len(posts) < 2 {
+			t.Fatalf("%d messages", len(posts))
+		}
+		var values []string
+		for i, bs := range renderedBlocks(t, posts) {
+			if posts[i].Text != "Pick" {
+				t.Errorf("message %d notifies %q, want the question", i, posts[i].Text)
+			}
+			for _, b := range bs {
+				for _, e := range b.Elements {
+					values = append(values, e.Value)
+				}
+			}
+		}
+		for i, v := range values {
+			if v != fmt.Sprint(i) {
+				t.Fatalf("option %d has value %q; %d options in all", i, v, len(values))
+			}
+		}
+		if len(values) != 1300 {
+			t.Errorf("%d options, want 1300", len(values))
+		}
+	})
+	t.Run("a dropdown of 250 options is three menus that say which options they hold", func(t *testing.T) {
+		var opts []chat.ChoiceOption
+		for i := range 250 {
+			opts = append(opts, chat.ChoiceOption{Label: fmt.Sprint("o", i), Value: fmt.Sprint(i)})
+		}
+		var placeholders []string
+		n := 0
+		for _, bs := range renderedBlocks(t, slack.Render(chat.Dropdown{Text: "Where?", Options: opts})) {
+			for _, b := range bs {
+				for _, e := range b.Elements {
+					placeholders = append(placeholders, e.Placeholder.Text)
+					n += len(e.Options)
+				}
+			}
+		}
+		if want := []string{"Choose… (1–100)", "Choose… (101–200)", "Choose… (201–250)"}; !reflect.DeepEqual(placeholders, want) || n != 250 {
+			t.Errorf("menus %q with %d options; want %q with 250", placeholders, n, want)
+		}
+	})
+	t.Run("a card's long subtitle is cut into sections, not truncated", func(t *testing.T) {
+		sub := strings.Repeat("word ", 1500) + "LAST"
+		var text string
+		for _, bs := range renderedBlocks(t, slack.Render(chat.Card{Title: "T", Subtitle: sub})) {
+			for _, b := range bs {
+				if b.Text != nil {
+					text += b.Text.Text
+				}
+			}
+		}
+		if !strings.Contains(text, "LAST") {
+			t.Error("the end of the subtitle is lost")
+		}
+	})
+	t.Run("a location with a long address keeps its map link", func(t *testing.T) {
+		posts := slack.Render(chat.Location{Latitude: 1, Longitude: 2, Address: strings.Repeat("Long Street ", 400)})
+		bs := renderedBlocks(t, posts)
+		last := bs[len(bs)-1]
+		if len(last) == 0 || !strings.Contains(last[len(last)-1].Text.Text, "Open the map") {
+			t.Error("the map link is lost")
+		}
+	})
+	t.Run("a bloc of 25 files shares at most 10 with each message", func(t *testing.T) {
+		var items []chat.Payload
+		for i := range 25 {
+			items = append(items, chat.File{FileURL: fmt.Sprintf("https://x.org/%d.pdf", i)})
+		}
+		posts := slack.Render(chat.Bloc{Items: items})
+		renderedBlocks(t, posts)
+		n := 0
+		for _, p := range posts {
+			n += len(p.Files)
+		}
+		if len(posts) != 3 || n != 25 {
+			t.Errorf("%d messages with %d files; want 3 with 25", len(posts), n)
+		}
+	})
+	t.Run("a long carousel's messages neither begin nor end with a divider", func(t *testing.T) {
+		var cards []chat.Card
+		for i := range 60 {
+			cards = append(cards, chat.Card{Title: fmt.Sprint("c", i), Actions: []chat.CardAction{{Action: chat.ActionPostback, Label: "x", Value: "x"}}})
+		}
+		for i, bs := range renderedBlocks(t, slack.Render(chat.Carousel{Items: cards})) {
+			if bs[0].Type == "divider" || bs[len(bs)-1].Type == "divider" {
+				t.Errorf("message %d begins or ends with a divider", i)
 			}
 		}
 	})

@@ -116,18 +116,29 @@ func imageRefused(err error) bool {
 }
 
 // imagesAsMedia moves the post's images into uploads, for when Slack cannot
-// fetch them.
+// fetch them. Images beyond the maxFiles a message shares are shown as
+// links; the images beside cards are uploaded while there is room, else
+// left out (the card keeps its text).
 func (p post) imagesAsMedia() post {
 	out := post{text: p.text, media: slices.Clone(p.media)}
-	for _, b := range p.blocks {
+	for i, b := range p.blocks {
 		if b.BlockType() == "image" {
 			u, _ := b["image_url"].(string)
-			out.media = append(out.media, imageMedia(u))
+			if m := imageMedia(u); len(out.media) < maxFiles {
+				out.media = append(out.media, m)
+			} else {
+				out.blocks = append(out.blocks, m.link())
+			}
 			continue
 		}
 		if acc, ok := b["accessory"].(block); ok && acc.BlockType() == "image" {
 			b = cloneBlock(b)
 			delete(b, "accessory")
+			// Room is kept for a link for each file (post.fits), counting
+			// the blocks still to come.
+			if u, _ := acc["image_url"].(string); len(out.media) < maxFiles && len(out.blocks)+len(out.media)+len(p.blocks)-i < maxPostBlocks {
+				out.media = append(out.media, imageMedia(u))
+			}
 		}
 		out.blocks = append(out.blocks, b)
 	}
@@ -355,12 +366,16 @@ func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Par
 	return found, nil
 }
 
+// sameFiles reports whether the files of a message are those of a part: each
+// is one of the part's, by the title the adapter gave it (the name only when
+// Slack shows no title). Names alone would mix up the parts of a reply whose
+// files share a name.
 func sameFiles(fs []slackapi.File, ms []media) bool {
 	if len(fs) == 0 || len(fs) > len(ms) {
 		return false
 	}
 	for _, f := range fs {
-		if !slices.ContainsFunc(ms, func(m media) bool { return m.title == f.Title || m.name == f.Name }) {
+		if !slices.ContainsFunc(ms, func(m media) bool { return m.title == f.Title || f.Title == "" && m.name == f.Name }) {
 			return false
 		}
 	}

@@ -230,7 +230,7 @@ func (s *Server) chatUpdate(r *apiRequest) (obj, error) {
 	if next.Text == "" && isEmptyJSONArray(next.Blocks) && isEmptyJSONArray(next.Attachments) {
 		return nil, errCode("no_text")
 	}
-	if utf8.RuneCountInString(next.Text) > 40000 {
+	if utf8.RuneCountInString(next.Text) > MaxMessageText {
 		return nil, errCode("msg_too_long")
 	}
 	m.Text, m.Blocks, m.Attachments, m.Metadata = next.Text, next.Blocks, next.Attachments, next.Metadata
@@ -446,6 +446,9 @@ func (s *Server) filesCompleteUploadExternal(r *apiRequest) (obj, error) {
 	}
 	if err := json.Unmarshal([]byte(r.args.Get("files")), &summaries); err != nil || len(summaries) == 0 {
 		return nil, errInvalidArguments("missing required field: files")
+	}
+	if len(summaries) > MaxSharedFiles {
+		return nil, errCode("internal_error")
 	}
 	for _, sum := range summaries {
 		if f, ok := s.st.Files[sum.ID]; !ok || !f.Uploaded || f.User != s.opts.BotUserID {

@@ -7,9 +7,11 @@
 // Events API and interactivity requests for apps that use HTTP instead of
 // Socket Mode.
 //
-// Tests set the scene (users, channels, messages, files), inject faults (rate
-// limits, failing methods, refused or dropped connections, images Slack
-// cannot fetch, unacknowledged envelopes delivered again), send envelopes
+// Tests set the scene (users, channels, messages, files), change it as
+// people would (invite or remove the bot, archive and unarchive channels),
+// inject faults (rate limits, failing methods, refused or dropped
+// connections, images Slack cannot fetch, unacknowledged envelopes delivered
+// again), send envelopes
 // built by the event helpers, and wait on the recorded State with WaitFor or
 // WaitAck instead of sleeping. Every method is safe for concurrent use.
 //
@@ -19,7 +21,10 @@
 // chat.postEphemeral, chat.startStream, chat.appendStream, chat.stopStream,
 // reactions.add, reactions.remove, files.getUploadURLExternal,
 // files.completeUploadExternal, files.info and assistant.threads.setStatus.
-// Any other method answers unknown_method.
+// Any other method answers unknown_method. Messages are held to Slack's
+// documented limits (50 blocks, 25 elements per actions block, 100 options
+// per menu, 3,000 characters of section text, 40,000 of message text; see
+// MaxBlocks), refused with Slack's error codes and explanations.
 //
 // Known differences from Slack: files.completeUploadExternal shares a file at
 // once (Slack does it shortly after answering); events_api envelopes that are
@@ -462,14 +467,18 @@ func (s *Server) AddChannel(c Channel) {
 }
 
 // JoinChannel adds user to the members of channel (the bot too, when user is
-// Options.BotUserID) and records the channel_join message Slack posts,
-// which it returns for MessageEvent.
+// Options.BotUserID: an invitation of the bot) and records the channel_join
+// message Slack posts, which it returns for MessageEvent. As on Slack, no one
+// joins an archived channel or a DM.
 func (s *Server) JoinChannel(channel, user string) (Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, ok := s.channels[channel]
-	if !ok {
-		return Message{}, fmt.Errorf("slacktest: join channel: no channel %s", channel)
+	c, err := s.memberChange(channel)
+	if err != nil {
+		return Message{}, fmt.Errorf("slacktest: join channel: %w", err)
+	}
+	if c.IsArchived {
+		return Message{}, fmt.Errorf("slacktest: join channel: %s is archived", channel)
 	}
 	if !slices.Contains(c.Members, user) {
 		c.Members = append(c.Members, user)
@@ -477,16 +486,94 @@ func (s *Server) JoinChannel(channel, user string) (Message, error) {
 	if user == s.opts.BotUserID {
 		c.IsMember = true
 	}
-	m := Message{
-		Channel: channel,
-		TS:      s.nextTS(),
-		User:    user,
-		Subtype: "channel_join",
-		Text:    "<@" + user + "> has joined the channel",
+	return s.channelMessage(channel, user, "channel_join", "<@"+user+"> has joined the channel"), nil
+}
+
+// LeaveChannel removes user from the members of channel, as when they leave
+// or are removed (the bot too, when user is Options.BotUserID: the bot is
+// then refused with not_in_channel in a public channel and
+// channel_not_found in a private one), and records the channel_leave
+// message Slack posts, which it returns for MessageEvent.
+func (s *Server) LeaveChannel(channel, user string) (Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.memberChange(channel)
+	if err != nil {
+		return Message{}, fmt.Errorf("slacktest: leave channel: %w", err)
 	}
+	if !slices.Contains(c.Members, user) {
+		return Message{}, fmt.Errorf("slacktest: leave channel: %s is not in %s", user, channel)
+	}
+	s.leave(c, user)
+	return s.channelMessage(channel, user, "channel_leave", "<@"+user+"> has left the channel"), nil
+}
+
+// ArchiveChannel archives channel as user and records the channel_archive
+// message Slack posts, which it returns. As on Slack, archiving removes the
+// bot from the channel: posting there answers is_archived, and after
+// UnarchiveChannel not_in_channel until the bot is invited again
+// (JoinChannel).
+func (s *Server) ArchiveChannel(channel, user string) (Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.memberChange(channel)
+	if err != nil {
+		return Message{}, fmt.Errorf("slacktest: archive channel: %w", err)
+	}
+	if c.IsArchived {
+		return Message{}, fmt.Errorf("slacktest: archive channel: %s is archived already", channel)
+	}
+	m := s.channelMessage(channel, user, "channel_archive", "<@"+user+"> archived the channel")
+	c.IsArchived = true
+	s.leave(c, s.opts.BotUserID)
+	return m, nil
+}
+
+// UnarchiveChannel unarchives channel as user and records the
+// channel_unarchive message Slack posts, which it returns. The bot is not a
+// member again until it is invited (JoinChannel).
+func (s *Server) UnarchiveChannel(channel, user string) (Message, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.memberChange(channel)
+	if err != nil {
+		return Message{}, fmt.Errorf("slacktest: unarchive channel: %w", err)
+	}
+	if !c.IsArchived {
+		return Message{}, fmt.Errorf("slacktest: unarchive channel: %s is not archived", channel)
+	}
+	c.IsArchived = false
+	return s.channelMessage(channel, user, "channel_unarchive", "<@"+user+"> un-archived the channel"), nil
+}
+
+// memberChange returns a channel whose members can change: not a DM. The
+// caller holds s.mu.
+func (s *Server) memberChange(channel string) (*Channel, error) {
+	c, ok := s.channels[channel]
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("no channel %s", channel)
+	case c.Type == IM:
+		return nil, fmt.Errorf("%s is a DM", channel)
+	}
+	return c, nil
+}
+
+// leave removes user from c's members. The caller holds s.mu.
+func (s *Server) leave(c *Channel, user string) {
+	c.Members = slices.DeleteFunc(c.Members, func(m string) bool { return m == user })
+	if user == s.opts.BotUserID {
+		c.IsMember = false
+	}
+}
+
+// channelMessage records a message Slack posts about a channel's members or
+// state and returns it. The caller holds s.mu.
+func (s *Server) channelMessage(channel, user, subtype, text string) Message {
+	m := Message{Channel: channel, TS: s.nextTS(), User: user, Subtype: subtype, Text: text}
 	s.st.add(m)
 	s.notify()
-	return m.clone(), nil
+	return m.clone()
 }
 
 // AddFile adds a file as if a user had uploaded it, and returns it with its

@@ -340,16 +340,15 @@ func (s *Server) channelFor(arg string, a access) (*Channel, error) {
 	switch {
 	case !ok:
 		return nil, errCode("channel_not_found")
+	case !c.IsMember && c.Type != Public:
+		return nil, errCode("channel_not_found") // the bot cannot see it
+	case a == accessWrite && c.IsArchived:
+		return nil, errCode("is_archived")
 	case c.IsMember:
-	case c.Type != Public:
-		return nil, errCode("channel_not_found")
 	case a == accessHistory:
 		return nil, errCode("not_in_channel")
 	case a == accessWrite && !slices.Contains(s.opts.Scopes, "chat:write.public"):
 		return nil, errCode("not_in_channel")
-	}
-	if a == accessWrite && c.IsArchived {
-		return nil, errCode("is_archived")
 	}
 	return c, nil
 }
@@ -396,7 +395,7 @@ func (s *Server) botMessage(c *Channel, args url.Values) (Message, error) {
 	if m.Text == "" && isEmptyJSONArray(m.Blocks) && isEmptyJSONArray(m.Attachments) {
 		return Message{}, errCode("no_text")
 	}
-	if utf8.RuneCountInString(m.Text) > 40000 {
+	if utf8.RuneCountInString(m.Text) > MaxMessageText {
 		return Message{}, errCode("msg_too_long")
 	}
 	m.UnfurlLinks = boolArg(args, "unfurl_links")
@@ -407,8 +406,8 @@ func (s *Server) botMessage(c *Channel, args url.Values) (Message, error) {
 	return m, nil
 }
 
-// blocksArg reads a blocks argument: a JSON array of at most 50 objects with
-// a type. Blocks without block_id get one.
+// blocksArg reads a blocks argument: a JSON array of objects with a type,
+// within Slack's limits (see MaxBlocks). Blocks without block_id get one.
 func (s *Server) blocksArg(args url.Values, name string) (json.RawMessage, error) {
 	raw, err := jsonArrayArg(args, name, "invalid_blocks")
 	if err != nil || raw == nil {
@@ -417,13 +416,16 @@ func (s *Server) blocksArg(args url.Values, name string) (json.RawMessage, error
 	var blocks []struct {
 		Type string `json:"type"`
 	}
-	if err := json.Unmarshal(raw, &blocks); err != nil || len(blocks) > 50 {
+	if err := json.Unmarshal(raw, &blocks); err != nil {
 		return nil, errCode("invalid_blocks")
 	}
 	for _, b := range blocks {
 		if b.Type == "" {
 			return nil, errCode("invalid_blocks")
 		}
+	}
+	if err := checkBlockLimits(raw); err != nil {
+		return nil, err
 	}
 	if err := s.checkImages(raw); err != nil {
 		return nil, err

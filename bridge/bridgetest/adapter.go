@@ -127,6 +127,13 @@ func (a *Adapter) FailNext(errs ...error) {
 	a.fail = append(a.fail, errs...)
 }
 
+// ClearFailures drops the failures FailNext queued and not used yet.
+func (a *Adapter) ClearFailures() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.fail = nil
+}
+
 // Send implements bridge.Adapter. Every payload is one part.
 func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := ctx.Err(); err != nil {

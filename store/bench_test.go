@@ -201,3 +201,25 @@ func BenchmarkEnqueueInboundContended(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkNextInboundInABusyConversation reads the next pending message of
+// a conversation that has had 10,000 before it: the read must not walk them
+// (go test -bench NextInbound ./store/).
+func BenchmarkNextInboundInABusyConversation(b *testing.B) {
+	db, _ := newDB(b)
+	key := convKey("C1")
+	for i := range 10000 {
+		it := enqueue(b, db, key, newInbound("old"+strconv.Itoa(i), key.Room, time.Now()))
+		if err := db.MarkInboundSent(b.Context(), it.ID, 1, "m", true, bridge.ReplyTarget{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	it := enqueue(b, db, key, newInbound("next", key.Room, time.Now()))
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := db.NextInbound(b.Context(), it.Conversation)
+		if err != nil || got.ID != it.ID {
+			b.Fatalf("NextInbound = %d, %v", got.ID, err)
+		}
+	}
+}

@@ -51,8 +51,10 @@ func (db *DB) PendingInbound(ctx context.Context, limit int) ([]bridge.OutboxIte
 
 // NextInbound implements bridge.Store.
 func (db *DB) NextInbound(ctx context.Context, conversation int64) (bridge.OutboxItem, error) {
+	// INDEXED BY: SQLite would rather walk every message the conversation
+	// ever had through inbound_conversation.
 	it, err := scanOutboxItem(db.queryRow(ctx, `SELECT id, conversation, body, parts_sent, created_ms
-		FROM inbound WHERE conversation = ? AND state = 'pending' ORDER BY id LIMIT 1`, conversation))
+		FROM inbound INDEXED BY inbound_pending WHERE conversation = ? AND state = 'pending' ORDER BY id LIMIT 1`, conversation))
 	if err != nil {
 		return it, wrap("next inbound", err)
 	}

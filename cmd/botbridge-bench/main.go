@@ -212,8 +212,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open (at the end without the memory phase)")
 	fs.StringVar(&o.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's connection) to `file`")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to `file` (go tool trace); keep the run short")
-	fs.IntVar(&o.slackIdle, "slack-idle-conns", 0, "idle connections per host of the Slack adapter's HTTP client; 0 is the service's (slack-go's default transport: 2)")
-	fs.IntVar(&o.chatIdle, "chat-idle-conns", 0, "idle connections per host of the bridge's Chat API client; 0 is the service's (the chat client's default: 32)")
+	fs.IntVar(&o.slackIdle, "slack-idle-conns", 0, "idle connections per host of the Slack adapter's HTTP client; 0 is the service's (the adapter's default: 64)")
+	fs.IntVar(&o.chatIdle, "chat-idle-conns", 0, "idle connections per host of the bridge's Chat API client; 0 is the service's (the chat client's default: 128)")
 	fs.BoolVar(&o.verbose, "v", false, "log the bridge's info messages to standard error")
 	if err := fs.Parse(args); err != nil {
 		return o, err

@@ -290,10 +290,11 @@ func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, twe
 		return nil, err
 	}
 	o := sl.fake.Options()
-	// The service gives the adapter no client, so slack-go uses
-	// http.DefaultTransport; a clone has the same settings (two idle
-	// connections per host) and can be closed with its run.
+	// The service gives the adapter no client, so the adapter makes its own:
+	// a clone of http.DefaultTransport with 64 idle connections per host.
+	// The bench makes the same, to close it with its run.
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
 	if b.opts.slackIdle > 0 {
 		tr.MaxIdleConnsPerHost = b.opts.slackIdle
 	}

@@ -11,6 +11,7 @@ import (
 var (
 	Markdown  = markdown
 	Mentioned = mentioned
+	Origin    = origin
 )
 
 // Render returns the events that show p, media as an event naming only its

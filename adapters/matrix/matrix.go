@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -266,7 +268,7 @@ func New(opts Options) (*Adapter, error) {
 		base = &http.Client{}
 	}
 	hc := *base
-	hc.Transport = bearer{base: base.Transport, token: &a.token}
+	hc.Transport = bearer{base: base.Transport, token: &a.token, origin: origin(cli.HomeserverURL)}
 	cli.Client = &hc
 	// Retries and rate limits are handled here, per room and with ctx.
 	cli.DefaultHTTPRetries = 0
@@ -321,10 +323,13 @@ func (a *Adapter) waitConnected(ctx context.Context) error {
 	}
 }
 
-// bearer adds the current access token to requests to the homeserver.
+// bearer adds the current access token to requests to the homeserver's
+// origin, and to no other: the client follows redirects (a media repository
+// may send downloads to a CDN), and the token must not follow them.
 type bearer struct {
-	base  http.RoundTripper
-	token *atomic.Pointer[string]
+	base   http.RoundTripper
+	token  *atomic.Pointer[string]
+	origin string
 }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -332,11 +337,28 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if t := b.token.Load(); t != nil && *t != "" && r.Header.Get("Authorization") == "" {
+	if t := b.token.Load(); t != nil && *t != "" && r.Header.Get("Authorization") == "" && origin(r.URL) == b.origin {
 		r = r.Clone(r.Context())
 		r.Header.Set("Authorization", "Bearer "+*t)
 	}
 	return base.RoundTrip(r)
+}
+
+// origin returns the scheme, host and port of u, lowercased and with the
+// scheme's default port made explicit, so that http://HS and
+// http://hs:80 are one origin.
+func origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 func (a *Adapter) setToken(token string) { a.token.Store(&token) }

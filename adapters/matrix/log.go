@@ -27,6 +27,8 @@ const (
 	logMautrix    = "mautrix"
 	logEncryption = "encryption"
 	logDirect     = "direct"
+	logAlias      = "alias"
+	logDirectory  = "directory_room"
 )
 
 // limitEvery is the least time between two log lines of one repeated error.

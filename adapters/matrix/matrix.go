@@ -58,7 +58,8 @@ type Cursors interface {
 // Invite is an invitation of the bot into a room, as AllowInvite sees it.
 type Invite struct {
 	Room id.RoomID
-	// Alias is the room's canonical alias when the invite carries it.
+	// Alias is the room's canonical alias when the invite carries it and the
+	// homeserver's directory maps it to Room; else "".
 	Alias string
 	// Inviter is who invited the bot.
 	Inviter id.UserID
@@ -177,10 +178,13 @@ type Adapter struct {
 	mu          sync.Mutex
 	status      error
 	displayName string
-	aliases     map[id.RoomID]string
-	removed     map[id.RoomID]string
-	reads       map[id.RoomID]id.EventID
-	readWake    chan struct{}
+	// aliases are the canonical aliases rooms claim; directory is what the
+	// homeserver's room directory says of aliases (see confirmAlias).
+	aliases   map[id.RoomID]string
+	directory map[string]dirEntry
+	removed   map[id.RoomID]string
+	reads     map[id.RoomID]id.EventID
+	readWake  chan struct{}
 
 	choices bridge.Choices
 	limiter limiter
@@ -249,6 +253,7 @@ func New(opts Options) (*Adapter, error) {
 		connected: make(chan struct{}),
 		status:    errors.New("matrix: not connected yet"),
 		aliases:   make(map[id.RoomID]string),
+		directory: make(map[string]dirEntry),
 		removed:   make(map[id.RoomID]string),
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),

@@ -10,6 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
@@ -121,5 +126,84 @@ func TestOrigins(t *testing.T) {
 		if got := matrix.Origin(a) == matrix.Origin(b); got != c.same {
 			t.Errorf("%s and %s: same origin = %v, want %v", c.a, c.b, got, c.same)
 		}
+	}
+}
+
+// next returns the next message the recorder got, failing the test after
+// waitTimeout.
+func (r recorder) next(t *testing.T) bridge.Inbound {
+	t.Helper()
+	select {
+	case in := <-r.got:
+		return in
+	case <-time.After(waitTimeout):
+		t.Fatalf("no message reached the bridge within %s", waitTimeout)
+		return bridge.Inbound{}
+	}
+}
+
+func TestAliasesCountOnlyWhenTheDirectoryConfirmsThem(t *testing.T) {
+	prefix := localpart("help")
+	real, none := "#"+prefix+"-real:localhost", "#"+prefix+"-none:localhost"
+	router, err := bridge.NewRouter([]bridge.Route{{Bot: "b", Rooms: []string{"#" + prefix + "-*:localhost"}}}, []string{"b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	acc := newAccount(t, shared, "bot")
+	st, db := openStore(t, filepath.Join(t.TempDir(), "bridge.db"))
+	opts := options(t, shared, acc, st, db)
+	var mu sync.Mutex
+	invited := make(map[id.RoomID]string)
+	opts.AllowInvite = func(inv matrix.Invite) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		invited[inv.Room] = inv.Alias
+		return true
+	}
+	a, err := matrix.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := recorder{make(chan bridge.Inbound, 10)}
+	runAdapter(t, a, rec)
+	waitReady(t, a)
+
+	alice := newPerson(t, shared, "alice", false)
+	claim := func(alias string) []*event.Event {
+		stateKey := ""
+		return []*event.Event{{Type: event.StateCanonicalAlias, StateKey: &stateKey,
+			Content: event.Content{Parsed: &event.CanonicalAliasEventContent{Alias: id.RoomAlias(alias)}}}}
+	}
+	rooms := []struct {
+		name  string
+		room  id.RoomID
+		alias string // what the bridge may see
+	}{
+		{"a room with its own alias", alice.create(&mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: prefix + "-real", Invite: []id.UserID{acc.ID}}), real},
+		{"a room claiming another room's alias", alice.create(&mautrix.ReqCreateRoom{Preset: "private_chat", InitialState: claim(real), Invite: []id.UserID{acc.ID}}), ""},
+		{"a room claiming an alias nobody has", alice.create(&mautrix.ReqCreateRoom{Preset: "private_chat", InitialState: claim(none), Invite: []id.UserID{acc.ID}}), ""},
+	}
+	for _, r := range rooms {
+		alice.wait("the bot joining", joined(acc.ID, r.room))
+		alice.say(r.room, "hello in "+r.name)
+		in := rec.next(t)
+		t.Run(r.name, func(t *testing.T) {
+			if in.Room.Room != string(r.room) {
+				t.Fatalf("the bridge got a message of %s, want %s", in.Room.Room, r.room)
+			}
+			mu.Lock()
+			got := invited[r.room]
+			mu.Unlock()
+			if got != r.alias {
+				t.Errorf("the invite gave the alias %q, want %q", got, r.alias)
+			}
+			if in.RoomName != r.alias {
+				t.Errorf("the message gave the room name %q, want %q", in.RoomName, r.alias)
+			}
+			if _, matched := router.Match(in); matched != (r.alias != "") {
+				t.Errorf("a route on %s matches: %v, want %v", "#"+prefix+"-*", matched, r.alias != "")
+			}
+		})
 	}
 }

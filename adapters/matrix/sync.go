@@ -356,6 +356,7 @@ func (a *Adapter) invited(ctx context.Context, room id.RoomID, inv *mautrix.Sync
 		return true
 	}
 	direct, _ := me.Content.Raw["is_direct"].(bool)
+	alias = a.confirmAlias(ctx, room, alias)
 	log := a.log.With(bridge.LogRoom, room, logInviter, me.Sender)
 	if a.opts.AllowInvite != nil && !a.opts.AllowInvite(Invite{Room: room, Alias: alias, Inviter: me.Sender, Direct: direct}) {
 		log.Info("invite rejected: no route lets this inviter or room use a bot")
@@ -417,38 +418,6 @@ func removal(evt *event.Event) string {
 		reason += ": " + r
 	}
 	return reason
-}
-
-// noteAliases remembers the canonical aliases among events.
-func (a *Adapter) noteAliases(room id.RoomID, evs []*event.Event) {
-	for _, evt := range evs {
-		if evt.Type.Type == event.StateCanonicalAlias.Type && evt.GetStateKey() == "" {
-			alias, _ := evt.Content.Raw["alias"].(string)
-			a.mu.Lock()
-			a.aliases[room] = alias
-			a.mu.Unlock()
-		}
-	}
-}
-
-// alias returns the room's canonical alias, asking the homeserver the first
-// time; "" when it has none.
-func (a *Adapter) alias(ctx context.Context, room id.RoomID) string {
-	a.mu.Lock()
-	alias, ok := a.aliases[room]
-	a.mu.Unlock()
-	if ok {
-		return alias
-	}
-	var c event.CanonicalAliasEventContent
-	if err := a.cli.StateEvent(ctx, room, event.StateCanonicalAlias, "", &c); err != nil && !errors.Is(err, mautrix.MNotFound) {
-		a.log.Debug("read the room's alias", bridge.LogRoom, room, bridge.LogErr, err)
-		return ""
-	}
-	a.mu.Lock()
-	a.aliases[room] = string(c.Alias)
-	a.mu.Unlock()
-	return string(c.Alias)
 }
 
 // pendingEvent is an encrypted message waiting for its keys. The list is

@@ -88,7 +88,7 @@ func TestInviteRefusedWhenNoRouteAllowsIt(t *testing.T) {
 	allowed := newPerson(t, shared, "allowed", false)
 	other := newPerson(t, shared, "other", false)
 	r.tweak = func(o *matrix.Options) {
-		o.AllowInvite = func(inv matrix.Invite) bool { return inv.Inviter == allowed.cli.UserID }
+		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(allowed.cli.UserID) }
 	}
 	r.start()
 

@@ -45,26 +45,18 @@ const (
 	DefaultRetryMin        = time.Second
 	DefaultRetryMax        = time.Minute
 	DefaultDecryptTimeout  = time.Hour
+	// DefaultMaxPendingPerSender and DefaultMaxPendingPerRoom bound the
+	// encrypted messages waiting for their keys: a person whose client is
+	// slow to share keys sends a few before they come, not dozens.
+	DefaultMaxPendingPerSender = 50
+	DefaultMaxPendingPerRoom   = 200
 )
 
-// Cursors is the part of the bridge's store the adapter keeps its state in:
-// the sync token, the device and access token of a password login, and the
-// encrypted events still waiting for their keys. bridge.Store implements it.
+// Cursors is the part of the bridge's store the adapter keeps named values
+// in: the sync token, the device and access token of a password login.
 type Cursors interface {
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
-}
-
-// Invite is an invitation of the bot into a room, as AllowInvite sees it.
-type Invite struct {
-	Room id.RoomID
-	// Alias is the room's canonical alias when the invite carries it and the
-	// homeserver's directory maps it to Room; else "".
-	Alias string
-	// Inviter is who invited the bot.
-	Inviter id.UserID
-	// Direct is set when the inviter marked the room as a direct chat.
-	Direct bool
 }
 
 // Options configures an Adapter. HomeserverURL, Store and DB are required,
@@ -85,8 +77,9 @@ type Options struct {
 	// Default "botbridge".
 	DeviceName string
 
-	// Store keeps the adapter's cursors (the bridge's store).
-	Store Cursors
+	// Store keeps the adapter's cursors and the encrypted messages waiting
+	// for their keys (the bridge's store).
+	Store Store
 	// DB is the SQLite database (driver modernc "sqlite") that holds the
 	// room state cache and, with encryption, the crypto store: the bridge's
 	// own file. The adapter never closes it.
@@ -95,9 +88,20 @@ type Options struct {
 	// the crypto store. Losing it loses the device's keys.
 	PickleKey string
 
-	// AllowInvite decides whether the bot joins a room it is invited to;
-	// refused invites are rejected. Nil accepts every invite.
-	AllowInvite func(Invite) bool
+	// Admit decides, before the adapter spends anything on it, whether the
+	// bridge takes messages of a sender in a room at all (a route lets the
+	// sender talk to a bot there; bridge.Router.Admits). It sees the room,
+	// its alias when the directory confirms it, the sender's id and whether
+	// the room is a direct chat. The adapter asks it for an invite (the
+	// inviter; refused invites are rejected) and for an encrypted message it
+	// cannot decrypt yet (refused ones are not kept to wait for their keys).
+	// Nil admits everyone.
+	Admit func(bridge.Inbound) bool
+	// MaxPendingPerSender and MaxPendingPerRoom cap the encrypted messages
+	// that wait for their keys, per sender and per room; those past a cap
+	// are given up (counted in Stats.Capped, logged). Defaults 50 and 200;
+	// at most 1000 wait in all.
+	MaxPendingPerSender, MaxPendingPerRoom int
 
 	// MaxFileBytes caps files in both directions: what OpenFile serves and
 	// what Send downloads from the bot's URLs. Default 20 MiB.
@@ -148,8 +152,15 @@ type Stats struct {
 	// DecryptedLate counts those decrypted later, once their keys came.
 	DecryptedLate int64
 	// Lost counts those given up: keys that never came within
-	// DecryptTimeout, or errors that keys cannot fix.
+	// DecryptTimeout, errors that keys cannot fix, or no room left to wait
+	// (Capped).
 	Lost int64
+	// Refused counts undecryptable messages not kept to wait for their keys
+	// because Admit refused their sender in their room.
+	Refused int64
+	// Capped counts undecryptable messages given up because too many of
+	// their sender's, or of their room's, were waiting already.
+	Capped int64
 }
 
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
@@ -188,11 +199,10 @@ type Adapter struct {
 
 	choices bridge.Choices
 	limiter limiter
-	// pending and pendingDirty are touched by the sync loop only.
-	pending      []pendingEvent
-	pendingDirty bool
+	// pending is touched by the sync loop only.
+	pending []pending
 
-	undecryptable, decryptedLate, lost atomic.Int64
+	undecryptable, decryptedLate, lost, refused, capped atomic.Int64
 }
 
 var (
@@ -236,6 +246,8 @@ func New(opts Options) (*Adapter, error) {
 	setDefault(&opts.RetryMin, DefaultRetryMin)
 	setDefault(&opts.RetryMax, DefaultRetryMax)
 	setDefault(&opts.DecryptTimeout, DefaultDecryptTimeout)
+	setDefault(&opts.MaxPendingPerSender, DefaultMaxPendingPerSender)
+	setDefault(&opts.MaxPendingPerRoom, DefaultMaxPendingPerRoom)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -309,6 +321,8 @@ func (a *Adapter) Stats() Stats {
 		Undecryptable: a.undecryptable.Load(),
 		DecryptedLate: a.decryptedLate.Load(),
 		Lost:          a.lost.Load(),
+		Refused:       a.refused.Load(),
+		Capped:        a.capped.Load(),
 	}
 }
 

@@ -155,10 +155,10 @@ func TestAliasesCountOnlyWhenTheDirectoryConfirmsThem(t *testing.T) {
 	opts := options(t, shared, acc, st, db)
 	var mu sync.Mutex
 	invited := make(map[id.RoomID]string)
-	opts.AllowInvite = func(inv matrix.Invite) bool {
+	opts.Admit = func(in bridge.Inbound) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		invited[inv.Room] = inv.Alias
+		invited[id.RoomID(in.Room.Room)] = in.RoomName
 		return true
 	}
 	a, err := matrix.New(opts)

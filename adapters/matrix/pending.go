@@ -99,6 +99,11 @@ func (a *Adapter) wait(ctx context.Context, evt *event.Event, cause error) {
 	}
 	var bySender, byRoom int
 	for _, p := range a.pending {
+		if p.evt.ID == evt.ID {
+			// Seen again: the sync position had not moved past it when
+			// the adapter last stopped.
+			return
+		}
 		if p.evt.Sender == evt.Sender {
 			bySender++
 		}

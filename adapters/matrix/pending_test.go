@@ -23,6 +23,8 @@ type sealer struct {
 	room id.RoomID
 	mach *crypto.OlmMachine
 	sess *crypto.OutboundGroupSession
+	// key is the session's key from its first message on.
+	key string
 }
 
 func newSealer(p *person, room id.RoomID) *sealer {
@@ -34,7 +36,7 @@ func newSealer(p *person, room id.RoomID) *sealer {
 	}
 	// Marked shared, so that the person's client does not share it.
 	sess.Shared = true
-	return &sealer{p: p, room: room, mach: mach, sess: sess}
+	return &sealer{p: p, room: room, mach: mach, sess: sess, key: sess.Internal.Key()}
 }
 
 // say sends text encrypted with the sealer's session.
@@ -42,13 +44,23 @@ func (s *sealer) say(text string) id.EventID {
 	t := s.p.t
 	t.Helper()
 	// The client drops a room's session when its members change; the
-	// sealer's goes back each time.
-	if err := s.mach.CryptoStore.AddOutboundGroupSession(t.Context(), s.sess); err != nil {
+	// sealer's goes back then.
+	stored, err := s.mach.CryptoStore.GetOutboundGroupSession(t.Context(), s.room)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if stored == nil || stored.ID() != s.sess.ID() {
+		if err := s.mach.CryptoStore.AddOutboundGroupSession(t.Context(), s.sess); err != nil {
+			t.Fatal(err)
+		}
 	}
 	enc, err := s.mach.EncryptMegolmEvent(t.Context(), s.room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: text})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Encrypting moved the session's ratchet on, in the store.
+	if s.sess, err = s.mach.CryptoStore.GetOutboundGroupSession(t.Context(), s.room); err != nil || s.sess == nil {
+		t.Fatalf("the sealer's session after encrypting: %v, %v", s.sess, err)
 	}
 	var sent id.EventID
 	retryServer(t, s.p.hs, "send a sealed message", func() error {
@@ -74,7 +86,7 @@ func (s *sealer) share(user id.UserID) {
 	}
 	for _, dev := range devices[user] {
 		err := s.mach.SendEncryptedToDevice(t.Context(), dev, event.ToDeviceRoomKey, event.Content{Parsed: &event.RoomKeyEventContent{
-			Algorithm: id.AlgorithmMegolmV1, RoomID: s.room, SessionID: s.sess.ID(), SessionKey: s.sess.Internal.Key(),
+			Algorithm: id.AlgorithmMegolmV1, RoomID: s.room, SessionID: s.sess.ID(), SessionKey: s.key,
 		}})
 		if err != nil {
 			t.Fatal(err)
@@ -150,8 +162,10 @@ func TestEncryptedMessageWaitsForItsKeysAcrossARestart(t *testing.T) {
 	r.start()
 	seal.share(r.acc.ID)
 	dave.wait("the reply once the keys arrived", fromWith(r.acc.ID, room, "echo: sealed"))
-	if got, want := r.ad.Stats(), (matrix.Stats{DecryptedLate: 1}); got != want {
-		t.Errorf("stats %+v, want %+v", got, want)
+	// The restarted adapter may see the message come again, if it stopped
+	// before it saved its sync position; it decrypts it once all the same.
+	if got := r.ad.Stats(); got.DecryptedLate != 1 || got.Lost != 0 {
+		t.Errorf("stats %+v, want 1 decrypted late and none lost", got)
 	}
 	waitFor(t, "the message to be forgotten", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 0 })
 }

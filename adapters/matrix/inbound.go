@@ -27,6 +27,7 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 		if !ok {
 			return bridge.Inbound{}, false
 		}
+		a.noteTrust(evt, dec)
 		evt = dec
 	}
 	return a.message(ctx, evt)

@@ -29,6 +29,7 @@ const (
 	logDirect     = "direct"
 	logAlias      = "alias"
 	logDirectory  = "directory_room"
+	logTrust      = "trust"
 )
 
 // limitEvery is the least time between two log lines of one repeated error.

@@ -139,6 +139,14 @@ type Options struct {
 	// could not be decrypted when it came, with a short reason; for
 	// metrics. It must not block.
 	OnDecryptFailure func(reason string)
+	// OnSenderTrust, if set, is called for each message decrypted, with how
+	// far its sender can be trusted: mautrix's trust state of the sending
+	// device ("verified", "cross-signed-tofu", "unverified",
+	// "unknown-device", "device-key-mismatch", "blacklisted"…) or
+	// "forwarded" when its keys came through another device; for metrics.
+	// Messages of senders the bot cannot trust are accepted and logged once
+	// per sender device. It must not block.
+	OnSenderTrust func(state string)
 	// OnRateLimit, if set, is called each time the homeserver answers
 	// M_LIMIT_EXCEEDED and the adapter waits; for metrics. It must not block.
 	OnRateLimit func(wait time.Duration)
@@ -196,6 +204,8 @@ type Adapter struct {
 	removed   map[id.RoomID]string
 	reads     map[id.RoomID]id.EventID
 	readWake  chan struct{}
+	// trustSeen holds the sender devices whose doubtful trust was logged.
+	trustSeen map[string]struct{}
 
 	choices bridge.Choices
 	limiter limiter
@@ -269,6 +279,7 @@ func New(opts Options) (*Adapter, error) {
 		removed:   make(map[id.RoomID]string),
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
+		trustSeen: make(map[string]struct{}),
 	}
 	a.choices.Now = opts.Now
 	a.limiter.now = opts.Now

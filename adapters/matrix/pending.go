@@ -171,6 +171,7 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 		done := true
 		switch waited := a.now().Sub(p.since); {
 		case err == nil:
+			a.noteTrust(evt, dec)
 			in, ok := a.message(ctx, dec)
 			if ok && !a.deliver(ctx, h, in) {
 				a.pending = append(keep, a.pending[i:]...)

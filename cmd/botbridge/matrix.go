@@ -134,6 +134,7 @@ func (s *Service) matrixOptions() (matrix.Options, error) {
 		MaxPendingPerRoom:   c.MaxPendingPerRoom,
 		Logger:              s.Log,
 		OnDecryptFailure:    s.Metrics.DecryptionFailed,
+		OnSenderTrust:       s.Metrics.SenderTrust,
 		OnRateLimit: func(wait time.Duration) {
 			s.Metrics.RateLimited(bridge.PlatformMatrix, wait)
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,7 +83,7 @@ matrix:
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := &Service{Config: cfg, Store: st}
+	s := &Service{Config: cfg, Store: st, Metrics: NewMetrics(nil)}
 	opts, err := s.matrixOptions()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +110,19 @@ matrix:
 			t.Errorf("%s: admitted = %v, want %v", c.name, got, c.want)
 		}
 	}
+
+	t.Run("sender trust is a metric", func(t *testing.T) {
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("unverified")
+		rec := httptest.NewRecorder()
+		s.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, want := range []string{`botbridge_matrix_sender_trust_total{state="forwarded"} 2`, `botbridge_matrix_sender_trust_total{state="unverified"} 1`} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
 }
 
 func TestRunAnswersOnMatrix(t *testing.T) {

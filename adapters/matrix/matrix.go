@@ -208,6 +208,9 @@ type Adapter struct {
 	trustSeen map[string]struct{}
 
 	choices bridge.Choices
+	// budget is the most content one event carries (maxContentBytes; tests
+	// raise it to meet the homeserver's limit).
+	budget  int
 	limiter limiter
 	// pending is touched by the sync loop only.
 	pending []pending
@@ -282,6 +285,7 @@ func New(opts Options) (*Adapter, error) {
 		trustSeen: make(map[string]struct{}),
 	}
 	a.choices.Now = opts.Now
+	a.budget = maxContentBytes
 	a.limiter.now = opts.Now
 
 	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")

@@ -45,16 +45,13 @@ func (a *Adapter) noteTrust(enc, dec *event.Event) {
 	if !doubtful(dec) {
 		return
 	}
+	// The device: the one mautrix resolved, else the identity key the
+	// message claims to come from.
 	device := "unknown"
 	if src := dec.Mautrix.TrustSource; src != nil {
 		device = string(src.DeviceID)
-	} else if c, ok := enc.Content.Parsed.(*event.EncryptedEventContent); ok {
-		switch {
-		case c.DeviceID != "":
-			device = string(c.DeviceID)
-		case c.SenderKey != "":
-			device = string(c.SenderKey)
-		}
+	} else if c, ok := enc.Content.Parsed.(*event.EncryptedEventContent); ok && c.SenderKey != "" {
+		device = string(c.SenderKey)
 	}
 	key := string(dec.Sender) + " " + device + " " + state
 	a.mu.Lock()

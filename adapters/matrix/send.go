@@ -36,8 +36,9 @@ const findSentLimit = 100
 // have logged in and waits out the homeserver's rate limits. A part the
 // homeserver refuses as too large is posted again in smaller pieces, which
 // become parts of their own. It returns the event id of every part; on
-// failure, those posted so far, with an error wrapped with bridge.Permanent
-// when the room refuses the bot (it was removed, or may not post) or the
+// failure, those posted so far, with an error wrapped with bridge.NoAccess
+// when the bot is no longer in the room (removed, or never joined), or
+// with bridge.Permanent when the room does not let it post or the
 // homeserver refuses the post.
 func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
@@ -355,7 +356,9 @@ func retryAfter(err error, attempt int) (time.Duration, bool) {
 	return min(time.Duration(attempt)*time.Second, 30*time.Second), true
 }
 
-// sendFailed explains a failed post: a room that refuses the bot is a
+// sendFailed explains a failed post. A room the bot is no longer in is
+// bridge.NoAccess: inviting it back fixes that, so the bridge retries for a
+// while. A room that refuses the bot otherwise (it may not post there) is a
 // permanent failure, as is any other refusal (4xx) of the homeserver.
 func (a *Adapter) sendFailed(ctx context.Context, room id.RoomID, op string, err error) error {
 	if ctx.Err() != nil || transient(err) {
@@ -365,7 +368,7 @@ func (a *Adapter) sendFailed(ctx context.Context, room id.RoomID, op string, err
 		if reason := a.membershipLost(ctx, room); reason != "" {
 			a.logLimited(slog.LevelWarn, "removed "+string(room), "cannot post: the bot is no longer in the room; invite it again",
 				bridge.LogRoom, room, logReason, reason)
-			return bridge.Permanent(fmt.Errorf("matrix: %s in %s: the bot is no longer in the room (%s): invite it again: %w", op, room, reason, err))
+			return bridge.NoAccess(fmt.Errorf("matrix: %s in %s: the bot is no longer in the room (%s): invite it again: %w", op, room, reason, err))
 		}
 		return bridge.Permanent(fmt.Errorf("matrix: %s in %s: the room does not let the bot post: give it permission to send messages: %w", op, room, err))
 	}

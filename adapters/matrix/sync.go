@@ -401,7 +401,7 @@ func (a *Adapter) left(room id.RoomID, lr *mautrix.SyncLeftRoom) {
 	a.mu.Lock()
 	a.removed[room] = reason
 	a.mu.Unlock()
-	a.log.Warn("the bot was removed from a room; its replies there are given up until it is invited again",
+	a.log.Warn("the bot was removed from a room; its replies there wait for it to be invited again, for a while",
 		bridge.LogRoom, room, logReason, reason)
 }
 

@@ -335,7 +335,8 @@ func membership(c event.Content) event.Membership {
 }
 
 // invited joins a room the bot was invited to when Admit lets the inviter
-// talk to a bot there, or rejects the invite. It returns false when ctx ended first.
+// talk to a bot there, or rejects the invite. It returns false when ctx
+// ended first.
 func (a *Adapter) invited(ctx context.Context, room id.RoomID, inv *mautrix.SyncInvitedRoom) bool {
 	var me *event.Event
 	alias := ""

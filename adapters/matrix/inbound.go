@@ -27,6 +27,7 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 		if !ok {
 			return bridge.Inbound{}, false
 		}
+		a.noteTrust(evt, dec)
 		evt = dec
 	}
 	return a.message(ctx, evt)
@@ -64,7 +65,7 @@ func (a *Adapter) message(ctx context.Context, evt *event.Event) (bridge.Inbound
 	in := bridge.Inbound{
 		Key:       bridge.EventKey(evt.ID),
 		Room:      room,
-		RoomName:  a.alias(ctx, evt.RoomID),
+		RoomName:  a.roomName(ctx, evt.RoomID),
 		MessageID: string(evt.ID),
 		Sender:    a.sender(ctx, evt.RoomID, evt.Sender, c.MsgType),
 		DM:        a.direct(ctx, evt.RoomID),

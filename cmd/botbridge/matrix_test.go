@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,9 +14,9 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/store"
 )
 
 func TestMatrixConfigErrorsNameTheField(t *testing.T) {
@@ -32,6 +33,7 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 		{"encryption without a pickle key", base + "  access_token: t\n  encryption: true\n", "matrix.pickle_key: must be at least 16"},
 		{"a pickle key without encryption", base + "  access_token: t\n  pickle_key: a-long-enough-pickle-key\n", "matrix.pickle_key: set, but matrix.encryption is false"},
 		{"a negative timeout", base + "  access_token: t\n  sync_timeout: -1s\n", "matrix.sync_timeout: must not be negative"},
+		{"a negative cap", base + "  access_token: t\n  max_pending_per_room: -1\n", "matrix.max_pending_per_room: must not be negative"},
 		{"an unknown key", base + "  acess_token: t\n", "acess_token"},
 	}
 	for _, c := range cases {
@@ -54,30 +56,77 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 	})
 }
 
-func TestMatrixInvitesFollowTheRoutes(t *testing.T) {
-	router, err := bridge.NewRouter([]bridge.Route{
-		{Bot: "b", Platform: bridge.PlatformSlack},
-		{Bot: "b", Platform: bridge.PlatformMatrix, DM: bridge.DMOnly, Users: []string{"@ann:x"}},
-		{Bot: "b", Platform: bridge.PlatformMatrix, Rooms: []string{"#support*"}},
-	}, []string{"b"})
+func TestMatrixAdmitsWhomTheRoutesLetIn(t *testing.T) {
+	yaml := `bots:
+  - name: b
+    url: https://x/y
+routes:
+  - bot: b
+    platform: slack
+  - bot: b
+    platform: matrix
+    dm: only
+    users: ["@ann:x"]
+  - bot: b
+    platform: matrix
+    rooms: ["#support*"]
+matrix:
+  homeserver_url: https://matrix.example.org
+  access_token: t
+`
+	cfg, err := ParseConfig(strings.NewReader(yaml), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "botbridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	router, err := bridge.NewRouter(cfg.BridgeRoutes(), cfg.botNames())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Config: cfg, Store: st, Metrics: NewMetrics(nil), Router: router}
+	opts, err := s.matrixOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Admit == nil {
+		t.Fatal("no admission check")
+	}
+	in := func(room, alias, sender string, dm bool) bridge.Inbound {
+		return bridge.Inbound{Room: bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: room}, RoomName: alias,
+			Sender: bridge.Sender{ID: sender}, DM: dm}
+	}
 	cases := []struct {
 		name string
-		inv  matrix.Invite
+		in   bridge.Inbound
 		want bool
 	}{
-		{"an allowed person's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@ann:x", Direct: true}, true},
-		{"someone else's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@bob:x", Direct: true}, false},
-		{"a room whose alias a route names", matrix.Invite{Room: "!b:x", Alias: "#support-eu:x", Inviter: "@bob:x"}, true},
-		{"another room", matrix.Invite{Room: "!c:x", Alias: "#random:x", Inviter: "@ann:x"}, false},
+		{"an allowed person's direct chat", in("!a:x", "", "@ann:x", true), true},
+		{"someone else's direct chat", in("!a:x", "", "@bob:x", true), false},
+		{"a room whose confirmed alias a route names", in("!b:x", "#support-eu:x", "@bob:x", false), true},
+		{"another room", in("!c:x", "#random:x", "@ann:x", false), false},
 	}
 	for _, c := range cases {
-		if got := allowInvite(router, c.inv); got != c.want {
-			t.Errorf("%s: allowed = %v, want %v", c.name, got, c.want)
+		if got := opts.Admit(c.in); got != c.want {
+			t.Errorf("%s: admitted = %v, want %v", c.name, got, c.want)
 		}
 	}
+
+	t.Run("sender trust is a metric", func(t *testing.T) {
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("unverified")
+		rec := httptest.NewRecorder()
+		s.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, want := range []string{`botbridge_matrix_sender_trust_total{state="forwarded"} 2`, `botbridge_matrix_sender_trust_total{state="unverified"} 1`} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
 }
 
 func TestRunAnswersOnMatrix(t *testing.T) {

@@ -37,6 +37,11 @@ type BotSpec struct {
 	// has none: users are made with createUser and their keys are kept in
 	// the store.
 	Signer *chat.Signer
+	// WebhookSecret is the Chat integration's Webhook Secret. Set, the
+	// bridge takes the bot's messages from the webhooks the service POSTs
+	// to Engine.WebhookHandler and opens no stream per conversation while
+	// they arrive. Empty: streams and sweeps.
+	WebhookSecret string
 }
 
 // serviceUser is the platform and id under which the store keeps the bot's

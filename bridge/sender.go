@@ -56,8 +56,8 @@ type watcher interface {
 	// Watch makes sure the conversation's bot messages are received and
 	// returns a channel closed once they are (nil: nothing to wait for).
 	Watch(c Conversation) <-chan struct{}
-	// Touch records traffic in the conversation.
-	Touch(conv int64)
+	// Sent records a message the bridge sent in the conversation.
+	Sent(conv int64, bot string, msg chat.MessageID)
 }
 
 // awaiter is what the sender needs of the poster: the thinking indicator.
@@ -450,14 +450,14 @@ func (s *sender) sendOnce(ctx context.Context, it OutboxItem, maybeSent bool) er
 	// Replies to this message may arrive before createMessage returns; they
 	// go where this message was said.
 	s.setReply(conv.ID, reply)
-	sentNow, err := s.sendParts(ctx, b, conv, u, it, parts, maybeSent, reply)
+	sentNow, last, err := s.sendParts(ctx, b, conv, u, it, parts, maybeSent, reply)
 	if err != nil {
 		return err
 	}
 	s.metrics.Inbound(in.Room.Platform, b.Name, "sent")
 	s.log.Debug("sent to Botpress", LogConversation, conv.ID, LogChatConv, string(conv.ChatID), LogEventKey, string(in.Key))
 	s.health.Up(b.Name)
-	s.watch.Touch(conv.ID)
+	s.watch.Sent(conv.ID, b.Name, last)
 	if sentNow {
 		s.await.Awaiting(conv.ID, reply, replies)
 	}
@@ -490,22 +490,21 @@ func (s *sender) resolve(ctx context.Context, b *bot, conv Conversation, in Inbo
 
 // sendParts sends the parts of it not sent yet, looking each up first when
 // it may have been sent before, and records each in the store. It reports
-// whether it sent any now.
-func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (bool, error) {
+// whether it sent any now, and the id of the last it sent.
+func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (sentNow bool, last chat.MessageID, err error) {
 	in := it.Inbound
-	sentNow := false
 	for i := it.PartsSent; i < len(parts); i++ {
 		mkey := metaKey(in, i)
 		done := i == len(parts)-1
 		if maybeSent {
 			id, found, err := findSent(ctx, b, conv.ChatID, mkey)
 			if err != nil {
-				return sentNow, s.classify(ctx, b, &conv, in, err)
+				return sentNow, last, s.classify(ctx, b, &conv, in, err)
 			}
 			if found {
 				s.log.Info("message was sent before the restart; not sending it again", LogConversation, conv.ID, LogEventKey, mkey)
 				if err := s.record(ctx, it.ID, i+1, id, done, reply); err != nil {
-					return sentNow, err
+					return sentNow, last, err
 				}
 				continue
 			}
@@ -519,16 +518,16 @@ func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u Use
 			if ambiguous(err) {
 				s.markMaybeSent(conv.ID, it.ID)
 			}
-			return sentNow, s.classify(ctx, b, &conv, in, err)
+			return sentNow, last, s.classify(ctx, b, &conv, in, err)
 		}
-		sentNow = true
+		sentNow, last = true, msg.ID
 		if err := s.record(ctx, it.ID, i+1, msg.ID, done, reply); err != nil {
 			// Botpress has it, the store does not know: look before resending.
 			s.markMaybeSent(conv.ID, it.ID)
-			return sentNow, err
+			return sentNow, last, err
 		}
 	}
-	return sentNow, nil
+	return sentNow, last, nil
 }
 
 // record stores the progress of an item.

@@ -230,6 +230,8 @@ func TestStrangersUndecryptableMessagesAreNotKept(t *testing.T) {
 	newSealer(erin, room).say("let me in")
 	kept := newSealer(dave, room).say("I am allowed")
 	waitFor(t, "the allowed person's message to be kept", func() bool { return len(waiting(t, st, acc.ID)[dave.cli.UserID]) == 1 })
+	// The two messages may come in separate syncs: wait until both were seen.
+	waitFor(t, "both messages to be handled", func() bool { return a.Stats().Undecryptable == 2 })
 	if got := waiting(t, st, acc.ID); len(got[erin.cli.UserID]) != 0 || len(got[dave.cli.UserID]) != 1 || got[dave.cli.UserID][0] != kept {
 		t.Errorf("the store keeps %v, want only %s of %s", got, kept, dave.cli.UserID)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
@@ -67,14 +66,15 @@ type BridgeConfig struct {
 // BotConfig is one Botpress bot.
 type BotConfig struct {
 	Name string `yaml:"name"`
-	// URL is the Chat API base URL, https://chat.botpress.cloud/<webhook id>.
-	URL string `yaml:"url"`
+	// URL is the Chat API base URL, https://chat.botpress.cloud/<webhook id>;
+	// the webhook id lets anyone talk to the bot, so it is a secret.
+	URL string `yaml:"url" secret:"true"`
 	// WebhookID with APIURL is the other way to give URL.
-	WebhookID string `yaml:"webhook_id"`
+	WebhookID string `yaml:"webhook_id" secret:"true"`
 	APIURL    string `yaml:"api_url"` // default https://chat.botpress.cloud
 	// EncryptionKey is the Chat integration's Encryption Key; empty uses
 	// createUser and keeps user keys in the store.
-	EncryptionKey string `yaml:"encryption_key"`
+	EncryptionKey string `yaml:"encryption_key" secret:"true"`
 }
 
 // RouteConfig maps rooms to a bot; see bridge.Route.
@@ -117,7 +117,11 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // ParseConfig decodes a configuration, expanding ${VAR} in every string
-// value with lookup, and validates it.
+// value with lookup (see expand), and validates it.
+//
+// A field tagged secret:"true" holds a secret (a key, token, password or
+// webhook id): a ${VAR} in it must not expand to empty, and no error quotes
+// its text.
 func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error) {
 	cfg := defaults()
 	raw, err := io.ReadAll(r)
@@ -129,7 +133,7 @@ func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return cfg, fmt.Errorf("%s (check the spelling and indentation against config.example.yaml)", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if err := expandEnv(reflect.ValueOf(&cfg).Elem(), "", lookup); err != nil {
+	if err := expandEnv(reflect.ValueOf(&cfg).Elem(), "", false, lookup); err != nil {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -138,46 +142,122 @@ func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error
 	return cfg, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces ${VAR} in every string of v, naming the field of a
-// variable that is not set.
-func expandEnv(v reflect.Value, path string, lookup func(string) (string, bool)) error {
+// expandEnv replaces the ${VAR} references in every string of v with the
+// variables' values from lookup; field names each error. See expand.
+func expandEnv(v reflect.Value, path string, secret bool, lookup func(string) (string, bool)) error {
 	switch v.Kind() {
 	case reflect.String:
-		var missing []string
-		s := envRef.ReplaceAllStringFunc(v.String(), func(m string) string {
-			name := m[2 : len(m)-1]
-			val, ok := lookup(name)
-			if !ok {
-				missing = append(missing, name)
-			}
-			return val
-		})
-		if len(missing) > 0 {
-			return fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+		s, err := expand(v.String(), path, secret, lookup)
+		if err != nil {
+			return err
 		}
 		v.SetString(s)
 	case reflect.Struct:
 		t := v.Type()
 		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if err := expandEnv(v.Field(i), join(path, name), lookup); err != nil {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if err := expandEnv(v.Field(i), join(path, name), f.Tag.Get("secret") == "true", lookup); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
-			if err := expandEnv(v.Index(i), fmt.Sprintf("%s[%d]", path, i), lookup); err != nil {
+			if err := expandEnv(v.Index(i), fmt.Sprintf("%s[%d]", path, i), secret, lookup); err != nil {
 				return err
 			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			return expandEnv(v.Elem(), path, lookup)
+			return expandEnv(v.Elem(), path, secret, lookup)
 		}
 	}
 	return nil
+}
+
+// expand expands one value of the field at path:
+//
+//   - ${NAME} is the variable's value; a variable that is not set is an
+//     error, and so is an empty one in a secret field, where it would turn a
+//     feature off or leave it without its key without a word;
+//   - $$ is a literal $;
+//   - $NAME (a variable without braces) and ${NAME:-default} or any other
+//     shell form are errors that say what to write instead;
+//   - a $ before anything else (a digit, a space, the end) is kept.
+//
+// Errors never quote the text of a secret field, only variable names.
+func expand(s, path string, secret bool, lookup func(string) (string, bool)) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var (
+		b       strings.Builder
+		missing []string
+	)
+	for i := 0; i < len(s); {
+		if s[i] != '$' {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		rest := s[i+1:]
+		switch {
+		case strings.HasPrefix(rest, "$"):
+			b.WriteByte('$')
+			i += 2
+		case strings.HasPrefix(rest, "{"):
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				return "", fmt.Errorf("%s: a ${ has no closing }: write ${NAME} to read a variable, or $$ for a literal $", path)
+			}
+			inner := rest[1:end]
+			name := envName(inner)
+			switch {
+			case name == "":
+				if secret {
+					return "", fmt.Errorf("%s: a ${…} that is not a variable name: write ${NAME} (letters, digits and _), or $$ for a literal $", path)
+				}
+				return "", fmt.Errorf("%s: ${%s} is not a variable name: write ${NAME} (letters, digits and _), or $$ for a literal $", path, inner)
+			case name != inner:
+				return "", fmt.Errorf("%s: ${%s…}: only ${%s} is supported, without a default or any other shell form: set %s in the environment", path, name, name, name)
+			}
+			val, ok := lookup(name)
+			switch {
+			case !ok:
+				missing = append(missing, name)
+			case val == "" && secret:
+				return "", fmt.Errorf("%s: ${%s} is set but empty: give %s the value, or leave %s out of the file", path, name, name, path)
+			}
+			b.WriteString(val)
+			i += 1 + end + 1
+		case envName(rest) != "":
+			name := envName(rest)
+			if secret && s != "$"+name {
+				return "", fmt.Errorf("%s: a $ followed by a name: write ${NAME} to read a variable, or $$ for a literal $", path)
+			}
+			return "", fmt.Errorf("%s: $%s: write ${%s} to read the variable, or $$%s for a literal $", path, name, name, name)
+		default:
+			b.WriteByte('$')
+			i++
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+	}
+	return b.String(), nil
+}
+
+// envName returns the variable name at the start of s: a letter or _, then
+// letters, digits and _; or "".
+func envName(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9' {
+			continue
+		}
+		return s[:i]
+	}
+	return s
 }
 
 func join(path, name string) string {

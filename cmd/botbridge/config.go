@@ -356,8 +356,8 @@ func (b BotConfig) BaseURL() (string, error) {
 	case b.URL != "" && b.WebhookID != "":
 		return "", errors.New("url and webhook_id: give one of them, not both")
 	case b.URL != "":
-		if err := checkURL(b.URL); err != nil {
-			return "", fmt.Errorf("url: %v", err)
+		if err := checkSecretURL(b.URL); err != nil {
+			return "", fmt.Errorf("url: %v (https://chat.botpress.cloud/<webhook id>)", err)
 		}
 		return strings.TrimRight(b.URL, "/"), nil
 	case b.WebhookID != "":
@@ -369,23 +369,33 @@ func (b BotConfig) BaseURL() (string, error) {
 			return "", fmt.Errorf("api_url: %v", err)
 		}
 		if strings.ContainsAny(b.WebhookID, "/?#") {
-			return "", fmt.Errorf("webhook_id: %q is not a webhook id (the last part of the Chat API URL)", b.WebhookID)
+			return "", errors.New("webhook_id: is not a webhook id: give the last part of the Chat API URL, without /, ? or #")
 		}
 		return strings.TrimRight(api, "/") + "/" + b.WebhookID, nil
 	}
 	return "", errors.New("url: missing; give the Chat API URL (https://chat.botpress.cloud/<webhook id>) or webhook_id")
 }
 
+// checkURL checks that s is an absolute http or https URL; its errors quote
+// s.
 func checkURL(s string) error {
+	if err := checkSecretURL(s); err != nil {
+		return fmt.Errorf("%q %w", s, err)
+	}
+	return nil
+}
+
+// checkSecretURL is checkURL for a URL that holds a secret (a bot's URL
+// holds its webhook id): its errors do not quote it.
+func checkSecretURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must start with https:// or http://", s)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", s)
+	switch {
+	case err != nil:
+		return errors.New("is not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with https:// or http://")
+	case u.Host == "":
+		return errors.New("has no host")
 	}
 	return nil
 }

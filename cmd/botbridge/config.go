@@ -44,13 +44,36 @@ type StoreConfig struct {
 }
 
 // HTTPConfig configures the HTTP listener for health, metrics and file
-// links.
+// links, and the limits that keep a slow or idle client from holding it.
 type HTTPConfig struct {
 	// Addr is host:port; empty turns the listener off.
 	Addr string `yaml:"addr"`
 	// PublicURL is how the bot reaches this listener, for links to files
 	// people send; empty gives the bot the file's name and permalink.
 	PublicURL string `yaml:"public_url"`
+	// ReadHeaderTimeout is the longest a request's headers may take to
+	// arrive; default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout is the longest a whole request, body included, may take
+	// to arrive; default 15s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout is the longest an answer may take, from the end of the
+	// request's headers, except a file link's (FileTimeout); default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// FileTimeout is the longest one file link may take to serve; default
+	// 10m.
+	FileTimeout time.Duration `yaml:"file_timeout"`
+	// IdleTimeout closes a keep-alive connection idle for this long;
+	// default 90s, longer than the usual proxy's 60s so that the proxy
+	// closes first.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderKB caps a request's headers, in KiB; larger requests get
+	// 431. Default 64.
+	MaxHeaderKB int `yaml:"max_header_kb"`
+	// MaxConnections caps the open connections of the listener; past it, a
+	// new connection waits in the kernel's accept queue until one closes.
+	// Default 512.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // BridgeConfig tunes the engine.
@@ -98,6 +121,15 @@ func defaults() Config {
 	return Config{
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{Path: "botbridge.db"},
+		HTTP: HTTPConfig{
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			FileTimeout:       10 * time.Minute,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderKB:       64,
+			MaxConnections:    512,
+		},
 	}
 }
 
@@ -294,6 +326,19 @@ func (c *Config) Validate() error {
 		}
 		if err := checkURL(c.HTTP.PublicURL); err != nil {
 			add("http.public_url: %v", err)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    int64
+	}{
+		{"http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout)}, {"http.read_timeout", int64(c.HTTP.ReadTimeout)},
+		{"http.write_timeout", int64(c.HTTP.WriteTimeout)}, {"http.file_timeout", int64(c.HTTP.FileTimeout)},
+		{"http.idle_timeout", int64(c.HTTP.IdleTimeout)}, {"http.max_header_kb", int64(c.HTTP.MaxHeaderKB)},
+		{"http.max_connections", int64(c.HTTP.MaxConnections)},
+	} {
+		if d.v <= 0 {
+			add("%s: must be positive (leave it out for the default)", d.name)
 		}
 	}
 	for _, d := range []struct {

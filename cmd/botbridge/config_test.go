@@ -41,6 +41,9 @@ func TestConfigExampleParses(t *testing.T) {
 	if cfg.Bridge.ListenerIdle != 10*time.Minute || cfg.Bridge.Workers != 64 {
 		t.Errorf("bridge settings = %+v", cfg.Bridge)
 	}
+	if cfg.HTTP != defaults().HTTP {
+		t.Errorf("the http section shows %+v; the defaults are %+v", cfg.HTTP, defaults().HTTP)
+	}
 	routes := cfg.BridgeRoutes()
 	if len(routes) != 1 || routes[0].Bot != "support" || routes[0].ResetWord != "!reset" {
 		t.Errorf("routes = %+v", routes)
@@ -66,6 +69,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"public url without listener", "http:\n  public_url: https://b.example\nbots:\n  - name: a\n    url: https://x/y\n", "http.public_url"},
 		{"negative duration", "bridge:\n  listener_idle: -1m\nbots:\n  - name: a\n    url: https://x/y\n", "bridge.listener_idle"},
 		{"bad duration", "bridge:\n  listener_idle: soon\nbots:\n  - name: a\n    url: https://x/y\n", "soon"},
+		{"no read timeout", "http:\n  read_timeout: 0s\nbots:\n  - name: a\n    url: https://x/y\n", "http.read_timeout: must be positive"},
+		{"no connections", "http:\n  max_connections: 0\nbots:\n  - name: a\n    url: https://x/y\n", "http.max_connections: must be positive"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

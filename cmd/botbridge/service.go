@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/store"
@@ -126,14 +128,53 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		return errors.New("http.addr: must be set: the Slack Events API needs the HTTP listener")
 	}
 	if cfg.HTTP.Addr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		ln, err := listen("http.addr", cfg.HTTP.Addr, cfg.HTTP.MaxConnections)
 		if err != nil {
-			return fmt.Errorf("http.addr: %w", err)
+			return err
 		}
 		s.httpLn = ln
-		s.httpSrv = &http.Server{Handler: s.handler(files), ReadHeaderTimeout: 10 * time.Second}
+		s.httpSrv = s.newHTTPServer(s.handler(files))
 	}
 	return nil
+}
+
+// listen opens a TCP listener at addr, the value of the config key field,
+// that holds at most maxConns connections open: past them, new connections
+// wait in the kernel's accept queue until one closes.
+func listen(field, addr string, maxConns int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: give a free host:port", field, err)
+	}
+	return netutil.LimitListener(ln, maxConns), nil
+}
+
+// newHTTPServer returns a server of h with the limits of the http section:
+// a request must arrive within ReadTimeout, its answer leave within
+// WriteTimeout (file links have FileTimeout), an idle connection closes
+// after IdleTimeout, and headers are capped.
+func (s *Service) newHTTPServer(h http.Handler) *http.Server {
+	c := s.Config.HTTP
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    c.MaxHeaderKB << 10,
+		ErrorLog:          slog.NewLogLogger(s.Log.With(bridge.LogComponent, "http").Handler(), slog.LevelWarn),
+	}
+}
+
+// streaming gives h, whose answer streams (a file link), d from now to
+// answer instead of the server's WriteTimeout, which would cut a large file
+// short. ReadTimeout needs no change: a file link is a GET without a body,
+// and net/http clears the read deadline once the request has been read.
+func streaming(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // platformAdapters builds the adapters the configuration enables.
@@ -187,7 +228,7 @@ func (s *Service) handler(files *bridge.FileLinks) http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.Metrics.Handler())
 	if files != nil {
-		mux.Handle(bridge.FilesPath, files)
+		mux.Handle(bridge.FilesPath, streaming(s.Config.HTTP.FileTimeout, files))
 	}
 	for pattern, h := range s.routes {
 		mux.Handle(pattern, h)

@@ -43,13 +43,19 @@ type StoreConfig struct {
 	MaxSizeMB int `yaml:"max_size_mb"`
 }
 
-// HTTPConfig configures the HTTP listener for health, metrics and file
-// links, and the limits that keep a slow or idle client from holding it.
+// HTTPConfig configures the HTTP listeners, public and admin, and the
+// limits that keep a slow or idle client from holding them.
 type HTTPConfig struct {
-	// Addr is host:port; empty turns the listener off.
+	// Addr is host:port of the public listener: file links (/files/), the
+	// Slack Events API (/slack/...) and later Botpress webhooks
+	// (/botpress/), what a reverse proxy passes on. Empty turns it off.
 	Addr string `yaml:"addr"`
-	// PublicURL is how the bot reaches this listener, for links to files
-	// people send; empty gives the bot the file's name and permalink.
+	// AdminAddr is host:port of the admin listener: /healthz, /readyz and
+	// /metrics, without authentication. Default DefaultAdminAddr, on
+	// loopback; empty turns it off.
+	AdminAddr string `yaml:"admin_addr"`
+	// PublicURL is how the bot reaches the public listener, for links to
+	// files people send; empty gives the bot the file's name and permalink.
 	PublicURL string `yaml:"public_url"`
 	// ReadHeaderTimeout is the longest a request's headers may take to
 	// arrive; default 10s.
@@ -70,8 +76,8 @@ type HTTPConfig struct {
 	// MaxHeaderKB caps a request's headers, in KiB; larger requests get
 	// 431. Default 64.
 	MaxHeaderKB int `yaml:"max_header_kb"`
-	// MaxConnections caps the open connections of the listener; past it, a
-	// new connection waits in the kernel's accept queue until one closes.
+	// MaxConnections caps the open connections of each listener; past it,
+	// a new connection waits in the kernel's accept queue until one closes.
 	// Default 512.
 	MaxConnections int `yaml:"max_connections"`
 }
@@ -116,12 +122,19 @@ type RouteConfig struct {
 // DefaultAPIURL is Botpress Cloud's Chat API.
 const DefaultAPIURL = "https://chat.botpress.cloud"
 
+// DefaultAdminAddr is where the admin listener (health, metrics) listens
+// unless http.admin_addr says otherwise: loopback only, and not 9090, the
+// port the single listener of earlier versions was shown on, so that their
+// configurations keep starting.
+const DefaultAdminAddr = "127.0.0.1:9091"
+
 // defaults returns the configuration before the file is applied.
 func defaults() Config {
 	return Config{
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{Path: "botbridge.db"},
 		HTTP: HTTPConfig{
+			AdminAddr:         DefaultAdminAddr,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       15 * time.Second,
 			WriteTimeout:      30 * time.Second,
@@ -319,6 +332,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Store.MaxSizeMB < 0 {
 		add("store.max_size_mb: must not be negative (0 is no cap)")
+	}
+	if c.HTTP.AdminAddr != "" && c.HTTP.AdminAddr == c.HTTP.Addr && !strings.HasSuffix(c.HTTP.Addr, ":0") {
+		add("http.admin_addr: %s is also http.addr: give the admin listener (health, metrics) another port", c.HTTP.AdminAddr)
 	}
 	if c.HTTP.PublicURL != "" {
 		if c.HTTP.Addr == "" {

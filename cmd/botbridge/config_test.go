@@ -70,6 +70,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"negative duration", "bridge:\n  listener_idle: -1m\nbots:\n  - name: a\n    url: https://x/y\n", "bridge.listener_idle"},
 		{"bad duration", "bridge:\n  listener_idle: soon\nbots:\n  - name: a\n    url: https://x/y\n", "soon"},
 		{"no read timeout", "http:\n  read_timeout: 0s\nbots:\n  - name: a\n    url: https://x/y\n", "http.read_timeout: must be positive"},
+		{"admin and public on one address", "http:\n  addr: 127.0.0.1:9091\nbots:\n  - name: a\n    url: https://x/y\n", "http.admin_addr: 127.0.0.1:9091 is also http.addr"},
 		{"no connections", "http:\n  max_connections: 0\nbots:\n  - name: a\n    url: https://x/y\n", "http.max_connections: must be positive"},
 	}
 	for _, c := range cases {
@@ -82,6 +83,16 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestConfigWithOnlyHTTPAddrKeepsTheAdminListenerOnLoopback(t *testing.T) {
+	cfg, err := ParseConfig(strings.NewReader("http:\n  addr: 0.0.0.0:9090\nbots:\n  - name: a\n    url: https://x/y\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTP.Addr != "0.0.0.0:9090" || cfg.HTTP.AdminAddr != DefaultAdminAddr || !isLoopback(cfg.HTTP.AdminAddr) {
+		t.Errorf("http = %q, admin %q; want the admin listener on loopback by default", cfg.HTTP.Addr, cfg.HTTP.AdminAddr)
 	}
 }
 

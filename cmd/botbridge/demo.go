@@ -92,6 +92,7 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cfg.Store.Path = filepath.Join(dir, "botbridge.db")
 	cfg.Bots = []BotConfig{bot}
 	cfg.Bridge.StreamThrottle = 200 * time.Millisecond
+	cfg.HTTP.AdminAddr = "" // a demo opens no port
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -36,6 +36,7 @@ func httpService(t *testing.T, set func(*HTTPConfig)) (*Service, *bridgetest.Ada
 	cfg := defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "b.db")
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.AdminAddr = "127.0.0.1:0"
 	cfg.HTTP.PublicURL = "http://127.0.0.1"
 	cfg.Bots = []BotConfig{{Name: "b", URL: startEmulator(t)}}
 	cfg.Slack = SlackConfig{Mode: "http", BotToken: o.BotToken, SigningSecret: o.SigningSecret, APIURL: fake.APIURL()}

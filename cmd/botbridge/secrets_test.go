@@ -111,6 +111,7 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	var logs syncBuf
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := defaults()
+	cfg.HTTP.AdminAddr = ""
 	cfg.Store.Path = t.TempDir() + "/b.db"
 	cfg.Bots = []BotConfig{
 		{Name: "keyed", URL: wrongKey.URL(), EncryptionKey: encKey},

@@ -16,12 +16,12 @@ import (
 type MatrixConfig struct {
 	HomeserverURL string `yaml:"homeserver_url"`
 	UserID        string `yaml:"user_id"`
-	AccessToken   string `yaml:"access_token"`
-	Password      string `yaml:"password"`
+	AccessToken   string `yaml:"access_token" secret:"true"`
+	Password      string `yaml:"password" secret:"true"`
 	DeviceName    string `yaml:"device_name"` // default botbridge
 	// Encryption turns end-to-end encryption on; it needs PickleKey.
 	Encryption bool   `yaml:"encryption"`
-	PickleKey  string `yaml:"pickle_key"`
+	PickleKey  string `yaml:"pickle_key" secret:"true"`
 	// MaxFileMB caps files both ways, in MiB; default 20.
 	MaxFileMB        int64         `yaml:"max_file_mb"`
 	DownloadTimeout  time.Duration `yaml:"download_timeout"` // default 30s

@@ -143,7 +143,7 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 
 	cfg := defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "botbridge.db")
-	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.AdminAddr = "127.0.0.1:0"
 	cfg.Bots = []BotConfig{{Name: "echo", URL: startEmulator(t)}}
 	cfg.Matrix = MatrixConfig{HomeserverURL: hs.URL, UserID: string(botID), Password: "the bot's password",
 		Encryption: true, PickleKey: "the test's pickle key"}
@@ -166,7 +166,7 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 	}()
 
 	eventually(t, "/readyz to answer 200", func() bool {
-		resp, err := http.Get("http://" + svc.HTTPAddr() + "/readyz")
+		resp, err := http.Get("http://" + svc.AdminAddr() + "/readyz")
 		if err != nil {
 			return false
 		}

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/slack"
+	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -155,11 +156,12 @@ func checkMatrix(ctx context.Context, c MatrixConfig) []check {
 	return out
 }
 
-// checkPublicURL asks the bridge's own /healthz through the public URL.
+// checkPublicURL asks the public listener's health answer under /files/
+// through the public URL, the way the bot fetches file links.
 func checkPublicURL(ctx context.Context, public string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := strings.TrimRight(public, "/") + "/healthz"
+	u := strings.TrimRight(public, "/") + filesHealthPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -172,7 +174,7 @@ func checkPublicURL(ctx context.Context, public string) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
-		return fmt.Errorf("%s answered %s, not botbridge's /healthz: point http.public_url at the listener of http.addr", u, resp.Status)
+		return fmt.Errorf("%s answered %s, not botbridge: point http.public_url at the listener of http.addr, through a proxy that passes %s", u, resp.Status, media.FilesPath)
 	}
 	return nil
 }

@@ -16,9 +16,9 @@ type SlackConfig struct {
 	// Mode is socket (Socket Mode, no inbound port) or http (the Events
 	// API on the HTTP listener); default socket.
 	Mode          string `yaml:"mode"`
-	BotToken      string `yaml:"bot_token"`      // xoxb-…
-	AppToken      string `yaml:"app_token"`      // xapp-…, socket mode
-	SigningSecret string `yaml:"signing_secret"` // http mode
+	BotToken      string `yaml:"bot_token" secret:"true"`      // xoxb-…
+	AppToken      string `yaml:"app_token" secret:"true"`      // xapp-…, socket mode
+	SigningSecret string `yaml:"signing_secret" secret:"true"` // http mode
 	// EventsPath is where the HTTP listener takes Slack's events and
 	// clicks in http mode; default /slack/events.
 	EventsPath string `yaml:"events_path"`

@@ -82,6 +82,7 @@ store:
   path: %s
 http:
   addr: 127.0.0.1:0
+  admin_addr: 127.0.0.1:0
 bots:
   - name: echo
     url: %s
@@ -153,7 +154,7 @@ slack:
 			if err != nil {
 				t.Fatalf("no reply: %v", err)
 			}
-			req, _ := http.NewRequestWithContext(wait, http.MethodGet, "http://"+svc.HTTPAddr()+"/readyz", nil)
+			req, _ := http.NewRequestWithContext(wait, http.MethodGet, "http://"+svc.AdminAddr()+"/readyz", nil)
 			resp, err := (&http.Client{}).Do(req)
 			if err != nil {
 				t.Fatal(err)

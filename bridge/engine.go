@@ -50,6 +50,12 @@ type Config struct {
 	// catch-ups of streams may make. Botpress allows about 600 a minute per
 	// bot, the bridge's own messages included. Default 300.
 	SweepBudget int
+	// SweepInterval is the shortest time between two sweeps of a
+	// conversation no stream or webhook covers; the interval grows with the
+	// conversation's idle time, to 120 times this. Conversations that are
+	// covered are swept to reconcile from 20 to 1,440 times this. Default 15
+	// seconds.
+	SweepInterval time.Duration
 	// WebhookTimeout is how long a message the bridge sends may take to come
 	// back as a webhook before the bot's webhooks count as down. Default 30
 	// seconds.
@@ -140,6 +146,7 @@ func New(cfg Config) (*Engine, error) {
 	setDefault(&cfg.WatchWindow, 7*24*time.Hour)
 	setDefault(&cfg.MaxStreams, 10000)
 	setDefault(&cfg.SweepBudget, 300)
+	setDefault(&cfg.SweepInterval, 15*time.Second)
 	setDefault(&cfg.WebhookTimeout, 30*time.Second)
 	setDefault(&cfg.RetryMin, 500*time.Millisecond)
 	setDefault(&cfg.RetryMax, time.Minute)
@@ -211,7 +218,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.ListenerIdle <= 0 {
 		e.receiver.listenerIdle, e.receiver.hookedIdle = cfg.WatchWindow, 10*time.Minute
 	}
-	e.receiver.init(cfg.Bots, cfg.WebhookTimeout, cfg.SweepBudget, cfg.WatchWindow)
+	e.receiver.init(cfg.Bots, cfg.WebhookTimeout, cfg.SweepBudget, cfg.SweepInterval, cfg.WatchWindow)
 	e.sender.watch = e.receiver
 	e.intake = &intake{router: cfg.Router, store: cfg.Store, sender: e.sender, poster: e.poster, texts: texts,
 		metrics: cfg.Metrics, log: log, now: cfg.Now}

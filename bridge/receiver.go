@@ -123,10 +123,10 @@ func offStack(fn func()) {
 // maxCatchUpPages bounds how far back a catch-up lists a conversation.
 const maxCatchUpPages = 10
 
-func (r *receiver) init(bots []BotSpec, echoTimeout time.Duration, sweepBudget int, window time.Duration) {
+func (r *receiver) init(bots []BotSpec, echoTimeout time.Duration, sweepBudget int, sweepEvery, window time.Duration) {
 	r.open = make(map[int64]*listener)
 	r.hooks.init(bots, echoTimeout)
-	r.sweeper.init(r, sweepBudget, window)
+	r.sweeper.init(r, sweepBudget, sweepEvery, window)
 }
 
 // start lets Watch open streams, which live until ctx ends, and starts the

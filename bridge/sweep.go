@@ -20,6 +20,7 @@ import (
 type sweeper struct {
 	r      *receiver
 	budget float64 // requests a minute per bot
+	every  time.Duration
 	window time.Duration
 
 	mu      sync.Mutex
@@ -43,8 +44,8 @@ type watched struct {
 // sweepWorkers is how many conversations are listed at once.
 const sweepWorkers = 4
 
-func (sw *sweeper) init(r *receiver, budget int, window time.Duration) {
-	sw.r, sw.budget, sw.window = r, float64(budget), window
+func (sw *sweeper) init(r *receiver, budget int, every, window time.Duration) {
+	sw.r, sw.budget, sw.every, sw.window = r, float64(budget), every, window
 	sw.convs = make(map[int64]*watched)
 	sw.buckets = make(map[string]*bucket)
 	sw.wake = make(chan struct{}, 1)
@@ -141,14 +142,15 @@ func (sw *sweeper) schedule(w *watched, next time.Time) {
 
 // interval is how long w waits before its next listing. A conversation no
 // stream or webhook covers is listed every twentieth of its idle time
-// (between 15 s and 30 minutes); a covered one every quarter of it
-// (between 5 minutes and 6 hours), to reconcile.
+// (between every and 120 times every: by default 15 s and 30 minutes); a
+// covered one every quarter of it (between 20 and 1,440 times every: 5
+// minutes and 6 hours), to reconcile.
 func (sw *sweeper) interval(w *watched) time.Duration {
 	idle := sw.r.now().Sub(w.active)
 	if sw.r.covered(w.conv, w.bot) {
-		return clampDuration(idle/4, 5*time.Minute, 6*time.Hour)
+		return clampDuration(idle/4, 20*sw.every, 1440*sw.every)
 	}
-	return clampDuration(idle/20, 15*time.Second, 30*time.Minute)
+	return clampDuration(idle/20, sw.every, 120*sw.every)
 }
 
 func clampDuration(d, lo, hi time.Duration) time.Duration { return min(max(d, lo), hi) }

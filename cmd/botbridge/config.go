@@ -84,12 +84,20 @@ type HTTPConfig struct {
 
 // BridgeConfig tunes the engine.
 type BridgeConfig struct {
-	Workers        int           `yaml:"workers"`         // default 64
-	ListenerIdle   time.Duration `yaml:"listener_idle"`   // default 10m
-	StreamThrottle time.Duration `yaml:"stream_throttle"` // default 1s
-	TypingTimeout  time.Duration `yaml:"typing_timeout"`  // default 2m
-	Retention      time.Duration `yaml:"retention"`       // default 168h
-	DrainTimeout   time.Duration `yaml:"drain_timeout"`   // default 5s
+	Workers int `yaml:"workers"` // default 64
+	// ListenerIdle: default the watch window without a webhook, 10m with one.
+	ListenerIdle    time.Duration `yaml:"listener_idle"`
+	WatchWindow     time.Duration `yaml:"watch_window"`      // default 168h
+	MaxStreams      int           `yaml:"max_streams"`       // default 10000
+	SweepBudget     int           `yaml:"sweep_budget"`      // requests a minute per bot; default 300
+	WebhookTimeout  time.Duration `yaml:"webhook_timeout"`   // default 30s
+	StreamThrottle  time.Duration `yaml:"stream_throttle"`   // default 1s
+	TypingTimeout   time.Duration `yaml:"typing_timeout"`    // default 2m
+	Retention       time.Duration `yaml:"retention"`         // default 168h
+	ForgetIdle      time.Duration `yaml:"forget_idle"`       // default 2160h (90 days)
+	NoAccessTimeout time.Duration `yaml:"no_access_timeout"` // default 30m
+	OfferTTL        time.Duration `yaml:"offer_ttl"`         // default 24h
+	DrainTimeout    time.Duration `yaml:"drain_timeout"`     // default 5s
 }
 
 // BotConfig is one Botpress bot.
@@ -104,6 +112,9 @@ type BotConfig struct {
 	// EncryptionKey is the Chat integration's Encryption Key; empty uses
 	// createUser and keeps user keys in the store.
 	EncryptionKey string `yaml:"encryption_key" secret:"true"`
+	// WebhookSecret is the Chat integration's Webhook Secret: set, the bot's
+	// messages come by webhook to <http.public_url>/botpress/<name>.
+	WebhookSecret string `yaml:"webhook_secret" secret:"true"`
 }
 
 // RouteConfig maps rooms to a bot; see bridge.Route.
@@ -363,7 +374,9 @@ func (c *Config) Validate() error {
 	}{
 		{"bridge.listener_idle", c.Bridge.ListenerIdle}, {"bridge.stream_throttle", c.Bridge.StreamThrottle},
 		{"bridge.typing_timeout", c.Bridge.TypingTimeout}, {"bridge.retention", c.Bridge.Retention},
-		{"bridge.drain_timeout", c.Bridge.DrainTimeout},
+		{"bridge.drain_timeout", c.Bridge.DrainTimeout}, {"bridge.watch_window", c.Bridge.WatchWindow},
+		{"bridge.webhook_timeout", c.Bridge.WebhookTimeout}, {"bridge.forget_idle", c.Bridge.ForgetIdle},
+		{"bridge.no_access_timeout", c.Bridge.NoAccessTimeout}, {"bridge.offer_ttl", c.Bridge.OfferTTL},
 	} {
 		if d.v < 0 {
 			add("%s: must not be negative", d.name)
@@ -371,6 +384,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Bridge.Workers < 0 {
 		add("bridge.workers: must not be negative")
+	}
+	if c.Bridge.MaxStreams < 0 {
+		add("bridge.max_streams: must not be negative")
+	}
+	if c.Bridge.SweepBudget < 0 {
+		add("bridge.sweep_budget: must not be negative")
+	}
+	if c.Bridge.ForgetIdle > 0 && c.Bridge.ForgetIdle < max(c.Bridge.Retention, 7*24*time.Hour) {
+		add("bridge.forget_idle: must be at least bridge.retention (and 168h): a conversation is forgotten only after its messages")
 	}
 	if len(c.Bots) == 0 {
 		add("bots: none configured; add one with a name and the Chat API url (https://chat.botpress.cloud/<webhook id>)")

@@ -38,7 +38,7 @@ func TestConfigExampleParses(t *testing.T) {
 	if cfg.Bots[0].EncryptionKey != "s3cret" {
 		t.Errorf("encryption key not expanded: %q", cfg.Bots[0].EncryptionKey)
 	}
-	if cfg.Bridge.ListenerIdle != 10*time.Minute || cfg.Bridge.Workers != 64 {
+	if cfg.Bridge.ListenerIdle != 0 || cfg.Bridge.WatchWindow != 168*time.Hour || cfg.Bridge.Workers != 64 {
 		t.Errorf("bridge settings = %+v", cfg.Bridge)
 	}
 	if cfg.HTTP != defaults().HTTP {
@@ -220,7 +220,7 @@ func TestSecretFieldsAreMarked(t *testing.T) {
 		}
 	}
 	walk(reflect.TypeFor[Config](), "")
-	want := []string{"bots.url", "bots.webhook_id", "bots.encryption_key", "slack.bot_token", "slack.app_token",
+	want := []string{"bots.url", "bots.webhook_id", "bots.encryption_key", "bots.webhook_secret", "slack.bot_token", "slack.app_token",
 		"slack.signing_secret", "matrix.access_token", "matrix.password", "matrix.pickle_key"}
 	if !slices.Equal(marked, want) {
 		t.Errorf("secret fields %v, want %v", marked, want)

@@ -90,7 +90,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 			return fmt.Errorf("bot %s: %w", bc.Name, err)
 		}
 		s.bots[bc.Name] = client
-		spec := bridge.BotSpec{Name: bc.Name, API: client}
+		spec := bridge.BotSpec{Name: bc.Name, API: client, WebhookSecret: bc.WebhookSecret}
 		if bc.EncryptionKey != "" {
 			if spec.Signer, err = chat.NewSigner(bc.EncryptionKey); err != nil {
 				return fmt.Errorf("bot %s: %w", bc.Name, err)
@@ -136,22 +136,37 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		linker = files
 	}
 	s.Engine, err = bridge.New(bridge.Config{
-		Store:          s.Store,
-		Bots:           bots,
-		Router:         s.Router,
-		Adapters:       s.Adapters,
-		Files:          linker,
-		Metrics:        s.Metrics,
-		Logger:         s.Log,
-		Workers:        cfg.Bridge.Workers,
-		ListenerIdle:   cfg.Bridge.ListenerIdle,
-		StreamThrottle: cfg.Bridge.StreamThrottle,
-		TypingTimeout:  cfg.Bridge.TypingTimeout,
-		Retention:      cfg.Bridge.Retention,
-		DrainTimeout:   cfg.Bridge.DrainTimeout,
+		Store:           s.Store,
+		Bots:            bots,
+		Router:          s.Router,
+		Adapters:        s.Adapters,
+		Files:           linker,
+		Metrics:         s.Metrics,
+		Logger:          s.Log,
+		Workers:         cfg.Bridge.Workers,
+		ListenerIdle:    cfg.Bridge.ListenerIdle,
+		WatchWindow:     cfg.Bridge.WatchWindow,
+		MaxStreams:      cfg.Bridge.MaxStreams,
+		SweepBudget:     cfg.Bridge.SweepBudget,
+		WebhookTimeout:  cfg.Bridge.WebhookTimeout,
+		StreamThrottle:  cfg.Bridge.StreamThrottle,
+		TypingTimeout:   cfg.Bridge.TypingTimeout,
+		Retention:       cfg.Bridge.Retention,
+		ForgetIdle:      cfg.Bridge.ForgetIdle,
+		NoAccessTimeout: cfg.Bridge.NoAccessTimeout,
+		OfferTTL:        cfg.Bridge.OfferTTL,
+		DrainTimeout:    cfg.Bridge.DrainTimeout,
 	})
 	if err != nil {
 		return err
+	}
+	for _, b := range cfg.Bots {
+		if b.WebhookSecret != "" {
+			s.routes[bridge.WebhookPath] = s.Engine.WebhookHandler()
+			if cfg.HTTP.Addr == "" {
+				return fmt.Errorf("http.addr: must be set: bot %s has a webhook_secret, and its webhooks come to the public HTTP listener", b.Name)
+			}
+		}
 	}
 	if len(s.routes) > 0 && cfg.HTTP.Addr == "" {
 		return errors.New("http.addr: must be set: the Slack Events API needs the public HTTP listener")

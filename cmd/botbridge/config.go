@@ -90,6 +90,7 @@ type BridgeConfig struct {
 	WatchWindow     time.Duration `yaml:"watch_window"`      // default 168h
 	MaxStreams      int           `yaml:"max_streams"`       // default 10000
 	SweepBudget     int           `yaml:"sweep_budget"`      // requests a minute per bot; default 300
+	SweepInterval   time.Duration `yaml:"sweep_interval"`    // default 15s
 	WebhookTimeout  time.Duration `yaml:"webhook_timeout"`   // default 30s
 	StreamThrottle  time.Duration `yaml:"stream_throttle"`   // default 1s
 	TypingTimeout   time.Duration `yaml:"typing_timeout"`    // default 2m
@@ -377,6 +378,7 @@ func (c *Config) Validate() error {
 		{"bridge.drain_timeout", c.Bridge.DrainTimeout}, {"bridge.watch_window", c.Bridge.WatchWindow},
 		{"bridge.webhook_timeout", c.Bridge.WebhookTimeout}, {"bridge.forget_idle", c.Bridge.ForgetIdle},
 		{"bridge.no_access_timeout", c.Bridge.NoAccessTimeout}, {"bridge.offer_ttl", c.Bridge.OfferTTL},
+		{"bridge.sweep_interval", c.Bridge.SweepInterval},
 	} {
 		if d.v < 0 {
 			add("%s: must not be negative", d.name)

@@ -148,6 +148,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		WatchWindow:     cfg.Bridge.WatchWindow,
 		MaxStreams:      cfg.Bridge.MaxStreams,
 		SweepBudget:     cfg.Bridge.SweepBudget,
+		SweepInterval:   cfg.Bridge.SweepInterval,
 		WebhookTimeout:  cfg.Bridge.WebhookTimeout,
 		StreamThrottle:  cfg.Bridge.StreamThrottle,
 		TypingTimeout:   cfg.Bridge.TypingTimeout,

@@ -1,10 +1,25 @@
 // Package bridge is the domain of botbridge: rooms, inbound and outbound
 // messages, conversations, the interfaces of adapters and of the store, the
-// routing rules, and the workers that carry messages between chat platforms
+// routing rules, and the core that carries messages between chat platforms
 // and Botpress.
 //
+// The core is four parts, each with its own state, wired by Engine:
+//
+//   - intake routes what people say and stores what the bot answers, before
+//     the adapter acknowledges it (intake.go);
+//   - the sender sends it to Botpress, in order per conversation, and after
+//     a crash looks before it sends again (sender.go);
+//   - the receiver brings the bot's messages in, by webhook, stream or
+//     sweep, and stores each once (receiver.go, webhook.go, sweep.go);
+//   - the poster posts them in order per room, grows streamed replies, and
+//     shows the thinking indicator (poster.go, stream.go, typing.go).
+//
+// The parts talk through narrow interfaces declared where they are used, and
+// through the store, whose interface is split the same way (IntakeStore,
+// SenderStore, ReceiverStore, PosterStore). No part holds the Engine.
+//
 // Imports go one way: adapters and the store import bridge; bridge imports
-// only chat.
+// chat and its own leaf packages (retry, logging).
 package bridge
 
 import (

@@ -96,7 +96,7 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	con := console.New(stdin, stdout, console.Options{Logger: log})
+	con := console.New(console.Config{In: stdin, Out: stdout, Logger: log})
 	svc, err := NewService(ctx, cfg, log, con)
 	if err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -36,12 +37,12 @@ func TestALateReplyIntoAnIdleConversationIsPostedBySweeps(t *testing.T) {
 	r.start()
 	r.say(dm("hello"))
 	r.waitPosts(1)
-	waitFor(t, "the idle stream to close", func() bool { return r.em.OpenStreams() == 0 })
+	bridgetest.WaitFor(t, "the idle stream to close", func() bool { return r.em.OpenStreams() == 0 })
 	if _, err := r.em.PushBotMessage(t.Context(), r.conversation(), chat.Text{Text: "a human agent answers, later"}); err != nil {
 		t.Fatal(err)
 	}
 	ps := r.waitPosts(2)
-	if got := textOf(ps[1].Payload()); got != "a human agent answers, later" {
+	if got := bridgetest.Text(ps[1].Payload()); got != "a human agent answers, later" {
 		t.Errorf("late reply posted as %q", got)
 	}
 	r.waitIdle()
@@ -95,7 +96,7 @@ func TestAWebhookReplyIsStoredBeforeTheAnswerAndPostedOnce(t *testing.T) {
 	r, srv := webhookRig(t, silentBot(), nil)
 	url := srv.URL + bridge.WebhookPath + "bot/"
 	r.say(dm("hello"))
-	waitFor(t, "the message to reach Botpress", func() bool {
+	bridgetest.WaitFor(t, "the message to reach Botpress", func() bool {
 		cs := r.conversations()
 		return len(cs) == 1 && len(r.userMessages(r.conversation())) == 1
 	})
@@ -134,7 +135,7 @@ func TestAWebhookReplyIsStoredBeforeTheAnswerAndPostedOnce(t *testing.T) {
 		ps := r.waitPosts(1)
 		r.waitIdle()
 		if got := texts(r.ad().Posts()); len(got) != 1 || got[0] != "by webhook" {
-			t.Errorf("posts %q (first %q), want the reply once", got, textOf(ps[0].Payload()))
+			t.Errorf("posts %q (first %q), want the reply once", got, bridgetest.Text(ps[0].Payload()))
 		}
 	})
 	t.Run("other bots, other conversations and bad bodies", func(t *testing.T) {
@@ -185,7 +186,7 @@ func TestALostWebhookIsDeliveredByReconciliation(t *testing.T) {
 		cfg.SweepInterval = 5 * time.Millisecond // reconciles every 100 ms or more
 	})
 	r.say(dm("hello"))
-	waitFor(t, "the message to reach Botpress", func() bool {
+	bridgetest.WaitFor(t, "the message to reach Botpress", func() bool {
 		cs := r.conversations()
 		return len(cs) == 1 && len(r.userMessages(r.conversation())) == 1
 	})
@@ -194,7 +195,7 @@ func TestALostWebhookIsDeliveredByReconciliation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := r.waitPosts(1)
-	if got := textOf(ps[0].Payload()); got != "lost on the way" {
+	if got := bridgetest.Text(ps[0].Payload()); got != "lost on the way" {
 		t.Errorf("reconciliation posted %q", got)
 	}
 }
@@ -207,13 +208,13 @@ func TestWebhooksThatStopArriveAreReplacedByStreams(t *testing.T) {
 	// bot's webhooks count as down, and its conversations are listed.
 	r.say(dm("anyone there?"))
 	ps := r.waitPosts(1)
-	if got := textOf(ps[0].Payload()); got != "anyone there?" {
+	if got := bridgetest.Text(ps[0].Payload()); got != "anyone there?" {
 		t.Errorf("reply %q", got)
 	}
 	// From then on, conversations get streams.
 	r.say(dm("and now?"))
 	r.waitPosts(2)
-	waitFor(t, "a stream", func() bool { return r.em.OpenStreams() > 0 })
+	bridgetest.WaitFor(t, "a stream", func() bool { return r.em.OpenStreams() > 0 })
 }
 
 // silentBot answers nothing by itself: the test makes it speak.

@@ -479,21 +479,6 @@ func (st *sse) untilMarker(t *testing.T, marker string) []signal {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes; for state that
-// has no event to wait on (server-side counters).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
-}
-
 // clock is a settable time source for Options.Now.
 type clock struct{ ns atomic.Int64 }
 

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -219,7 +220,7 @@ func TestCutStreams(t *testing.T) {
 			t.Errorf("cut stream ended with %v, want an abrupt end (unexpected EOF)", err)
 		}
 	}
-	waitFor(t, "no open streams", func() bool { return e.s.OpenStreams() == 0 })
+	bridgetest.WaitFor(t, "no open streams", func() bool { return e.s.OpenStreams() == 0 })
 	t.Run("a new stream works after a cut", func(t *testing.T) {
 		st := e.listen(key, "c1")
 		e.sendText(key, "c1", "again")

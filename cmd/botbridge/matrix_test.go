@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/store"
 )
 
@@ -165,7 +165,7 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 		}
 	}()
 
-	eventually(t, "/readyz to answer 200", func() bool {
+	bridgetest.WaitFor(t, "/readyz to answer 200", func() bool {
 		resp, err := http.Get("http://" + svc.AdminAddr() + "/readyz")
 		if err != nil {
 			return false
@@ -176,41 +176,26 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 	// Dendrite on SQLite without cgo sometimes answers 500 when several
 	// clients write at once; that is not what this test is about.
 	var room *mautrix.RespCreateRoom
-	eventually(t, "the room to be created", func() bool {
+	bridgetest.WaitFor(t, "the room to be created", func() bool {
 		room, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{botID}})
 		return err == nil
 	})
-	eventually(t, "the bot to join", func() bool {
+	bridgetest.WaitFor(t, "the bot to join", func() bool {
 		m, err := alice.JoinedMembers(ctx, room.RoomID)
 		return err == nil && len(m.Joined) == 2
 	})
 	txn := mautrix.ReqSendEvent{TransactionID: alice.TxnID()}
-	eventually(t, "the message to be sent", func() bool {
+	bridgetest.WaitFor(t, "the message to be sent", func() bool {
 		_, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "hello from Matrix"}, txn)
 		return err == nil
 	})
-	eventually(t, "the bot's answer", func() bool {
+	bridgetest.WaitFor(t, "the bot's answer", func() bool {
 		msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 20)
 		return err == nil && slices.ContainsFunc(msgs.Chunk, func(evt *event.Event) bool {
 			_ = evt.Content.ParseRaw(evt.Type)
 			return evt.Sender == botID && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "hello from Matrix"
 		})
 	})
-}
-
-// eventually polls cond until it holds, failing the test after 30s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("waited 30s for %s", what)
-		}
-	}
 }
 
 func TestCheckConfigOnlineChecksMatrix(t *testing.T) {

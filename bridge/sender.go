@@ -72,6 +72,10 @@ type awaiter interface {
 // convWork is the sender's state of one conversation.
 type convWork struct {
 	queued, running, again bool
+	// items counts the conversation's inbound messages stored and not yet
+	// sent or given up, so that a worker knows when it is done without
+	// asking the store once more.
+	items                  int
 	retry                  *time.Timer
 	backoff                *retry.Backoff
 	// maybeSent holds items whose send may have reached Botpress without
@@ -119,6 +123,7 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	for _, it := range items {
 		s.pending++
+		s.work(it.Conversation).items++
 		if !seen[it.Conversation] {
 			s.work(it.Conversation).maybeSent[it.ID] = true
 			seen[it.Conversation] = true
@@ -135,6 +140,7 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 func (s *sender) Queue(conv int64) {
 	s.mu.Lock()
 	s.pending++
+	s.work(conv).items++
 	s.mu.Unlock()
 	s.notify(conv)
 }
@@ -225,7 +231,7 @@ func (s *sender) release(conv int64, retryIn time.Duration) {
 		w.again, w.queued = false, true
 		s.queue = append(s.queue, conv)
 		s.signal()
-	case len(w.maybeSent) == 0 && w.backoff == nil:
+	case len(w.maybeSent) == 0 && w.backoff == nil && w.items == 0:
 		delete(s.state, conv)
 	}
 }
@@ -259,10 +265,21 @@ func (s *sender) idle() bool {
 	return s.pending == 0
 }
 
-func (s *sender) finished() {
+// finished counts an item of conv sent or given up.
+func (s *sender) finished(conv int64) {
 	s.mu.Lock()
 	s.pending--
+	if w := s.work(conv); w.items > 0 {
+		w.items--
+	}
 	s.mu.Unlock()
+}
+
+// caughtUp reports whether the conversation has no item left to send.
+func (s *sender) caughtUp(conv int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.work(conv).items == 0
 }
 
 func (s *sender) worker(ctx context.Context) {
@@ -279,8 +296,15 @@ func (s *sender) worker(ctx context.Context) {
 // left (0) or one fails for now (the wait before the next try).
 func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duration {
 	for ctx.Err() == nil {
+		if s.caughtUp(conv) {
+			return 0
+		}
 		it, err := s.store.NextInbound(ctx, conv)
 		if errors.Is(err, ErrNotFound) {
+			s.mu.Lock()
+			s.pending -= s.work(conv).items // cannot happen; never wait for them
+			s.work(conv).items = 0
+			s.mu.Unlock()
 			return 0
 		}
 		if err != nil {
@@ -291,7 +315,7 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 		switch {
 		case err == nil:
 			s.sent(conv, it.ID)
-			s.finished()
+			s.finished(conv)
 		case ctx.Err() != nil:
 			return 0
 		case IsPermanent(err):
@@ -307,7 +331,7 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 			}
 			s.metrics.Inbound(it.Inbound.Room.Platform, bot, "failed")
 			s.sent(conv, it.ID)
-			s.finished()
+			s.finished(conv)
 		default:
 			return s.failed(ctx, conv, err)
 		}

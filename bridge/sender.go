@@ -458,7 +458,7 @@ func (s *sender) sendOnce(ctx context.Context, it OutboxItem, maybeSent bool) er
 	s.log.Debug("sent to Botpress", LogConversation, conv.ID, LogChatConv, string(conv.ChatID), LogEventKey, string(in.Key))
 	s.health.Up(b.Name)
 	s.watch.Touch(conv.ID)
-	if sentNow {
+	if sentNow && !in.notice() { // the bot need not answer a notice
 		s.await.Awaiting(conv.ID, reply, replies)
 	}
 	return nil
@@ -493,6 +493,9 @@ func (s *sender) resolve(ctx context.Context, b *bot, conv Conversation, in Inbo
 // whether it sent any now.
 func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (bool, error) {
 	in := it.Inbound
+	if b.Notify == NotifyEvent && in.notice() {
+		return s.sendNotice(ctx, b, conv, u, it, maybeSent, reply)
+	}
 	sentNow := false
 	for i := it.PartsSent; i < len(parts); i++ {
 		mkey := metaKey(in, i)
@@ -559,7 +562,7 @@ func replyTarget(key ConvKey, in Inbound) ReplyTarget {
 	if key.Scope == ScopeThread {
 		room = key.Room
 	}
-	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID}
+	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID, Ephemeral: in.ephemeral()}
 }
 
 // createConversation maps conv to a Botpress conversation: the one with its

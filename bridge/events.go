@@ -59,6 +59,10 @@ type Command struct {
 	// Reset makes the command start a new conversation instead of sending
 	// its text to the bot.
 	Reset bool `json:"reset,omitempty"`
+	// Bot is the bot the command asks, instead of the route's: with it, two
+	// bots answer in one room (say, /sales beside mentions of the support
+	// bot). The route's other rules apply.
+	Bot string `json:"bot,omitempty"`
 	// Ephemeral is set by the bridge from the route (CommandReplies): the
 	// bot's answers go to the person alone.
 	Ephemeral bool `json:"ephemeral,omitempty"`
@@ -138,9 +142,10 @@ func (in Inbound) addressed() bool {
 func (in Inbound) ephemeral() bool { return in.Command != nil && in.Command.Ephemeral }
 
 // admit applies the route's rules for inbound that is not a message: it
-// skips welcome events of routes without Welcome (with the reason), and
-// records where the answers to a command go.
-func (rt Route) admit(in *Inbound) (reason string, skipped bool) {
+// skips welcome events of routes without Welcome (with the reason), records
+// where the answers to a command go, and gives a command that names its
+// bot to that bot.
+func (rt *Route) admit(in *Inbound) (reason string, skipped bool) {
 	if in.Event != nil && in.Event.Name == EventJoined && !rt.Welcome {
 		return "the route does not welcome people (routes[].welcome)", true
 	}
@@ -148,6 +153,9 @@ func (rt Route) admit(in *Inbound) (reason string, skipped bool) {
 		c := *in.Command
 		c.Ephemeral = rt.CommandReplies != CommandReplyChannel
 		in.Command = &c
+		if c.Bot != "" {
+			rt.Bot = c.Bot
+		}
 	}
 	return "", false
 }

@@ -32,6 +32,7 @@ type storedCommand struct {
 	Name      string `json:"name"`
 	Reset     bool   `json:"reset,omitempty"`
 	Ephemeral bool   `json:"ephemeral,omitempty"`
+	Bot       string `json:"bot,omitempty"`
 }
 
 type storedEvent struct {
@@ -47,7 +48,7 @@ func encodeExtra(in bridge.Inbound) storedExtra {
 		s.Reaction = &storedReaction{Emoji: r.Emoji, Removed: r.Removed, MessageID: r.MessageID, ChatMessageID: string(r.ChatMessageID)}
 	}
 	if c := in.Command; c != nil {
-		s.Command = &storedCommand{Name: c.Name, Reset: c.Reset, Ephemeral: c.Ephemeral}
+		s.Command = &storedCommand{Name: c.Name, Reset: c.Reset, Ephemeral: c.Ephemeral, Bot: c.Bot}
 	}
 	if e := in.Event; e != nil {
 		s.Event = &storedEvent{Name: e.Name, Text: e.Text, Data: maps.Clone(e.Data)}
@@ -62,7 +63,7 @@ func (s storedExtra) decodeExtra(in *bridge.Inbound) {
 		in.Reaction = &bridge.Reaction{Emoji: r.Emoji, Removed: r.Removed, MessageID: r.MessageID, ChatMessageID: chat.MessageID(r.ChatMessageID)}
 	}
 	if c := s.Command; c != nil {
-		in.Command = &bridge.Command{Name: c.Name, Reset: c.Reset, Ephemeral: c.Ephemeral}
+		in.Command = &bridge.Command{Name: c.Name, Reset: c.Reset, Ephemeral: c.Ephemeral, Bot: c.Bot}
 	}
 	if e := s.Event; e != nil {
 		in.Event = &bridge.Event{Name: e.Name, Text: e.Text, Data: e.Data}

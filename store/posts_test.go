@@ -147,7 +147,7 @@ func TestInboundThatIsNotAMessageRoundTrips(t *testing.T) {
 	for _, in := range []bridge.Inbound{
 		func() bridge.Inbound {
 			in := newInbound("cmd", key.Room, clk.Now())
-			in.Command = &bridge.Command{Name: "/ask", Reset: true, Ephemeral: true}
+			in.Command = &bridge.Command{Name: "/ask", Reset: true, Ephemeral: true, Bot: "sales"}
 			in.MessageID = ""
 			return in
 		}(),

@@ -46,10 +46,10 @@ type SlackConfig struct {
 	// ClientID and ClientSecret turn on several workspaces: they install
 	// the app at /slack/install on the HTTP listener.
 	ClientID     string `yaml:"client_id"`
-	ClientSecret string `yaml:"client_secret"`
+	ClientSecret string `yaml:"client_secret" secret:"true"`
 	// TokenKey seals the workspaces' bot tokens in the store: 32 characters
 	// or more of a secret.
-	TokenKey string `yaml:"token_key"`
+	TokenKey string `yaml:"token_key" secret:"true"`
 	// Scopes are the bot scopes an install asks for; default the
 	// manifest's.
 	Scopes []string `yaml:"scopes"`

@@ -138,6 +138,16 @@ type Inbound struct {
 	// new message.
 	Edited bool      `json:"edited,omitempty"`
 	Time   time.Time `json:"time"`
+	// Team is the workspace the room belongs to (a Slack team id, or the
+	// enterprise id of an org-wide install), which routes may name; empty on
+	// other platforms.
+	Team string `json:"team,omitempty"`
+	// Reaction, Command and Event mark inbound that is not a message: a
+	// person's reaction to a message of the bot, a slash command, something
+	// that happened in the room (see events.go). At most one is set.
+	Reaction *Reaction `json:"reaction,omitempty"`
+	Command  *Command  `json:"command,omitempty"`
+	Event    *Event    `json:"event,omitempty"`
 }
 
 // Outbound is a bot message for an adapter to post.
@@ -161,6 +171,10 @@ type Outbound struct {
 	// by an earlier attempt, or found by Recoverer.FindSent); Send posts
 	// only the others. Empty for a first attempt.
 	Posted Parts
+	// Ephemeral asks for a message only ReplyToUser sees (the answer to a
+	// slash command the route answers privately); platforms without such
+	// messages post it as usual.
+	Ephemeral bool
 }
 
 // Scope says how platform messages map to Botpress conversations.
@@ -205,4 +219,7 @@ type ReplyTarget struct {
 	Room      RoomKey
 	MessageID string
 	UserID    string
+	// Ephemeral makes the replies visible to UserID alone (the answers to a
+	// slash command the route answers privately).
+	Ephemeral bool
 }

@@ -194,6 +194,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		ReplyToUser: d.Target.UserID,
 		Payload:     normalize(d.Payload, log),
 		Time:        d.CreatedAt,
+		Ephemeral:   d.Target.Ephemeral,
 	}
 	if posted, ok := p.streams.finish(ctx, out); ok {
 		p.posted(ctx, d, out, posted, log)

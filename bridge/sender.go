@@ -75,9 +75,9 @@ type convWork struct {
 	// items counts the conversation's inbound messages stored and not yet
 	// sent or given up, so that a worker knows when it is done without
 	// asking the store once more.
-	items                  int
-	retry                  *time.Timer
-	backoff                *retry.Backoff
+	items   int
+	retry   *time.Timer
+	backoff *retry.Backoff
 	// maybeSent holds items whose send may have reached Botpress without
 	// the bridge knowing (a crash, a lost answer): before sending them again
 	// the worker looks for them in the conversation.
@@ -482,7 +482,7 @@ func (s *sender) sendOnce(ctx context.Context, it OutboxItem, maybeSent bool) er
 	s.log.Debug("sent to Botpress", LogConversation, conv.ID, LogChatConv, string(conv.ChatID), LogEventKey, string(in.Key))
 	s.health.Up(b.Name)
 	s.watch.Sent(conv.ID, b.Name, last)
-	if sentNow {
+	if sentNow && !in.notice() { // the bot need not answer a notice
 		s.await.Awaiting(conv.ID, reply, replies)
 	}
 	return nil
@@ -517,6 +517,10 @@ func (s *sender) resolve(ctx context.Context, b *bot, conv Conversation, in Inbo
 // whether it sent any now, and the id of the last it sent.
 func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (sentNow bool, last chat.MessageID, err error) {
 	in := it.Inbound
+	if b.Notify == NotifyEvent && in.notice() {
+		sent, err := s.sendNotice(ctx, b, conv, u, it, maybeSent, reply)
+		return sent, "", err
+	}
 	for i := it.PartsSent; i < len(parts); i++ {
 		mkey := metaKey(in, i)
 		done := i == len(parts)-1
@@ -582,7 +586,7 @@ func replyTarget(key ConvKey, in Inbound) ReplyTarget {
 	if key.Scope == ScopeThread {
 		room = key.Room
 	}
-	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID}
+	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID, Ephemeral: in.ephemeral()}
 }
 
 // createConversation maps conv to a Botpress conversation: the one with its

@@ -17,6 +17,8 @@ const inboundVersion = 1
 // that renaming a field of the domain type does not break rows written
 // before. Version 1 has the field names bridge.Inbound had when the form
 // was introduced; rows written earlier carry no version and the same names.
+// Fields added since are optional, so that rows without them still decode
+// as version 1 (storedExtra).
 type storedInbound struct {
 	V         int           `json:"v"`
 	Key       string        `json:"key"`
@@ -31,6 +33,7 @@ type storedInbound struct {
 	Action    *storedAction `json:"action,omitempty"`
 	Edited    bool          `json:"edited,omitempty"`
 	Time      time.Time     `json:"time"`
+	storedExtra
 }
 
 type storedRoom struct {
@@ -75,6 +78,7 @@ func encodeInbound(in bridge.Inbound) ([]byte, error) {
 	if a := in.Action; a != nil {
 		s.Action = &storedAction{Value: a.Value, Label: a.Label, MessageID: a.MessageID}
 	}
+	s.storedExtra = encodeExtra(in)
 	return json.Marshal(s)
 }
 
@@ -101,5 +105,6 @@ func decodeInbound(body []byte) (bridge.Inbound, error) {
 	if a := s.Action; a != nil {
 		in.Action = &bridge.Action{Value: a.Value, Label: a.Label, MessageID: a.MessageID}
 	}
+	s.decodeExtra(&in)
 	return in, nil
 }

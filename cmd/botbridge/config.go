@@ -116,6 +116,16 @@ type BotConfig struct {
 	// WebhookSecret is the Chat integration's Webhook Secret: set, the bot's
 	// messages come by webhook to <http.public_url>/botpress/<name>.
 	WebhookSecret string `yaml:"webhook_secret" secret:"true"`
+	// DisplayName and IconURL are the name and picture the bot's Slack
+	// posts carry (with the chat:write.customize scope); Description is
+	// shown on the App Home tab.
+	DisplayName string `yaml:"display_name"`
+	IconURL     string `yaml:"icon_url"`
+	Description string `yaml:"description"`
+	// Events says how the bot is told of reactions, people joining and
+	// agent threads' context: message (default) or event (a Chat API
+	// custom event).
+	Events string `yaml:"events"`
 }
 
 // RouteConfig maps rooms to a bot; see bridge.Route.
@@ -129,6 +139,23 @@ type RouteConfig struct {
 	Users     []string `yaml:"users"`
 	AllowBots bool     `yaml:"allow_bots"`
 	ResetWord string   `yaml:"reset_word"`
+	// Team limits the route to one Slack workspace (team id, or enterprise
+	// id of an org-wide install).
+	Team string `yaml:"team"`
+	// CommandReplies is where answers to slash commands go: ephemeral
+	// (default) or channel.
+	CommandReplies string `yaml:"command_replies"`
+	// Welcome sends the bot an event when someone joins a room of the
+	// route.
+	Welcome bool `yaml:"welcome"`
+	// Prompts are suggested in new agent threads with the route's bot.
+	Prompts []PromptConfig `yaml:"prompts"`
+}
+
+// PromptConfig is a suggested prompt of an agent thread.
+type PromptConfig struct {
+	Title   string `yaml:"title"`
+	Message string `yaml:"message"`
 }
 
 // DefaultAPIURL is Botpress Cloud's Chat API.
@@ -412,8 +439,10 @@ func (c *Config) Validate() error {
 		if _, err := b.BaseURL(); err != nil {
 			add("%s: %v", field, err)
 		}
+		errs = append(errs, b.validateIdentity(field)...)
 	}
 	errs = append(errs, c.Slack.validate()...)
+	errs = append(errs, c.validateSlackAcross(names)...)
 	errs = append(errs, c.Matrix.validate()...)
 	if len(c.Routes) == 0 && len(c.Bots) > 1 {
 		add("routes: with several bots, routes must say which bot answers where")
@@ -511,6 +540,11 @@ func (c *Config) BridgeRoutes() []bridge.Route {
 			Users:     r.Users,
 			AllowBots: r.AllowBots,
 			ResetWord: r.ResetWord,
+			Team:      r.Team,
+			Welcome:   r.Welcome,
+			Prompts:   prompts(r.Prompts),
+
+			CommandReplies: bridge.CommandReply(r.CommandReplies),
 		})
 	}
 	return routes

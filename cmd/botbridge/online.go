@@ -106,6 +106,9 @@ func checkSlack(ctx context.Context, c SlackConfig) []check {
 	defer cancel()
 	api := slackapi.New(c.BotToken, opts...)
 	var out []check
+	if c.BotToken == "" { // several workspaces only: their tokens are in the store
+		return append(out, checkAppToken(ctx, c, opts)...)
+	}
 	auth, err := api.AuthTestContext(ctx)
 	if err != nil {
 		err = fmt.Errorf("auth.test: %w: check slack.bot_token (the Bot User OAuth Token, xoxb-…)", err)
@@ -113,15 +116,21 @@ func checkSlack(ctx context.Context, c SlackConfig) []check {
 		err = errors.New("auth.test: the token is not a bot token: use the Bot User OAuth Token, xoxb-…")
 	}
 	out = append(out, check{what: "slack.bot_token", err: err})
-	if c.mode() == slack.ModeSocket {
-		app := slackapi.New(c.BotToken, append(opts, slackapi.OptionAppLevelToken(c.AppToken))...)
-		_, _, err := app.StartSocketModeContext(ctx)
-		if err != nil {
-			err = fmt.Errorf("apps.connections.open: %w: check slack.app_token (an app-level token with connections:write, xapp-…) and that Socket Mode is on in the app", err)
-		}
-		out = append(out, check{what: "slack.app_token", err: err})
+	return append(out, checkAppToken(ctx, c, opts)...)
+}
+
+// checkAppToken checks the app token in Socket Mode with
+// apps.connections.open (which only hands out a URL).
+func checkAppToken(ctx context.Context, c SlackConfig, opts []slackapi.Option) []check {
+	if c.mode() != slack.ModeSocket {
+		return nil
 	}
-	return out
+	app := slackapi.New(c.BotToken, append(opts, slackapi.OptionAppLevelToken(c.AppToken))...)
+	_, _, err := app.StartSocketModeContext(ctx)
+	if err != nil {
+		err = fmt.Errorf("apps.connections.open: %w: check slack.app_token (an app-level token with connections:write, xapp-…) and that Socket Mode is on in the app", err)
+	}
+	return []check{{what: "slack.app_token", err: err}}
 }
 
 // checkMatrix checks that the homeserver URL serves the Matrix client API

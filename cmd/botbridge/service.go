@@ -90,7 +90,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 			return fmt.Errorf("bot %s: %w", bc.Name, err)
 		}
 		s.bots[bc.Name] = client
-		spec := bridge.BotSpec{Name: bc.Name, API: client, WebhookSecret: bc.WebhookSecret}
+		spec := bridge.BotSpec{Name: bc.Name, API: client, WebhookSecret: bc.WebhookSecret, Notify: bridge.Notify(bc.Events)}
 		if bc.EncryptionKey != "" {
 			if spec.Signer, err = chat.NewSigner(bc.EncryptionKey); err != nil {
 				return fmt.Errorf("bot %s: %w", bc.Name, err)

@@ -1,9 +1,11 @@
 // Package chattest is an in-process emulator of the Botpress Chat API that
 // speaks the real wire protocol over HTTP: the 21 operations, both ways of
-// authenticating, server-sent event streams with every realtime signal, and
-// the service's error bodies and quirks as described in spec/chat-api.md.
+// authenticating, server-sent event streams with every realtime signal,
+// webhooks of every signal to a Webhook URL, and the service's error bodies
+// and quirks as described in spec/chat-api.md.
 //
-// It serves tests (with controls to inject latency, failures and stream cuts)
+// It serves tests (with controls to inject latency, failures, stream cuts and
+// lost webhooks)
 // and `botbridge demo` / `botbridge emulator` (with a pluggable Bot and an
 // optional state file).
 //
@@ -49,6 +51,7 @@ const (
 	logMessage      = "message"
 	logType         = "type"
 	logQueued       = "queued"
+	logDiscarded    = "discarded"
 )
 
 // Options configures a Server. The zero value is a shared-mode emulator with
@@ -84,6 +87,34 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
+
+	// WebhookURL, when set, makes the emulator POST every signal of every
+	// conversation (user and bot messages alike, message_stream_* included)
+	// to this URL with a trailing slash appended, as the Chat integration
+	// does with its Webhook URL (spec §10): the body is the signal's JSON
+	// exactly as on the event stream, Content-Type application/json. Fire
+	// and forget: no retry, the answer is ignored, failures are logged. A
+	// conversation's signals go one at a time, in publication order (the
+	// next POST when the previous one was answered or failed); conversations
+	// go in parallel. SetWebhook changes it later.
+	WebhookURL string
+	// WebhookSecret, when set, goes with every webhook in the x-secret-key
+	// header.
+	WebhookSecret string
+	// WebhookTimeout bounds each webhook POST, connecting included; default
+	// 10s.
+	WebhookTimeout time.Duration
+	// WebhookConcurrency is the most webhook POSTs in flight at once;
+	// default 32.
+	WebhookConcurrency int
+	// WebhookQueue is the most signals waiting for the receiver (in flight
+	// included); beyond it signals are discarded and counted in
+	// WebhookStats.Discarded. Default 100000.
+	WebhookQueue int
+	// WebhookDropRate is the fraction of webhooks (0 to 1) dropped at random
+	// and never sent, to test a receiver that must make up for lost ones.
+	// See also DropWebhooks and DropWebhooksUntil.
+	WebhookDropRate float64
 }
 
 // Server is a running emulator. It is safe for concurrent use. Close it to
@@ -113,7 +144,8 @@ type Server struct {
 	closed  bool
 	saveReq chan struct{}
 
-	hub hub
+	hub      hub
+	webhooks webhooks
 
 	ctlMu    sync.Mutex
 	latency  time.Duration
@@ -173,6 +205,9 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("component", "chattest")
+	if err := s.webhooks.init(opts); err != nil {
+		return nil, fmt.Errorf("chattest: %w", err)
+	}
 
 	st, err := loadState(s.statePath)
 	if err != nil {
@@ -276,6 +311,7 @@ func (s *Server) Close() error {
 			cancel()
 		}
 		s.wg.Wait()
+		s.webhooks.client.CloseIdleConnections()
 		s.closeErr = s.save()
 	})
 	return s.closeErr

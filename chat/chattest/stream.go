@@ -309,8 +309,8 @@ type streamAbortJSON struct {
 	ConversationID chat.ConversationID `json:"conversationId"`
 }
 
-// publish sends a signal to every stream of conv. Callers hold s.mu, so
-// signals go out in the order of the changes they announce.
+// publish sends a signal to every stream of conv and to the webhook. Callers
+// hold s.mu, so signals go out in the order of the changes they announce.
 func (s *Server) publish(conv chat.ConversationID, typ string, data any) {
 	b, err := json.Marshal(struct {
 		Type string `json:"type"`
@@ -320,6 +320,9 @@ func (s *Server) publish(conv chat.ConversationID, typ string, data any) {
 		// Only types of this package are published; they always encode.
 		s.log.Error("encode signal", logType, typ, logErr, err)
 		return
+	}
+	if !s.closed {
+		s.enqueueWebhook(conv, b)
 	}
 	frame := make([]byte, 0, len(b)+len("event: message\ndata: \n\n"))
 	frame = append(frame, "event: message\ndata: "...)

@@ -106,7 +106,7 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		fmt.Fprintln(stderr, "botbridge demo: type a message and press Enter; the bot's answers start with \"bot> \".")
 		if bot.URL != "" && *apiURL == "" {
-			fmt.Fprintln(stderr, "The demo bot knows: help, text, markdown, image, audio, video, file, location, card, carousel, choice, dropdown, bloc, stream, !reset. Ctrl-D quits.")
+			fmt.Fprintf(stderr, "The demo bot knows: %s, !reset; %s. Ctrl-D quits.\n", chattest.DemoKeywords, chattest.DemoLaterHelp)
 		}
 	}
 

@@ -222,11 +222,13 @@ func (a *Adapter) CallbackHandler() http.Handler {
 			page(w, http.StatusBadRequest, "Install link not valid", err.Error()+"; start the install again.")
 			return
 		}
-		http.SetCookie(w, a.cookie("", -1))
+		// The state cookie stays until the install goes ahead, so that the
+		// same callback can be tried again while botbridge starts.
 		if !a.started() {
 			page(w, http.StatusServiceUnavailable, "Not ready", "botbridge is starting; try again in a minute.")
 			return
 		}
+		http.SetCookie(w, a.cookie("", -1))
 		ctx, cancel := context.WithTimeout(r.Context(), exchangeTimeout)
 		defer cancel()
 		ws, status, err := a.install(ctx, q.Get("code"))

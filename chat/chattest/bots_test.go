@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -231,7 +232,7 @@ func TestReplyAfter(t *testing.T) {
 		_, key := e.createUser("alice")
 		conv := e.createConv(key, "c1")
 		e.sendText(key, conv, "later 1h")
-		waitFor(t, "the acknowledgement", func() bool { return len(s.Messages(conv)) == 2 })
+		bridgetest.WaitFor(t, "the acknowledgement", func() bool { return len(s.Messages(conv)) == 2 })
 		closed := make(chan error, 1)
 		go func() { closed <- s.Close() }()
 		select {

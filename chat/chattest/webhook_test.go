@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -122,7 +123,7 @@ func hasText(body, text string) bool {
 
 func waitStats(t *testing.T, s *chattest.Server, what string, cond func(chattest.WebhookStats) bool) chattest.WebhookStats {
 	t.Helper()
-	waitFor(t, what, func() bool { return cond(s.WebhookStats()) })
+	bridgetest.WaitFor(t, what, func() bool { return cond(s.WebhookStats()) })
 	return s.WebhookStats()
 }
 
@@ -362,7 +363,7 @@ func TestSlowWebhookReceiver(t *testing.T) {
 	if s.Discarded != convs*per-queue {
 		t.Errorf("stats %+v, want %d discarded", s, convs*per-queue)
 	}
-	waitFor(t, "the workers' POSTs", func() bool { return len(h.calls()) == workers })
+	bridgetest.WaitFor(t, "the workers' POSTs", func() bool { return len(h.calls()) == workers })
 
 	h.release()
 	s = waitStats(t, e.s, "the queue to drain", func(s chattest.WebhookStats) bool { return s.Pending == 0 })
@@ -440,7 +441,7 @@ func TestFailedWebhooksAreCountedNotRetried(t *testing.T) {
 		e := &env{t: t, s: s, url: s.URL(), hc: &http.Client{Transport: &http.Transport{}}}
 		_, alice := e.createUser("alice")
 		e.sendText(alice, e.createConv(alice, "c1"), "a")
-		waitFor(t, "the POST", func() bool { return len(h.calls()) == 1 })
+		bridgetest.WaitFor(t, "the POST", func() bool { return len(h.calls()) == 1 })
 		closed := make(chan error, 1)
 		go func() { closed <- s.Close() }()
 		select {

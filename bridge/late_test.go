@@ -221,3 +221,91 @@ func TestWebhooksThatStopArriveAreReplacedByStreams(t *testing.T) {
 func silentBot() chattest.Bot {
 	return chattest.BotFunc(func(context.Context, chattest.Replier, chat.Message) {})
 }
+
+// hookedRig is a rig whose emulator sends every signal to the engine's
+// webhook handler, as the Chat integration does with a Webhook URL.
+func hookedRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) *rig {
+	r, srv := webhookRig(t, bot, tweak)
+	if err := r.em.SetWebhook(srv.URL+bridge.WebhookPath+"bot", "hook-s3cret"); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestWebhookModeAnswersWithoutStreams(t *testing.T) {
+	r := hookedRig(t, chattest.EchoBot(), nil)
+	r.say(dm("hello by webhook"))
+	ps := r.waitPosts(1)
+	if got := bridgetest.Text(ps[0].Payload()); got != "hello by webhook" {
+		t.Errorf("reply %q", got)
+	}
+	r.waitIdle()
+	if n := r.em.OpenStreams(); n != 0 {
+		t.Errorf("%d streams open with healthy webhooks, want none", n)
+	}
+	t.Run("a late reply into an idle conversation", func(t *testing.T) {
+		if _, err := r.em.PushBotMessage(t.Context(), r.conversation(), chat.Text{Text: "later, by webhook"}); err != nil {
+			t.Fatal(err)
+		}
+		ps := r.waitPosts(2)
+		if got := bridgetest.Text(ps[1].Payload()); got != "later, by webhook" {
+			t.Errorf("late reply %q", got)
+		}
+	})
+	t.Run("a streamed reply grows in one message", func(t *testing.T) {
+		r.say(dm("stream please"))
+		ps := r.waitPosts(3)
+		if got := bridgetest.Text(ps[2].Payload()); got != "stream please" {
+			t.Errorf("reply %q", got)
+		}
+	})
+}
+
+func TestWebhooksLostWhileTheBridgeWasDownAreDeliveredAfterItStarts(t *testing.T) {
+	r := hookedRig(t, silentBot(), nil)
+	r.say(dm("hello"))
+	bridgetest.WaitFor(t, "the message to reach Botpress", func() bool {
+		cs := r.conversations()
+		return len(cs) == 1 && len(r.userMessages(r.conversation())) == 1
+	})
+	conv := r.conversation()
+	r.stop()
+	// The bot answers while the bridge is down: its webhook reaches nobody.
+	if _, err := r.em.PushBotMessage(t.Context(), conv, chat.Text{Text: "while you were down"}); err != nil {
+		t.Fatal(err)
+	}
+	bridgetest.WaitFor(t, "the webhook to fail", func() bool { return r.em.WebhookStats().Failed > 0 })
+	r.start()
+	ps := r.waitPosts(1)
+	if got := bridgetest.Text(ps[0].Payload()); got != "while you were down" {
+		t.Errorf("after the start the room got %q", got)
+	}
+}
+
+func TestTheSameReplyByWebhookStreamAndSweepIsPostedOnce(t *testing.T) {
+	r := hookedRig(t, chattest.EchoBot(), func(cfg *bridge.Config) {
+		cfg.SweepInterval = 5 * time.Millisecond
+		cfg.WebhookTimeout = 50 * time.Millisecond
+	})
+	// Every webhook is lost: the bridge's own message does not come back,
+	// the bot's webhooks count as down, a sweep finds the reply, and the
+	// next message gets a stream.
+	r.em.DropWebhooksUntil(time.Now().Add(time.Hour))
+	r.say(dm("one"))
+	r.waitPosts(1)
+	r.say(dm("two"))
+	r.waitPosts(2)
+	bridgetest.WaitFor(t, "a stream", func() bool { return r.em.OpenStreams() > 0 })
+	// Webhooks arrive again: the next reply comes by webhook, by the stream
+	// and by sweeps.
+	r.em.DropWebhooksUntil(time.Time{})
+	r.say(dm("three"))
+	r.waitPosts(3)
+	before := r.em.Requests()
+	bridgetest.WaitFor(t, "more sweeps", func() bool { return r.em.Requests() >= before+10 })
+	bridgetest.WaitFor(t, "webhooks of the reply", func() bool { return r.em.WebhookStats().Delivered >= 2 })
+	r.waitIdle()
+	if got := strings.Join(texts(r.ad().Posts()), "|"); got != "one|two|three" {
+		t.Errorf("posts %q, want each reply once", got)
+	}
+}

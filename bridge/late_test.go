@@ -309,3 +309,28 @@ func TestTheSameReplyByWebhookStreamAndSweepIsPostedOnce(t *testing.T) {
 		t.Errorf("posts %q, want each reply once", got)
 	}
 }
+
+func TestAMessageSentDoesNotWaitForTheBudgetOfCatchUps(t *testing.T) {
+	r := newRig(t, chattest.EchoBot())
+	r.start()
+	rooms := []string{"D1", "D2", "D3", "D4"}
+	say := func(room, text string) {
+		in := msg(bridge.RoomKey{Platform: bridge.PlatformSlack, Room: room}, text)
+		in.DM = true
+		r.say(in)
+	}
+	for _, room := range rooms {
+		say(room, "hello "+room)
+	}
+	r.waitPosts(len(rooms))
+	r.stop()
+	// After a restart every stream catches up within one request a minute:
+	// the last ones would wait minutes.
+	r.tweak = func(cfg *bridge.Config) { cfg.SweepBudget = 1 }
+	r.start()
+	say("D4", "are you there?")
+	ps := r.waitPosts(len(rooms) + 1)
+	if got := bridgetest.Text(ps[len(rooms)].Payload()); got != "are you there?" {
+		t.Errorf("reply %q", got)
+	}
+}

@@ -84,7 +84,12 @@ type listener struct {
 	// bot's request budget: streams opened in bulk (at a start) must not
 	// burst. A stream opened for a message being sent catches up the first
 	// time at once.
-	budgeted  atomic.Bool
+	budgeted atomic.Bool
+	// urgent is set while the stream's catch-up waits for the budget, and
+	// closed when a message is sent in the conversation meanwhile: the
+	// catch-up then goes ahead at once.
+	urgentMu  sync.Mutex
+	urgent    chan struct{}
 	readyOnce sync.Once
 	// down is set while the stream is not connected; kick cuts the wait
 	// before the next attempt short.
@@ -92,6 +97,39 @@ type listener struct {
 	kickMu sync.Mutex
 	kickFn context.CancelFunc
 	kicked atomic.Bool
+}
+
+// waitUrgent returns the channel hurry closes, for a wait for the budget:
+// closed already when a message was sent since the last catch-up.
+func (l *listener) waitUrgent() <-chan struct{} {
+	l.urgentMu.Lock()
+	defer l.urgentMu.Unlock()
+	if l.urgent == nil {
+		l.urgent = make(chan struct{})
+	}
+	return l.urgent
+}
+
+// doneWaiting ends a wait for the budget: the next one waits again.
+func (l *listener) doneWaiting() {
+	l.urgentMu.Lock()
+	defer l.urgentMu.Unlock()
+	l.urgent = nil
+}
+
+// hurry makes the stream's catch-up, waiting or about to wait for the
+// budget, go ahead at once.
+func (l *listener) hurry() {
+	l.urgentMu.Lock()
+	defer l.urgentMu.Unlock()
+	if l.urgent == nil {
+		l.urgent = make(chan struct{})
+	}
+	select {
+	case <-l.urgent:
+	default:
+		close(l.urgent)
+	}
 }
 
 // kick makes a stream that is down try again at once.
@@ -227,6 +265,9 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 		if l.chatID == c.ChatID {
 			l.active.Store(now.UnixNano())
 			r.mu.Unlock()
+			if !budgeted {
+				l.hurry()
+			}
 			return l.ready
 		}
 		l.cancel() // remapped to a new Botpress conversation
@@ -353,9 +394,10 @@ func (r *receiver) run(ctx context.Context, l *listener) {
 					l.down.Store(false)
 					r.health.Up(l.bot.Name)
 					offStack(func() {
-						if l.budgeted.Swap(true) && r.sweeper.bucket(l.bot.Name).take(ctx, r.now) != nil {
+						if l.budgeted.Swap(true) && r.sweeper.bucket(l.bot.Name).take(ctx, r.now, l.waitUrgent()) != nil {
 							return
 						}
+						l.doneWaiting()
 						r.retry(ctx, "catch up on a conversation", func() error { return r.catchUp(ctx, l.conv, l.chatID, l.bot) })
 					})
 					l.readyOnce.Do(func() { close(l.ready) })

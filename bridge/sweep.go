@@ -196,7 +196,7 @@ func (sw *sweeper) work(ctx context.Context) {
 		if w == nil {
 			return
 		}
-		if err := sw.bucket(w.bot).take(ctx, sw.r.now); err != nil {
+		if err := sw.bucket(w.bot).take(ctx, sw.r.now, nil); err != nil {
 			return
 		}
 		if err := sw.r.sweep(ctx, w.conv, w.chatID, w.bot); err != nil && ctx.Err() == nil {
@@ -265,8 +265,9 @@ func newBucket(rate, burst float64) *bucket {
 	return &bucket{rate: rate, burst: burst, tokens: burst}
 }
 
-// take waits for a token, or until ctx ends.
-func (b *bucket) take(ctx context.Context, now func() time.Time) error {
+// take waits for a token, or until ctx ends; a close of skip ends the wait
+// without a token.
+func (b *bucket) take(ctx context.Context, now func() time.Time, skip <-chan struct{}) error {
 	for {
 		b.mu.Lock()
 		t := now()
@@ -286,6 +287,9 @@ func (b *bucket) take(ctx context.Context, now func() time.Time) error {
 		case <-ctx.Done():
 			timer.Stop()
 			return ctx.Err()
+		case <-skip:
+			timer.Stop()
+			return nil
 		case <-timer.C:
 		}
 	}

@@ -41,6 +41,9 @@ func (a *Adapter) connect(ctx context.Context) error {
 	if err := a.openStores(ctx); err != nil {
 		return err
 	}
+	if err := a.setUpIdentity(ctx); err != nil {
+		return err
+	}
 	if name, err := a.cli.GetOwnDisplayName(ctx); err == nil {
 		a.mu.Lock()
 		a.displayName = name.DisplayName
@@ -216,6 +219,9 @@ func (a *Adapter) openStores(ctx context.Context) error {
 	}
 	a.cli.Crypto = helper
 	a.crypto = helper
+	if a.verify, err = newVerifier(ctx, a); err != nil {
+		return err
+	}
 	a.log.Info("end-to-end encryption ready", logUser, a.user, logDevice, a.device)
 	return nil
 }

@@ -208,7 +208,16 @@ func options(t *testing.T, hs *matrixtest.Homeserver, acc account, st *store.DB,
 		// The tests' media server is on loopback.
 		AllowPrivateURLs: true,
 		Logger:           testLogger(t),
+		RecoveryKeyOut:   testWriter{t},
 	}
+}
+
+// testWriter writes to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // runAdapter runs a until the test ends and checks that Run returns nil.
@@ -244,8 +253,10 @@ func newPerson(t *testing.T, hs *matrixtest.Homeserver, prefix string, encrypted
 	return newPersonAs(t, hs, localpart(prefix), encrypted)
 }
 
-// newPersonAs is newPerson with the exact localpart given.
-func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encrypted bool) *person {
+// newPersonAs is newPerson with the exact localpart given. setup, if
+// given, runs after the client has its crypto and before its sync starts,
+// when it may still add handlers to the syncer.
+func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encrypted bool, setup ...func(*mautrix.Client)) *person {
 	t.Helper()
 	cli := registerAndLogIn(t, hs, localpart, "password of "+localpart)
 	syncer := fastRetrySyncer{mautrix.NewDefaultSyncer()}
@@ -253,6 +264,9 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 	p := &person{t: t, hs: hs, cli: cli, changed: make(chan struct{})}
 	if encrypted {
 		matrixtest.WithCrypto(t, cli)
+	}
+	for _, fn := range setup {
+		fn(cli)
 	}
 	record := func(ctx context.Context, evt *event.Event) {
 		p.mu.Lock()

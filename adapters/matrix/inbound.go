@@ -43,7 +43,7 @@ func (a *Adapter) message(ctx context.Context, evt *event.Event) (bridge.Inbound
 		_ = evt.Content.ParseRaw(event.EventMessage)
 	}
 	c, ok := evt.Content.Parsed.(*event.MessageEventContent)
-	if !ok {
+	if !ok || c.MsgType == event.MsgVerificationRequest {
 		return bridge.Inbound{}, false
 	}
 	room := bridge.RoomKey{Platform: Platform, Room: string(evt.RoomID)}

@@ -15,10 +15,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,6 +90,18 @@ type Options struct {
 	// PickleKey turns end-to-end encryption on and encrypts the secrets of
 	// the crypto store. Losing it loses the device's keys.
 	PickleKey string
+	// RecoveryKey is the recovery key of the bot's account (Matrix's
+	// base58 recovery key, as Element shows it). With encryption, the
+	// adapter sets up cross-signing once (master, self-signing and
+	// user-signing keys, kept in the account's secret storage under this
+	// key) and a key backup, and signs its device; on a new device (its
+	// store lost) it restores both with this key and signs the new device.
+	// Empty: the adapter generates one when it sets up cross-signing and
+	// writes it to RecoveryKeyOut, once; it is never stored.
+	RecoveryKey string
+	// RecoveryKeyOut is where a generated recovery key is written, once,
+	// with what to do with it. Default: standard error.
+	RecoveryKeyOut io.Writer
 
 	// Admit decides, before the adapter spends anything on it, whether the
 	// bridge takes messages of a sender in a room at all (a route lets the
@@ -215,6 +229,12 @@ type Adapter struct {
 	// pending is touched by the sync loop only.
 	pending []pending
 
+	// identity holds the bot's cross-signing and key backup state; the
+	// Run goroutine owns it.
+	identity identity
+	// verify answers verification requests; nil without encryption.
+	verify *verifier
+
 	undecryptable, decryptedLate, lost, refused, capped atomic.Int64
 }
 
@@ -248,6 +268,14 @@ func New(opts Options) (*Adapter, error) {
 	if opts.Store == nil || opts.DB == nil {
 		errs = append(errs, errors.New("matrix: no store"))
 	}
+	if opts.RecoveryKey != "" {
+		if opts.PickleKey == "" {
+			errs = append(errs, errors.New("matrix: a recovery key needs encryption (a pickle key)"))
+		}
+		if _, err := recoveryKeyBytes(opts.RecoveryKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -266,6 +294,9 @@ func New(opts Options) (*Adapter, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.RecoveryKeyOut == nil {
+		opts.RecoveryKeyOut = os.Stderr
 	}
 
 	a := &Adapter{

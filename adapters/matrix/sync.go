@@ -154,6 +154,7 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 			return
 		}
 		since = resp.NextBatch
+		a.backUpKeys(ctx)
 	}
 }
 
@@ -190,6 +191,13 @@ func (a *Adapter) filter() string {
 func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautrix.RespSync, since string) bool {
 	if err := a.sync.ProcessResponse(ctx, resp, since); err != nil {
 		a.log.Error("mautrix's handlers failed on a sync response", bridge.LogErr, err)
+	}
+	if a.verify != nil {
+		a.verify.handle(ctx, resp)
+	}
+	if len(resp.ToDevice.Events) > 0 {
+		// Room keys come as to-device events.
+		a.identity.backupDue = true
 	}
 	for room, jr := range resp.Rooms.Join {
 		a.noteAliases(room, jr.State.Events)

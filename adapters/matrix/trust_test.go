@@ -18,14 +18,18 @@ import (
 )
 
 // logRecorder is a slog handler that keeps the messages logged and their
-// "user" attribute, and passes everything on to next.
+// attributes, and passes everything on to next.
 type logRecorder struct {
-	next slog.Handler
-	mu   *sync.Mutex
-	got  *[]logLine
+	next  slog.Handler
+	mu    *sync.Mutex
+	got   *[]logLine
+	attrs []slog.Attr
 }
 
-type logLine struct{ msg, user string }
+type logLine struct {
+	msg, user string
+	attrs     map[string]string
+}
 
 func newLogRecorder(next slog.Handler) *logRecorder {
 	return &logRecorder{next: next, mu: new(sync.Mutex), got: new([]logLine)}
@@ -34,13 +38,18 @@ func newLogRecorder(next slog.Handler) *logRecorder {
 func (h *logRecorder) Enabled(ctx context.Context, l slog.Level) bool { return true }
 
 func (h *logRecorder) Handle(ctx context.Context, r slog.Record) error {
-	line := logLine{msg: r.Message}
-	r.Attrs(func(a slog.Attr) bool {
+	line := logLine{msg: r.Message, attrs: make(map[string]string)}
+	add := func(a slog.Attr) bool {
+		line.attrs[a.Key] = a.Value.String()
 		if a.Key == "user" {
 			line.user = a.Value.String()
 		}
 		return true
-	})
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
 	h.mu.Lock()
 	*h.got = append(*h.got, line)
 	h.mu.Unlock()
@@ -48,11 +57,24 @@ func (h *logRecorder) Handle(ctx context.Context, r slog.Record) error {
 }
 
 func (h *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logRecorder{next: h.next.WithAttrs(as), mu: h.mu, got: h.got}
+	return &logRecorder{next: h.next.WithAttrs(as), mu: h.mu, got: h.got, attrs: append(slices.Clip(h.attrs), as...)}
 }
 
 func (h *logRecorder) WithGroup(name string) slog.Handler {
-	return &logRecorder{next: h.next.WithGroup(name), mu: h.mu, got: h.got}
+	return &logRecorder{next: h.next.WithGroup(name), mu: h.mu, got: h.got, attrs: h.attrs}
+}
+
+// lines returns the lines logged so far whose message contains text.
+func (h *logRecorder) lines(text string) []logLine {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []logLine
+	for _, l := range *h.got {
+		if strings.Contains(l.msg, text) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // count returns how many lines of user contain text.

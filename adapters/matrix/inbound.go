@@ -28,6 +28,9 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 			return bridge.Inbound{}, false
 		}
 		a.noteTrust(evt, dec)
+		if !a.trusted(ctx, evt, dec) {
+			return bridge.Inbound{}, false
+		}
 		evt = dec
 	}
 	return a.message(ctx, evt)

@@ -102,6 +102,13 @@ type Options struct {
 	// RecoveryKeyOut is where a generated recovery key is written, once,
 	// with what to do with it. Default: standard error.
 	RecoveryKeyOut io.Writer
+	// Trust decides whose messages in encrypted rooms the bot reads, by the
+	// trust of the sending device: TrustAny (default), TrustCrossSigned or
+	// TrustVerified. A refused message is counted (Stats.Untrusted) and
+	// logged, and its sender, when the message was meant for the bot (a
+	// direct chat or a mention) and a route admits them, gets one short
+	// notice saying why, once per device while the adapter runs.
+	Trust Trust
 
 	// Admit decides, before the adapter spends anything on it, whether the
 	// bridge takes messages of a sender in a room at all (a route lets the
@@ -167,6 +174,23 @@ type Options struct {
 	OnRateLimit func(wait time.Duration)
 }
 
+// Trust is a policy of which senders' devices the bot accepts messages
+// from in encrypted rooms.
+type Trust string
+
+// Trust policies.
+const (
+	// TrustAny reads every message the bot can decrypt; senders it cannot
+	// trust are logged and counted.
+	TrustAny Trust = "any"
+	// TrustCrossSigned reads messages from devices their owner cross-signed.
+	TrustCrossSigned Trust = "cross_signed"
+	// TrustVerified reads messages from devices the bot verified, directly
+	// or through their owner's cross-signing after the owner verified the
+	// bot (SAS).
+	TrustVerified Trust = "verified"
+)
+
 // Stats counts what happened to encrypted messages; it is for metrics.
 type Stats struct {
 	// Undecryptable counts encrypted messages that could not be decrypted
@@ -184,6 +208,8 @@ type Stats struct {
 	// Capped counts undecryptable messages given up because too many of
 	// their sender's, or of their room's, were waiting already.
 	Capped int64
+	// Untrusted counts decrypted messages the trust policy refused.
+	Untrusted int64
 }
 
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
@@ -234,8 +260,11 @@ type Adapter struct {
 	identity identity
 	// verify answers verification requests; nil without encryption.
 	verify *verifier
+	// refusedSeen holds the sender devices told why the trust policy
+	// refused their messages.
+	refusedSeen map[string]struct{}
 
-	undecryptable, decryptedLate, lost, refused, capped atomic.Int64
+	undecryptable, decryptedLate, lost, refused, capped, untrusted atomic.Int64
 }
 
 var (
@@ -268,6 +297,11 @@ func New(opts Options) (*Adapter, error) {
 	if opts.Store == nil || opts.DB == nil {
 		errs = append(errs, errors.New("matrix: no store"))
 	}
+	switch opts.Trust {
+	case "", TrustAny, TrustCrossSigned, TrustVerified:
+	default:
+		errs = append(errs, fmt.Errorf("matrix: trust policy %q is not any, cross_signed or verified", opts.Trust))
+	}
 	if opts.RecoveryKey != "" {
 		if opts.PickleKey == "" {
 			errs = append(errs, errors.New("matrix: a recovery key needs encryption (a pickle key)"))
@@ -295,6 +329,9 @@ func New(opts Options) (*Adapter, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Trust == "" {
+		opts.Trust = TrustAny
+	}
 	if opts.RecoveryKeyOut == nil {
 		opts.RecoveryKeyOut = os.Stderr
 	}
@@ -314,6 +351,8 @@ func New(opts Options) (*Adapter, error) {
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
 		trustSeen: make(map[string]struct{}),
+
+		refusedSeen: make(map[string]struct{}),
 	}
 	a.budget = maxContentBytes
 	a.limiter.now = opts.Now
@@ -368,6 +407,7 @@ func (a *Adapter) Stats() Stats {
 		Lost:          a.lost.Load(),
 		Refused:       a.refused.Load(),
 		Capped:        a.capped.Load(),
+		Untrusted:     a.untrusted.Load(),
 	}
 }
 

@@ -172,7 +172,10 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 		switch waited := a.now().Sub(p.since); {
 		case err == nil:
 			a.noteTrust(evt, dec)
-			in, ok := a.message(ctx, dec)
+			in, ok := bridge.Inbound{}, false
+			if a.trusted(ctx, evt, dec) {
+				in, ok = a.message(ctx, dec)
+			}
 			if ok && !a.deliver(ctx, h, in) {
 				a.pending = append(keep, a.pending[i:]...)
 				return false

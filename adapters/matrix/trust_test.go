@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/crypto/olm"
 	"maunium.net/go/mautrix/event"
@@ -191,4 +192,102 @@ func TestSenderTrustIsCountedAndDoubtfulSendersLogged(t *testing.T) {
 			t.Errorf("%d lines about dave's trust, want 1 (the forwarded keys)", n)
 		}
 	})
+}
+
+func TestTrustPolicyReadsTheSendersItAcceptsAndTellsTheOthers(t *testing.T) {
+	// dave's device is not cross-signed; erin cross-signed hers; fay
+	// cross-signed hers and, where the policy asks for it, verified the bot
+	// by SAS, which makes the bot verify her device in turn.
+	dave := newPerson(t, shared, "dave", true)
+	erin := newVerifier(t, shared, "erin")
+	fay := newVerifier(t, shared, "fay")
+	cases := []struct {
+		policy        matrix.Trust
+		read, refused []*person
+	}{
+		{matrix.TrustAny, []*person{dave, erin.person, fay.person}, nil},
+		{matrix.TrustCrossSigned, []*person{erin.person, fay.person}, []*person{dave}},
+		{matrix.TrustVerified, []*person{fay.person}, []*person{dave, erin.person}},
+	}
+	for _, c := range cases {
+		t.Run(string(c.policy), func(t *testing.T) {
+			acc := newAccount(t, shared, "bot")
+			logs := newLogRecorder(testLogger(t).Handler())
+			rec := recorder{make(chan bridge.Inbound, 20)}
+			st, db := openStore(t, t.TempDir()+"/bridge.db")
+			opts := options(t, shared, acc, st, db)
+			opts.PickleKey = "a pickle key for the test"
+			opts.Trust = c.policy
+			opts.Logger = slog.New(logs)
+			a, err := matrix.New(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runAdapter(t, a, rec)
+			waitReady(t, a)
+
+			room := dave.createRoom(true, false, acc.ID, erin.cli.UserID, fay.cli.UserID)
+			erin.join(room)
+			fay.join(room)
+			for _, u := range []id.UserID{acc.ID, erin.cli.UserID, fay.cli.UserID} {
+				dave.wait("everyone joining", joined(u, room))
+			}
+			if c.policy == matrix.TrustVerified {
+				fay.verify(acc.ID, logs)
+			}
+			said := make(map[id.UserID][]id.EventID)
+			for _, p := range []*person{dave, erin.person, fay.person} {
+				said[p.cli.UserID] = append(said[p.cli.UserID], p.say(room, "hello from "+p.cli.UserID.Localpart(), acc.ID))
+			}
+			var got []string
+			for range c.read {
+				got = append(got, rec.next(t).Text)
+			}
+			waitFor(t, "the refusals to be counted", func() bool { return a.Stats().Untrusted == int64(len(c.refused)) })
+			for _, p := range c.refused {
+				notice := p.wait("the notice of the refusal", func(evt *event.Event) bool {
+					return from(acc.ID, room)(evt) && evt.Content.AsMessage().RelatesTo.GetReplyTo() == said[p.cli.UserID][0]
+				}).Content.AsMessage()
+				if notice.MsgType != event.MsgNotice || !strings.Contains(notice.Body, "I did not read your message") {
+					t.Errorf("notice to %s: %s %q", p.cli.UserID, notice.MsgType, notice.Body)
+				}
+			}
+
+			// Refused senders write again: no second notice. An accepted
+			// message after them shows that the bot got that far.
+			for _, p := range c.refused {
+				said[p.cli.UserID] = append(said[p.cli.UserID], p.say(room, "again from "+p.cli.UserID.Localpart(), acc.ID))
+			}
+			fay.say(room, "the last word", acc.ID)
+			for got[len(got)-1] != "the last word" {
+				got = append(got, rec.next(t).Text)
+			}
+			slices.Sort(got)
+			var want []string
+			for _, p := range c.read {
+				want = append(want, "hello from "+p.cli.UserID.Localpart())
+			}
+			want = append(want, "the last word")
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("the bridge got %q, want %q", got, want)
+			}
+			if n := a.Stats().Untrusted; n != int64(2*len(c.refused)) {
+				t.Errorf("%d messages refused, want %d", n, 2*len(c.refused))
+			}
+			msgs, err := dave.cli.Messages(t.Context(), room, "", "", mautrix.DirectionBackward, nil, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notices := 0
+			for _, evt := range msgs.Chunk {
+				if evt.Sender == acc.ID && evt.Type == event.EventEncrypted {
+					notices++
+				}
+			}
+			if notices != len(c.refused) {
+				t.Errorf("the bot posted %d notices, want one per refused sender (%d)", notices, len(c.refused))
+			}
+		})
+	}
 }

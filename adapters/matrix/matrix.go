@@ -81,7 +81,8 @@ type Options struct {
 	DeviceName string
 
 	// Store keeps the adapter's cursors and the encrypted messages waiting
-	// for their keys (the bridge's store).
+	// for their keys, and moves a room's conversations when the room is
+	// upgraded (the bridge's store).
 	Store Store
 	// DB is the SQLite database (driver modernc "sqlite") that holds the
 	// room state cache and, with encryption, the crypto store: the bridge's
@@ -263,6 +264,9 @@ type Adapter struct {
 	// refusedSeen holds the sender devices told why the trust policy
 	// refused their messages.
 	refusedSeen map[string]struct{}
+	// followed maps rooms whose upgrade the adapter followed to their
+	// replacements; the sync loop owns it.
+	followed map[id.RoomID]id.RoomID
 
 	undecryptable, decryptedLate, lost, refused, capped, untrusted atomic.Int64
 }
@@ -353,6 +357,7 @@ func New(opts Options) (*Adapter, error) {
 		trustSeen: make(map[string]struct{}),
 
 		refusedSeen: make(map[string]struct{}),
+		followed:    make(map[id.RoomID]id.RoomID),
 	}
 	a.budget = maxContentBytes
 	a.limiter.now = opts.Now

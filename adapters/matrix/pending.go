@@ -44,6 +44,7 @@ type PendingEvents interface {
 type Store interface {
 	Cursors
 	PendingEvents
+	Rooms
 }
 
 // pending is an encrypted message waiting for its keys.

@@ -213,7 +213,7 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 	}
 	if since == "" {
 		a.log.Info("first sync: the rooms' earlier messages are not sent to the bot", logCount, len(resp.Rooms.Join))
-		return true
+		return a.followUpgrades(ctx, resp)
 	}
 	for room, jr := range resp.Rooms.Join {
 		events, ok := a.timeline(ctx, room, jr.Timeline, since)
@@ -239,7 +239,7 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 			a.markRead(room, last)
 		}
 	}
-	return a.retryPending(ctx, h)
+	return a.followUpgrades(ctx, resp) && a.retryPending(ctx, h)
 }
 
 // deliver hands in to h until h stores it. It returns false when ctx ended

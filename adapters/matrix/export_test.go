@@ -43,3 +43,6 @@ func DeviceID(a *Adapter) id.DeviceID { return a.device }
 func Decrypt(ctx context.Context, a *Adapter, evt *event.Event) (*event.Event, error) {
 	return a.crypto.Decrypt(ctx, evt)
 }
+
+// KeycapNumber is keycapNumber.
+var KeycapNumber = keycapNumber

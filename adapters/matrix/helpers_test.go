@@ -275,17 +275,26 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}
-	for _, typ := range []event.Type{event.EventMessage, event.StateMember, event.EphemeralEventTyping, event.EphemeralEventReceipt} {
+	for _, typ := range []event.Type{event.EventMessage, event.EventReaction, event.StateMember, event.EphemeralEventTyping, event.EphemeralEventReceipt} {
 		syncer.OnEventType(typ, record)
 	}
-	startSync(t, cli)
+	startSync(t, hs, cli)
 	return p
 }
 
 // startSync runs cli's sync loop until the test ends; it returns after the
-// first /sync response.
-func startSync(t *testing.T, cli *mautrix.Client) {
+// first /sync response. The sync filter is made first, through
+// retryServer: mautrix's loop gives up at once when making it fails, which
+// it does when Dendrite's database is locked (see heal).
+func startSync(t *testing.T, hs *matrixtest.Homeserver, cli *mautrix.Client) {
 	t.Helper()
+	retryServer(t, hs, string(cli.UserID)+": make the sync filter", func() error {
+		resp, err := cli.CreateFilter(t.Context(), cli.Syncer.GetFilterJSON(cli.UserID))
+		if err != nil {
+			return err
+		}
+		return cli.Store.SaveFilterID(t.Context(), cli.UserID, resp.FilterID)
+	})
 	first := make(chan struct{})
 	var once sync.Once
 	cli.Syncer.(mautrix.ExtensibleSyncer).OnSync(func(context.Context, *mautrix.RespSync, string) bool {

@@ -17,7 +17,8 @@ import (
 
 // inbound turns a timeline event into a message for the bridge, decrypting
 // it first in encrypted rooms. It returns false for what the bot does not
-// get: its own events, state, reactions, redacted or undecryptable events.
+// get: its own events, state, reactions other than answers to a choice,
+// redacted or undecryptable events.
 func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
 	if evt.Sender == a.user || evt.StateKey != nil {
 		return bridge.Inbound{}, false
@@ -32,6 +33,15 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 			return bridge.Inbound{}, false
 		}
 		evt = dec
+	}
+	return a.decrypted(ctx, evt)
+}
+
+// decrypted turns a message, or a reaction that answers a choice, into an
+// Inbound; evt is in the clear (decrypted, or never encrypted).
+func (a *Adapter) decrypted(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
+	if evt.Type.Type == event.EventReaction.Type && evt.Sender != a.user {
+		return a.reaction(ctx, evt)
 	}
 	return a.message(ctx, evt)
 }

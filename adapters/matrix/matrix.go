@@ -267,6 +267,8 @@ type Adapter struct {
 	// followed maps rooms whose upgrade the adapter followed to their
 	// replacements; the sync loop owns it.
 	followed map[id.RoomID]id.RoomID
+	// keycaps queues the choices Send posted, for keycapLoop to react to.
+	keycaps chan keycapJob
 
 	undecryptable, decryptedLate, lost, refused, capped, untrusted atomic.Int64
 }
@@ -358,6 +360,7 @@ func New(opts Options) (*Adapter, error) {
 
 		refusedSeen: make(map[string]struct{}),
 		followed:    make(map[id.RoomID]id.RoomID),
+		keycaps:     make(chan keycapJob, keycapQueue),
 	}
 	a.budget = maxContentBytes
 	a.limiter.now = opts.Now

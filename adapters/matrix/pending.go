@@ -45,6 +45,7 @@ type Store interface {
 	Cursors
 	PendingEvents
 	Rooms
+	Offers
 }
 
 // pending is an encrypted message waiting for its keys.
@@ -175,7 +176,7 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 			a.noteTrust(evt, dec)
 			in, ok := bridge.Inbound{}, false
 			if a.trusted(ctx, evt, dec) {
-				in, ok = a.message(ctx, dec)
+				in, ok = a.decrypted(ctx, dec)
 			}
 			if ok && !a.deliver(ctx, h, in) {
 				a.pending = append(keep, a.pending[i:]...)

@@ -91,6 +91,7 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { a.readLoop(ctx) })
+	wg.Go(func() { a.keycapLoop(ctx) })
 	a.syncLoop(ctx, h)
 	return nil
 }

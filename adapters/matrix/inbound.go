@@ -25,7 +25,7 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 	}
 	if evt.Type.Type == event.EventEncrypted.Type {
 		dec, ok := a.decrypt(ctx, evt)
-		if !ok {
+		if !ok || a.verification(ctx, dec) {
 			return bridge.Inbound{}, false
 		}
 		a.noteTrust(evt, dec)
@@ -33,8 +33,19 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 			return bridge.Inbound{}, false
 		}
 		evt = dec
+	} else if a.verification(ctx, evt) {
+		return bridge.Inbound{}, false
 	}
 	return a.decrypted(ctx, evt)
+}
+
+// verification hands an in-room verification event to the verifier and
+// reports whether evt was one.
+func (a *Adapter) verification(ctx context.Context, evt *event.Event) bool {
+	if a.verify != nil {
+		return a.verify.roomEvent(ctx, evt)
+	}
+	return strings.HasPrefix(evt.Type.Type, "m.key.verification.")
 }
 
 // decrypted turns a message, or a reaction that answers a choice, into an

@@ -175,7 +175,7 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 		case err == nil:
 			a.noteTrust(evt, dec)
 			in, ok := bridge.Inbound{}, false
-			if a.trusted(ctx, evt, dec) {
+			if !a.verification(ctx, dec) && a.trusted(ctx, evt, dec) {
 				in, ok = a.decrypted(ctx, dec)
 			}
 			if ok && !a.deliver(ctx, h, in) {

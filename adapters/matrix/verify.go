@@ -15,17 +15,19 @@ import (
 )
 
 // People verify the bot with SAS (emoji or decimals) through mautrix's
-// verification helper. The bot answers requests sent to its device, from
-// people a route lets talk to a bot in a room they share with it, and
+// verification helper. The bot answers requests, sent to its device or in
+// a room (as Element does when one verifies another person), from people a
+// route lets talk to a bot in an encrypted room they share with it, and
 // confirms on its side: there is nobody to compare the emoji at the bot's
 // end, so it logs them for the operator, whom a careful person asks to
 // read them out. Once both sides confirmed, the person's client trusts the
 // bot's master key (and so every device the bot signs), and the bot signs
 // the person's master key with its user-signing key.
 //
-// Requests sent in a room (m.key.verification.request messages) are not
-// answered: mautrix v0.30.0's helper keys the later events of such a
-// request by their own event ids, not by the request's, and so cancels them.
+// mautrix v0.30.0's helper keys every in-room event by its own event id,
+// which is the transaction's only for the request; the later events name
+// the request in their m.relates_to. The verifier hands the helper copies
+// of those events whose id is the request's.
 
 // verifier answers SAS verification requests.
 type verifier struct {
@@ -77,6 +79,48 @@ func (v *verifier) handle(ctx context.Context, resp *mautrix.RespSync) {
 			v.events.Dispatch(ctx, evt)
 		}
 	}
+	v.confirmShown(ctx)
+}
+
+// roomEvent hands an in-room verification event to the helper and reports
+// whether evt was one: a request to the bot (an m.room.message of type
+// m.key.verification.request), or a later event of a request. Such events
+// are never messages for the bridge. The sync loop calls it before the
+// trust policy, which verification is how to satisfy.
+func (v *verifier) roomEvent(ctx context.Context, evt *event.Event) bool {
+	switch {
+	case evt.Type.Type == event.EventMessage.Type:
+		c, ok := evt.Content.Parsed.(*event.MessageEventContent)
+		if !ok || c.MsgType != event.MsgVerificationRequest {
+			return false
+		}
+		if c.To == v.a.user && evt.Sender != v.a.user {
+			v.events.Dispatch(ctx, evt)
+		}
+		return true
+	case strings.HasPrefix(evt.Type.Type, "m.key.verification."):
+		if evt.Sender == v.a.user {
+			return true // the bot's own, echoed
+		}
+		var request id.EventID
+		if r, ok := evt.Content.Parsed.(event.Relatable); ok && r.OptionalGetRelatesTo() != nil {
+			request = r.OptionalGetRelatesTo().EventID
+		}
+		if request == "" {
+			return true
+		}
+		keyed := *evt
+		keyed.ID = request
+		v.events.Dispatch(ctx, &keyed)
+		v.confirmShown(ctx)
+		return true
+	}
+	return false
+}
+
+// confirmShown confirms the transactions whose SAS the helper showed,
+// outside its callbacks (which hold its lock).
+func (v *verifier) confirmShown(ctx context.Context) {
 	v.mu.Lock()
 	confirm := v.confirm
 	v.confirm = nil

@@ -104,7 +104,7 @@ type verifier struct {
 
 func newVerifier(t *testing.T, hs *matrixtest.Homeserver, prefix string) *verifier {
 	t.Helper()
-	v := &verifier{calls: newSASCalls(), store: verificationhelper.NewInMemoryVerificationStore()}
+	v := &verifier{calls: newSASCalls(), store: &lockedStore{s: verificationhelper.NewInMemoryVerificationStore()}}
 	v.person = newPersonAs(t, hs, localpart(prefix), true, func(cli *mautrix.Client) {
 		v.mach = cli.Crypto.(*cryptohelper.CryptoHelper).Machine()
 		v.vh = verificationhelper.NewVerificationHelper(cli, v.mach, v.store, v.calls, false, false, true)
@@ -138,6 +138,43 @@ func newVerifier(t *testing.T, hs *matrixtest.Homeserver, prefix string) *verifi
 		t.Fatalf("%s: set up cross-signing: %v", v.cli.UserID, err)
 	}
 	return v
+}
+
+// lockedStore is mautrix's in-memory verification store with a lock: the
+// helper locks its own uses, and requestInRoom writes to it beside them.
+type lockedStore struct {
+	mu sync.Mutex
+	s  *verificationhelper.InMemoryVerificationStore
+}
+
+func (l *lockedStore) DeleteVerification(ctx context.Context, txn id.VerificationTransactionID) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.DeleteVerification(ctx, txn)
+}
+
+func (l *lockedStore) GetVerificationTransaction(ctx context.Context, txn id.VerificationTransactionID) (verificationhelper.VerificationTransaction, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.GetVerificationTransaction(ctx, txn)
+}
+
+func (l *lockedStore) SaveVerificationTransaction(ctx context.Context, txn verificationhelper.VerificationTransaction) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.SaveVerificationTransaction(ctx, txn)
+}
+
+func (l *lockedStore) FindVerificationTransactionForUserDevice(ctx context.Context, user id.UserID, device id.DeviceID) (verificationhelper.VerificationTransaction, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.FindVerificationTransactionForUserDevice(ctx, user, device)
+}
+
+func (l *lockedStore) GetAllVerificationTransactions(ctx context.Context) ([]verificationhelper.VerificationTransaction, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.s.GetAllVerificationTransactions(ctx)
 }
 
 // trusts reports whether the person's client trusts device of user at

@@ -167,7 +167,9 @@ func (a *Adapter) republishKeys(ctx context.Context) error {
 		return fmt.Errorf("matrix: upload the device's keys again: %w", err)
 	}
 	a.log.Info("uploaded the device's encryption keys again after a new login", logDevice, a.device)
-	return nil
+	// The device's signature went with its keys; sign it again.
+	a.identity.done = false
+	return a.setUpIdentity(ctx)
 }
 
 // loggedIn records who the adapter is. The user and device are fixed by the

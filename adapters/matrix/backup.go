@@ -52,14 +52,22 @@ func (a *Adapter) setUpBackup(ctx context.Context, storage *ssss.Key, restore bo
 	fromStorage := false
 	if key == nil && storage != nil {
 		data, err := mach.SSSS.GetDecryptedAccountData(ctx, event.AccountDataMegolmBackupKey, storage)
+		var he mautrix.HTTPError
 		switch {
 		case err == nil:
 			if key, err = backup.MegolmBackupKeyFromBytes(data); err != nil {
-				return fmt.Errorf("matrix: the key backup's key in secret storage is damaged: %w", err)
+				a.log.Warn("the key backup's key in secret storage is damaged; room keys are not backed up", bridge.LogErr, err)
+				return nil
 			}
 			fromStorage = true
-		case !errors.Is(err, mautrix.MNotFound):
+		case errors.Is(err, mautrix.MNotFound):
+		case errors.As(err, &he) && transient(err):
 			return fmt.Errorf("matrix: read the key backup's key from secret storage: %w", err)
+		default:
+			// Not encrypted for this key, or not as it should be: the
+			// backup is another client's business.
+			a.log.Warn("cannot read the key backup's key from secret storage; room keys are not backed up", bridge.LogErr, err)
+			return nil
 		}
 	}
 	version, err := a.cli.GetKeyBackupLatestVersion(ctx)

@@ -73,6 +73,10 @@ func recoveryKeyBytes(key string) ([]byte, error) {
 // not open the account's secret storage.
 var errWrongRecoveryKey = errors.New("matrix: matrix.recovery_key does not open the secret storage of the bot's account (another key, or the account's cross-signing was reset elsewhere): give the recovery key botbridge printed when it set up cross-signing")
 
+// errNoSecretStorage marks an account whose cross-signing keys are not in
+// secret storage, where a recovery key could restore them from.
+var errNoSecretStorage = errors.New("the bot's account has cross-signing keys but no secret storage holding them (set up by a client without it?): reset cross-signing for the account, or verify this device from a client that has the keys")
+
 // setUpIdentity makes this device part of the bot's cross-signing
 // identity: it sets cross-signing and the key backup up when the account
 // has none, restores them from secret storage with the recovery key on a
@@ -86,7 +90,10 @@ func (a *Adapter) setUpIdentity(ctx context.Context) error {
 	}
 	err := a.crossSign(ctx)
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, errNoSecretStorage):
+		if err != nil {
+			a.log.Error("cannot restore the bot's cross-signing keys: this device stays unverified", bridge.LogErr, err)
+		}
 	case errors.Is(err, errWrongRecoveryKey), ctx.Err() != nil, transient(err):
 		return err
 	default:
@@ -220,7 +227,9 @@ func (a *Adapter) createCrossSigning(ctx context.Context) (*ssss.Key, error) {
 func (a *Adapter) restoreCrossSigning(ctx context.Context, master id.Ed25519) (*ssss.Key, error) {
 	mach := a.crypto.Machine()
 	keyID, meta, err := mach.SSSS.GetDefaultKeyData(ctx)
-	if err != nil {
+	if errors.Is(err, ssss.ErrNoDefaultKeyID) || errors.Is(err, mautrix.MNotFound) {
+		return nil, fmt.Errorf("%w (%v)", errNoSecretStorage, err)
+	} else if err != nil {
 		return nil, fmt.Errorf("matrix: read the secret storage key of the bot's account: %w", err)
 	}
 	storage, err := meta.VerifyRecoveryKey(keyID, a.opts.RecoveryKey)
@@ -228,8 +237,11 @@ func (a *Adapter) restoreCrossSigning(ctx context.Context, master id.Ed25519) (*
 		return nil, fmt.Errorf("%w (%v)", errWrongRecoveryKey, err)
 	}
 	if err := mach.FetchCrossSigningKeysFromSSSS(ctx, storage); err != nil {
-		if errors.Is(err, ssss.ErrKeyDataMACMismatch) {
+		switch {
+		case errors.Is(err, ssss.ErrKeyDataMACMismatch):
 			return nil, fmt.Errorf("%w (%v)", errWrongRecoveryKey, err)
+		case errors.Is(err, ssss.ErrNotEncryptedForKey), errors.Is(err, mautrix.MNotFound):
+			return nil, fmt.Errorf("%w (%v)", errNoSecretStorage, err)
 		}
 		return nil, fmt.Errorf("matrix: read the cross-signing keys from secret storage: %w", err)
 	}

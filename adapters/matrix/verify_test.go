@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -532,4 +533,43 @@ func TestGeneratedRecoveryKeyIsShownOnceAndRestoresTheBot(t *testing.T) {
 			return err != nil && strings.Contains(err.Error(), "matrix.recovery_key does not open")
 		})
 	})
+}
+
+func TestCrossSigningWithoutSecretStorageLeavesTheBotRunningUnverified(t *testing.T) {
+	acc := newAccount(t, shared, "bot")
+	// Another client of the account publishes cross-signing keys and keeps
+	// them to itself.
+	other, err := mautrix.NewClient(shared.URL, acc.ID, acc.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Client = &http.Client{}
+	who, err := other.Whoami(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.DeviceID = who.DeviceID
+	matrixtest.WithCrypto(t, other)
+	mach := other.Crypto.(*cryptohelper.CryptoHelper).Machine()
+	keys, err := mach.GenerateCrossSigningKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	retryServer(t, shared, "publish cross-signing keys", func() error { return mach.PublishCrossSigningKeys(t.Context(), keys, nil) })
+
+	st, db := openStore(t, filepath.Join(t.TempDir(), "bridge.db"))
+	logs := newLogRecorder(testLogger(t).Handler())
+	opts := options(t, shared, acc, st, db)
+	opts.PickleKey = "a pickle key for the test"
+	opts.RecoveryKey = newRecoveryKey(t)
+	opts.Logger = slog.New(logs)
+	a, err := matrix.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runAdapter(t, a, recorder{make(chan bridge.Inbound, 10)})
+	waitReady(t, a)
+	if n := len(logs.lines("cannot restore the bot's cross-signing keys")); n != 1 {
+		t.Errorf("%d lines say the keys cannot be restored, want 1", n)
+	}
 }

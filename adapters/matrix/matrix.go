@@ -32,6 +32,7 @@ import (
 	"maunium.net/go/mautrix/sqlstatestore"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/logging"
 	"github.com/botbridge/botbridge/bridge/media"
 )
 
@@ -252,7 +253,7 @@ type Adapter struct {
 	// budget is the most content one event carries (maxContentBytes; tests
 	// raise it to meet the homeserver's limit).
 	budget  int
-	limiter limiter
+	limiter logging.Limiter
 	// pending is touched by the sync loop only.
 	pending []pending
 
@@ -363,7 +364,7 @@ func New(opts Options) (*Adapter, error) {
 		keycaps:     make(chan keycapJob, keycapQueue),
 	}
 	a.budget = maxContentBytes
-	a.limiter.now = opts.Now
+	a.limiter.Now = opts.Now
 
 	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -107,7 +108,7 @@ func TestLoggedOutBotLogsInAgainOnItsDevice(t *testing.T) {
 	// Messages sent while the bot has no device cannot be encrypted for
 	// it; dave waits for its keys to be back, as his client would.
 	mach := dave.cli.Crypto.(*cryptohelper.CryptoHelper).Machine()
-	waitFor(t, "the bot's device to have its keys again", func() bool {
+	bridgetest.WaitFor(t, "the bot's device to have its keys again", func() bool {
 		devices, err := mach.FetchKeys(t.Context(), []id.UserID{r.acc.ID}, true)
 		return err == nil && len(devices[r.acc.ID]) > 0
 	})
@@ -144,7 +145,7 @@ func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {
 	}
 	r.start()
 	alice.wait("the reply to the last missed message", fromWith(r.acc.ID, room, "echo: missed 8"))
-	waitFor(t, "every missed message to reach the bot", func() bool { return len(r.bot.texts()) >= len(want) })
+	bridgetest.WaitFor(t, "every missed message to reach the bot", func() bool { return len(r.bot.texts()) >= len(want) })
 	if got := r.bot.texts(); !slices.Equal(got, want) {
 		t.Errorf("the bot got %q, want %q", got, want)
 	}
@@ -258,7 +259,7 @@ func TestReadinessSaysWhatToFix(t *testing.T) {
 				t.Fatal(err)
 			}
 			runAdapter(t, a, recorder{make(chan bridge.Inbound, 1)})
-			waitFor(t, "readiness to say "+c.want, func() bool {
+			bridgetest.WaitFor(t, "readiness to say "+c.want, func() bool {
 				err := a.Ready()
 				return err != nil && strings.Contains(err.Error(), c.want)
 			})
@@ -322,7 +323,7 @@ func TestKeysOfAnotherDeviceAreNotUsed(t *testing.T) {
 	t.Run("a token of another device is refused with what to do", func(t *testing.T) {
 		a := run(t, login.AccessToken)
 		want := "the store holds the encryption keys of another device than " + string(login.DeviceID)
-		waitFor(t, "readiness to say "+want, func() bool {
+		bridgetest.WaitFor(t, "readiness to say "+want, func() bool {
 			err := a.Ready()
 			return err != nil && strings.Contains(err.Error(), want)
 		})

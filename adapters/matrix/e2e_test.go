@@ -88,7 +88,7 @@ func TestInviteRefusedWhenNoRouteAllowsIt(t *testing.T) {
 	r := newRig(t, shared, false)
 	allowed := newPerson(t, shared, "allowed", false)
 	other := newPerson(t, shared, "other", false)
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(allowed.cli.UserID) }
 	}
 	r.start()
@@ -435,7 +435,7 @@ func TestTypingAndReadReceipts(t *testing.T) {
 func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 	r := newRig(t, shared, false)
 	alice := newPerson(t, shared, "alice", false)
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(alice.cli.UserID) }
 	}
 	r.start()
@@ -469,7 +469,7 @@ func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 
 func TestBotMediaOnPrivateAddressesIsOnlyLinked(t *testing.T) {
 	r := newRig(t, shared, false)
-	r.tweak = func(o *matrix.Options) { o.AllowPrivateURLs = false }
+	r.tweak = func(o *matrix.Config) { o.AllowPrivateURLs = false }
 	r.start()
 	alice := newPerson(t, shared, "alice", false)
 	room := dm(alice, r, false)

@@ -39,7 +39,7 @@ import (
 // Platform is the platform name of the adapter's rooms.
 const Platform = bridge.PlatformMatrix
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultDeviceName      = "botbridge"
 	DefaultMaxFileBytes    = 20 << 20
@@ -63,9 +63,9 @@ type Cursors interface {
 	SetCursor(ctx context.Context, name, value string) error
 }
 
-// Options configures an Adapter. HomeserverURL, Store and DB are required,
+// Config configures an Adapter. HomeserverURL, Store and DB are required,
 // and either AccessToken or UserID with Password.
-type Options struct {
+type Config struct {
 	// HomeserverURL is the client-server API base URL, such as
 	// https://matrix.example.org.
 	HomeserverURL string
@@ -217,7 +217,7 @@ type Stats struct {
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
 // Send and the other capabilities wait for Run to have logged in.
 type Adapter struct {
-	opts Options
+	opts Config
 	log  *slog.Logger
 	now  func() time.Time
 
@@ -285,7 +285,7 @@ var (
 )
 
 // New checks opts and returns an adapter, not yet connected.
-func New(opts Options) (*Adapter, error) {
+func New(opts Config) (*Adapter, error) {
 	var errs []error
 	if opts.HomeserverURL == "" {
 		errs = append(errs, errors.New("matrix: no homeserver URL"))

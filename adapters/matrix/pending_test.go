@@ -127,7 +127,7 @@ func total(m map[id.UserID][]id.EventID) int {
 
 // encryptedAdapter runs an adapter with encryption for acc on a new store,
 // with opts changed by tweak.
-func encryptedAdapter(t *testing.T, acc account, tweak func(*matrix.Options)) (*matrix.Adapter, *store.DB) {
+func encryptedAdapter(t *testing.T, acc account, tweak func(*matrix.Config)) (*matrix.Adapter, *store.DB) {
 	t.Helper()
 	st, db := openStore(t, filepath.Join(t.TempDir(), "bridge.db"))
 	opts := options(t, shared, acc, st, db)
@@ -220,7 +220,7 @@ func TestStrangersUndecryptableMessagesAreNotKept(t *testing.T) {
 	acc := newAccount(t, shared, "bot")
 	dave := newPerson(t, shared, "dave", true)
 	erin := newPerson(t, shared, "erin", true)
-	a, st := encryptedAdapter(t, acc, func(o *matrix.Options) {
+	a, st := encryptedAdapter(t, acc, func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(dave.cli.UserID) }
 	})
 	room := dave.createRoom(true, false, acc.ID, erin.cli.UserID)
@@ -245,7 +245,7 @@ func TestWaitingMessagesAreCapped(t *testing.T) {
 	acc := newAccount(t, shared, "bot")
 	dave := newPerson(t, shared, "dave", true)
 	erin := newPerson(t, shared, "erin", true)
-	a, st := encryptedAdapter(t, acc, func(o *matrix.Options) {
+	a, st := encryptedAdapter(t, acc, func(o *matrix.Config) {
 		o.MaxPendingPerSender, o.MaxPendingPerRoom = 2, 3
 	})
 	room := dave.createRoom(true, false, acc.ID, erin.cli.UserID)

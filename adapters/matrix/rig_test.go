@@ -45,7 +45,7 @@ type rig struct {
 	// wrap, when set, wraps the store the engine uses.
 	wrap func(bridge.Store) bridge.Store
 	// tweak, when set, changes the adapter's options.
-	tweak func(*matrix.Options)
+	tweak func(*matrix.Config)
 
 	em    *chattest.Server
 	bp    *bridgetest.Botpress

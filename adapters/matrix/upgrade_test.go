@@ -53,7 +53,7 @@ func TestRoomUpgradeCarriesTheConversationOn(t *testing.T) {
 	carol := newPerson(t, shared, "carol", false)
 	var kept atomic.Pointer[id.RoomID]
 	kept.Store(new(id.RoomID))
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Logger = slog.New(logs)
 		// carol may use the bot in the room she makes, and nowhere else.
 		o.Admit = func(in bridge.Inbound) bool {

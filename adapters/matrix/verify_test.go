@@ -322,7 +322,7 @@ func TestVerifiedBotIsReadByStrictClientsAndSurvivesItsStore(t *testing.T) {
 	recovery := newRecoveryKey(t)
 	ann := newVerifier(t, shared, "ann")
 	mallory := newVerifier(t, shared, "mallory")
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.RecoveryKey = recovery
 		o.Logger = slog.New(logs)
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID != string(mallory.cli.UserID) }

@@ -61,7 +61,12 @@ func TestRenameRoom(t *testing.T) {
 		it := mapConv(t, db, key("!old", ""), "ev1", "conv_1")
 		offer := bridge.Offer{Room: matrixRoom("!old"), Bot: "bot", Conversation: it.Conversation, MessageID: "$choice",
 			Options: []chat.ChoiceOption{{Label: "Small", Value: "s"}}, Expires: clk.Now().Add(time.Hour)}
-		if err := db.PutOffer(ctx, offer); err != nil {
+		choosing := offer
+		choosing.MessageID = ""
+		if err := db.PutOffer(ctx, choosing); err != nil { // as the choice is posted
+			t.Fatal(err)
+		}
+		if err := db.PutOffer(ctx, offer); err != nil { // once it was
 			t.Fatal(err)
 		}
 		target := bridge.ReplyTarget{Room: bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: "!old", Thread: "$root"}, MessageID: "$ev1", UserID: "@ann"}

@@ -256,7 +256,11 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 		return nil
 	}
 	now := r.now()
-	defer r.sweeper.watch(c, now, false)
+	active := now
+	if budgeted {
+		active = c.ActiveAt // opened at a start: its traffic is the store's
+	}
+	defer r.sweeper.watch(c, active, false)
 	if r.hooks.healthy(c.Key.Bot) {
 		return nil
 	}

@@ -1,0 +1,218 @@
+// Package storetest is the contract suite of bridge.Store: the tests every
+// implementation passes (the SQLite store in package store, the PostgreSQL
+// store in store/postgres), written from the doc comments of the interface's
+// methods, and benchmarks of the methods on the hot path.
+//
+// An implementation's test calls Run with an Opener that makes a new, empty
+// store:
+//
+//	func TestContract(t *testing.T) {
+//		storetest.Run(t, func(tb testing.TB, now func() time.Time) storetest.Subject { ... })
+//	}
+package storetest
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
+)
+
+// Subject is one store under test.
+type Subject struct {
+	// Store is the store, new and empty, on the clock the Opener was given.
+	Store bridge.Store
+	// Row runs a query and scans its one row into dest. The suite checks
+	// with it what the interface does not show (the reason kept for a
+	// failure, the rows Prune left). Queries use only SQL that SQLite and
+	// PostgreSQL both take, on the tables and columns both schemas share,
+	// and no parameters.
+	Row func(ctx context.Context, query string, dest ...any) error
+	// Exec runs a statement of the same kind, to write what the interface
+	// cannot (a row in an older or newer stored form).
+	Exec func(ctx context.Context, query string) error
+	// Another opens a second handle on the same store, on the same clock, as
+	// a second process on the same machine or another one would; the suite
+	// races the two. The Opener closes it with tb.Cleanup.
+	Another func(tb testing.TB) bridge.Store
+	// Close closes Store; the suite calls it to check a closed store's
+	// errors, and the Opener's cleanup may call it again.
+	Close func() error
+}
+
+// Opener makes a new, empty store whose clock is now, and closes it (and
+// removes what it made) with tb.Cleanup.
+type Opener func(tb testing.TB, now func() time.Time) Subject
+
+// Run runs the contract suite on stores made by open.
+func Run(t *testing.T, open Opener) {
+	for _, g := range []struct {
+		name string
+		run  func(*testing.T, Opener)
+	}{
+		{"EnqueueInbound", testEnqueueInbound},
+		{"ResetConversation", testResetConversation},
+		{"Outbox", testOutbox},
+		{"InboundForms", testInboundForms},
+		{"Conversations", testConversations},
+		{"Users", testUsers},
+		{"Cursors", testCursors},
+		{"Deliveries", testDeliveries},
+		{"DeliveryTargets", testDeliveryTargets},
+		{"DeliveryPayloads", testDeliveryPayloads},
+		{"Offers", testOffers},
+		{"Indicators", testIndicators},
+		{"Prune", testPrune},
+		{"Races", testRaces},
+		{"Concurrency", testConcurrency},
+		{"Failures", testFailures},
+	} {
+		t.Run(g.name, func(t *testing.T) { g.run(t, open) })
+	}
+}
+
+// clock is a store's Now in the suite: it stands still until moved.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newClock() *clock { return &clock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock and returns the new time.
+func (c *clock) Advance(d time.Duration) time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+	return c.now
+}
+
+// env is one test's store and clock, with the helpers the tests share.
+type env struct {
+	tb  testing.TB
+	db  bridge.Store
+	clk *clock
+	s   Subject
+}
+
+func newEnv(tb testing.TB, open Opener) *env {
+	tb.Helper()
+	clk := newClock()
+	s := open(tb, clk.Now)
+	return &env{tb: tb, db: s.Store, clk: clk, s: s}
+}
+
+// count returns the integer query returns.
+func (e *env) count(query string) int {
+	e.tb.Helper()
+	var n int
+	if err := e.s.Row(e.tb.Context(), query, &n); err != nil {
+		e.tb.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// exec runs a statement.
+func (e *env) exec(query string) {
+	e.tb.Helper()
+	if err := e.s.Exec(e.tb.Context(), query); err != nil {
+		e.tb.Fatalf("%s: %v", query, err)
+	}
+}
+
+// lit returns s as an SQL string literal.
+func lit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func roomKey(room, thread string) bridge.RoomKey {
+	return bridge.RoomKey{Platform: bridge.PlatformSlack, Room: room, Thread: thread}
+}
+
+func convKey(room string) bridge.ConvKey {
+	return bridge.ConvKey{Bot: "bot", Scope: bridge.ScopeRoom, Room: roomKey(room, "")}
+}
+
+func newInbound(key string, room bridge.RoomKey, at time.Time) bridge.Inbound {
+	return bridge.Inbound{
+		Key:       bridge.EventKey(key),
+		Room:      room,
+		MessageID: "m-" + key,
+		Sender:    bridge.Sender{ID: "U1", Name: "Ada"},
+		Text:      "hello " + key,
+		Time:      at,
+	}
+}
+
+func newDelivery(id string, conv int64, created time.Time) bridge.Delivery {
+	return bridge.Delivery{
+		MessageID:    chat.MessageID(id),
+		Conversation: conv,
+		Bot:          "bot",
+		Target:       bridge.ReplyTarget{Room: roomKey("C1", "1700.1"), MessageID: "1700.2", UserID: "U1"},
+		Payload:      chat.Text{Text: "answer " + id},
+		CreatedAt:    created,
+	}
+}
+
+// enqueue stores a new inbound message and fails the test unless it was
+// created.
+func enqueue(tb testing.TB, db bridge.Store, key bridge.ConvKey, in bridge.Inbound) bridge.OutboxItem {
+	tb.Helper()
+	it, created, err := db.EnqueueInbound(tb.Context(), key, in, bridge.RoomKey{})
+	if err != nil || !created {
+		tb.Fatalf("enqueue %s: created=%v, %v", in.Key, created, err)
+	}
+	return it
+}
+
+func (e *env) enqueue(key bridge.ConvKey, in bridge.Inbound) bridge.OutboxItem {
+	e.tb.Helper()
+	return enqueue(e.tb, e.db, key, in)
+}
+
+// mapConv enqueues a message for key and maps its conversation to chatID.
+func mapConv(tb testing.TB, db bridge.Store, now time.Time, key bridge.ConvKey, event string, chatID chat.ConversationID) bridge.OutboxItem {
+	tb.Helper()
+	it := enqueue(tb, db, key, newInbound(event, key.Room, now))
+	if err := db.SetConversationChatID(tb.Context(), it.Conversation, chatID); err != nil {
+		tb.Fatalf("set chat id: %v", err)
+	}
+	return it
+}
+
+func (e *env) mapConv(key bridge.ConvKey, event string, chatID chat.ConversationID) bridge.OutboxItem {
+	e.tb.Helper()
+	return mapConv(e.tb, e.db, e.clk.Now(), key, event, chatID)
+}
+
+func (e *env) addDelivery(d bridge.Delivery) bridge.Delivery {
+	e.tb.Helper()
+	stored, created, err := e.db.AddDelivery(e.tb.Context(), d)
+	if err != nil || !created {
+		e.tb.Fatalf("add delivery %s: created=%v, %v", d.MessageID, created, err)
+	}
+	return stored
+}
+
+// reset resets key's conversation for the event evKey and returns the new
+// conversation.
+func (e *env) reset(key bridge.ConvKey, evKey string) (bridge.Conversation, error) {
+	e.tb.Helper()
+	ctx := e.tb.Context()
+	in := newInbound(evKey, key.Room, e.clk.Now())
+	notice := bridge.Delivery{MessageID: chat.MessageID("notice-" + evKey), Bot: key.Bot, Payload: chat.Text{Text: "reset"}, CreatedAt: e.clk.Now()}
+	stored, _, err := e.db.ResetConversation(ctx, key, in, notice)
+	if err != nil {
+		return bridge.Conversation{}, err
+	}
+	return e.db.Conversation(ctx, stored.Conversation)
+}

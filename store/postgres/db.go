@@ -411,10 +411,11 @@ func fromMS(v int64) time.Time {
 	return time.UnixMilli(v).UTC()
 }
 
-// clean makes s storable in a PostgreSQL text: it cannot hold NUL or
-// invalid UTF-8, which SQLite stores as they are. It is used for texts
-// kept for people (failure reasons, display names), not for keys.
-func clean(s string) string {
+// Storable returns s as a PostgreSQL text can hold it: with U+FFFD in place
+// of NUL bytes and invalid UTF-8, which SQLite stores as they are. The store
+// applies it to texts kept for people (failure reasons, display names), not
+// to keys.
+func Storable(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }

@@ -160,7 +160,7 @@ func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridg
 // FailDelivery implements bridge.Store.
 func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
 	return db.finishDelivery(ctx, "fail delivery", `UPDATE deliveries SET state = 'failed', error = $2, done_ms = $3
-		WHERE message_id = $1 AND state = 'pending'`, id, clean(reason))
+		WHERE message_id = $1 AND state = 'pending'`, id, Storable(reason))
 }
 
 // finishDelivery runs query on the pending delivery id, with arg and the

@@ -47,6 +47,14 @@ SELECT id, conversation FROM item`
 // errDuplicate ends a transaction that found its event stored by another.
 var errDuplicate = errors.New("stored before")
 
+// errRaced is a run that met another process's change it did not expect
+// (a conversation pruned between two statements): the next run does not.
+var errRaced = errors.New("changed by another process meanwhile")
+
+// raced reports whether a run should run again: it met errRaced, or a
+// foreign key refused a record another process deleted meanwhile.
+func raced(err error) bool { return errors.Is(err, errRaced) || missingReference(err) }
+
 // EnqueueInbound implements bridge.Store. For a duplicate it returns the item
 // stored before. A key seen before costs one statement; a new key a
 // transaction that creates its conversation. Of two processes storing the
@@ -74,7 +82,7 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 	created := false
 	// A conversation pruned between the lookup and the insert fails the
 	// foreign key: the next run makes a new one.
-	err = db.run(ctx, "enqueue inbound", missingReference, func(ctx context.Context) error {
+	err = db.run(ctx, "enqueue inbound", raced, func(ctx context.Context) error {
 		err := db.pool.QueryRow(ctx, enqueueSQL, args...).Scan(&item.ID, &item.Conversation)
 		if err == nil {
 			created = true
@@ -98,7 +106,8 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO conversations
 				(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms)
-				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7) ON CONFLICT DO NOTHING`,
+				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
+				ON CONFLICT (bot, scope, platform, room, thread, "user", generation) DO NOTHING`,
 				append(keyArgs(key), ms(now))...); err != nil {
 				return err
 			}
@@ -114,6 +123,9 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 			return nil
 		case errors.Is(err, errDuplicate):
 			stored, err := db.storedInbound(ctx, in)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errRaced // the conversation went, not the event came
+			}
 			item = stored
 			return err
 		}
@@ -210,7 +222,8 @@ func nextGeneration(ctx context.Context, tx pgx.Tx, key bridge.ConvKey, now time
 			(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms)
 			SELECT $1, $2, $3, $4, $5, $6, coalesce(max(generation) + 1, 0), $7, $7 FROM conversations
 			WHERE bot = $1 AND scope = $2 AND platform = $3 AND room = $4 AND thread = $5 AND "user" = $6
-			ON CONFLICT DO NOTHING RETURNING id`, append(keyArgs(key), ms(now))...).Scan(&id)
+			ON CONFLICT (bot, scope, platform, room, thread, "user", generation) DO NOTHING RETURNING id`,
+			append(keyArgs(key), ms(now))...).Scan(&id)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return id, err
 		}
@@ -286,7 +299,7 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 // FailInbound implements bridge.Store.
 func (db *DB) FailInbound(ctx context.Context, id int64, reason string) error {
 	tag, err := db.exec(ctx, "fail inbound", `UPDATE inbound SET state = 'failed', error = $2, done_ms = $3
-		WHERE id = $1 AND state = 'pending'`, id, clean(reason), ms(db.Now()))
+		WHERE id = $1 AND state = 'pending'`, id, Storable(reason), ms(db.Now()))
 	if err != nil {
 		return err
 	}

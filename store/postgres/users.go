@@ -34,7 +34,7 @@ func (db *DB) PutUser(ctx context.Context, u bridge.User) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (bot, platform, platform_id) DO UPDATE SET chat_id = excluded.chat_id, user_key = excluded.user_key,
 			name = excluded.name, avatar_url = excluded.avatar_url, updated_ms = excluded.updated_ms`,
-		u.Bot, string(u.Platform), u.PlatformID, string(u.ChatID), string(u.Key), clean(u.Name), clean(u.AvatarURL), ms(db.Now()))
+		u.Bot, string(u.Platform), u.PlatformID, string(u.ChatID), string(u.Key), Storable(u.Name), Storable(u.AvatarURL), ms(db.Now()))
 	return err
 }
 

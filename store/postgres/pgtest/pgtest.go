@@ -235,8 +235,9 @@ func (s *Server) run(ctx context.Context, bin, data string, port int, cred *sysc
 		// A throwaway server: durability buys nothing and costs the tests
 		// their speed.
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		// Each test opens pools of its own, several at once.
-		"-c", "max_connections=300")
+		// Each test opens pools of its own, several at once; the test
+		// binaries of several packages run a server each at once.
+		"-c", "max_connections=300", "-c", "shared_buffers=32MB")
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// The server goes when the tests die without stopping it.

@@ -25,7 +25,9 @@ COPY --from=build --chown=65532:65532 /out/data /data
 USER 65532:65532
 WORKDIR /data
 VOLUME ["/data"]
-# http.addr: /healthz, /readyz, /metrics, file links, the Slack Events API
-EXPOSE 9090
+# http.addr (e.g. 0.0.0.0:8080): file links, the Slack Events API, behind your proxy.
+# http.admin_addr (0.0.0.0:9091 for probes from outside the container): /healthz,
+# /readyz, /metrics; keep it off public networks.
+EXPOSE 8080 9091
 ENTRYPOINT ["/usr/local/bin/botbridge"]
 CMD ["run", "-config", "/etc/botbridge/botbridge.yaml"]

@@ -21,6 +21,7 @@ type Bot interface {
 	CreateConversation(ctx context.Context, key chat.UserKey, id chat.ConversationID, opts ...chat.CallOption) (chat.Conversation, error)
 	AddParticipant(ctx context.Context, key chat.UserKey, conv chat.ConversationID, user chat.UserID) (chat.User, error)
 	CreateMessage(ctx context.Context, key chat.UserKey, req chat.CreateMessageRequest, opts ...chat.CallOption) (chat.Message, error)
+	CreateEvent(ctx context.Context, key chat.UserKey, conv chat.ConversationID, payload any, opts ...chat.CallOption) (chat.Event, error)
 	ListMessagesPage(ctx context.Context, key chat.UserKey, conv chat.ConversationID, nextToken string) ([]chat.Message, string, error)
 	Listen(ctx context.Context, key chat.UserKey, conv chat.ConversationID, h chat.ListenHandler) error
 }
@@ -37,6 +38,15 @@ type BotSpec struct {
 	// has none: users are made with createUser and their keys are kept in
 	// the store.
 	Signer *chat.Signer
+	// WebhookSecret is the Chat integration's Webhook Secret. Set, the
+	// bridge takes the bot's messages from the webhooks the service POSTs
+	// to Engine.WebhookHandler and opens no stream per conversation while
+	// they arrive. Empty: streams and sweeps.
+	WebhookSecret string
+	// Notify says how the bot is told what is not a message (reactions,
+	// people joining, an agent thread's context): NotifyMessage (the
+	// default) or NotifyEvent.
+	Notify Notify
 }
 
 // serviceUser is the platform and id under which the store keeps the bot's

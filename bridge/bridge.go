@@ -1,10 +1,25 @@
 // Package bridge is the domain of botbridge: rooms, inbound and outbound
 // messages, conversations, the interfaces of adapters and of the store, the
-// routing rules, and the workers that carry messages between chat platforms
+// routing rules, and the core that carries messages between chat platforms
 // and Botpress.
 //
+// The core is four parts, each with its own state, wired by Engine:
+//
+//   - intake routes what people say and stores what the bot answers, before
+//     the adapter acknowledges it (intake.go);
+//   - the sender sends it to Botpress, in order per conversation, and after
+//     a crash looks before it sends again (sender.go);
+//   - the receiver brings the bot's messages in, by webhook, stream or
+//     sweep, and stores each once (receiver.go, webhook.go, sweep.go);
+//   - the poster posts them in order per room, grows streamed replies, and
+//     shows the thinking indicator (poster.go, stream.go, typing.go).
+//
+// The parts talk through narrow interfaces declared where they are used, and
+// through the store, whose interface is split the same way (IntakeStore,
+// SenderStore, ReceiverStore, PosterStore). No part holds the Engine.
+//
 // Imports go one way: adapters and the store import bridge; bridge imports
-// only chat.
+// chat and its own leaf packages (retry, logging).
 package bridge
 
 import (
@@ -123,6 +138,16 @@ type Inbound struct {
 	// new message.
 	Edited bool      `json:"edited,omitempty"`
 	Time   time.Time `json:"time"`
+	// Team is the workspace the room belongs to (a Slack team id, or the
+	// enterprise id of an org-wide install), which routes may name; empty on
+	// other platforms.
+	Team string `json:"team,omitempty"`
+	// Reaction, Command and Event mark inbound that is not a message: a
+	// person's reaction to a message of the bot, a slash command, something
+	// that happened in the room (see events.go). At most one is set.
+	Reaction *Reaction `json:"reaction,omitempty"`
+	Command  *Command  `json:"command,omitempty"`
+	Event    *Event    `json:"event,omitempty"`
 }
 
 // Outbound is a bot message for an adapter to post.
@@ -146,6 +171,10 @@ type Outbound struct {
 	// by an earlier attempt, or found by Recoverer.FindSent); Send posts
 	// only the others. Empty for a first attempt.
 	Posted Parts
+	// Ephemeral asks for a message only ReplyToUser sees (the answer to a
+	// slash command the route answers privately); platforms without such
+	// messages post it as usual.
+	Ephemeral bool
 }
 
 // Scope says how platform messages map to Botpress conversations.
@@ -190,4 +219,7 @@ type ReplyTarget struct {
 	Room      RoomKey
 	MessageID string
 	UserID    string
+	// Ephemeral makes the replies visible to UserID alone (the answers to a
+	// slash command the route answers privately).
+	Ephemeral bool
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -14,7 +15,7 @@ import (
 // answers anything else with what it got and how.
 func chooserBot() chattest.Bot {
 	return chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		text := textOf(m.Payload)
+		text := bridgetest.Text(m.Payload)
 		var p chat.Payload
 		switch text {
 		case "choice":
@@ -42,7 +43,7 @@ func chooserBot() chattest.Bot {
 func (r *rig) ask(text string, n int) string {
 	r.t.Helper()
 	r.say(dm(text))
-	got := textOf(r.waitPosts(n)[n-1].Payload())
+	got := bridgetest.Text(r.waitPosts(n)[n-1].Payload())
 	r.waitIdle()
 	return got
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -33,8 +34,32 @@ type Config struct {
 	// Default 64.
 	Workers int
 	// ListenerIdle is how long a conversation's stream stays open without
-	// traffic. Default 10 minutes.
+	// traffic. Default: WatchWindow for bots without a webhook, whose
+	// messages come by streams; 10 minutes for bots with one, where streams
+	// only bridge the time webhooks are down.
 	ListenerIdle time.Duration
+	// WatchWindow is how long a conversation is watched for bot messages
+	// after its last traffic: by its stream or the bot's webhooks, and by
+	// sweeps that list what they missed. Default 7 days.
+	WatchWindow time.Duration
+	// MaxStreams caps the open conversation streams (each costs memory and a
+	// stream on the connection to Botpress); past it, the least recently
+	// active stream closes and its conversation is swept. Default 10,000.
+	MaxStreams int
+	// SweepBudget is how many requests a minute per bot the sweeps and the
+	// catch-ups of streams may make. Botpress allows about 600 a minute per
+	// bot, the bridge's own messages included. Default 300.
+	SweepBudget int
+	// SweepInterval is the shortest time between two sweeps of a
+	// conversation no stream or webhook covers; the interval grows with the
+	// conversation's idle time, to 120 times this. Conversations that are
+	// covered are swept to reconcile from 20 to 1,440 times this. Default 15
+	// seconds.
+	SweepInterval time.Duration
+	// WebhookTimeout is how long a message the bridge sends may take to come
+	// back as a webhook before the bot's webhooks count as down. Default 30
+	// seconds.
+	WebhookTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts to send to
 	// Botpress or post to a platform. Defaults 500 ms and 1 minute.
 	RetryMin, RetryMax time.Duration
@@ -118,7 +143,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("bridge: no router")
 	}
 	setDefault(&cfg.Workers, 64)
-	setDefault(&cfg.ListenerIdle, 10*time.Minute)
+	setDefault(&cfg.WatchWindow, 7*24*time.Hour)
+	setDefault(&cfg.MaxStreams, 10000)
+	setDefault(&cfg.SweepBudget, 300)
+	setDefault(&cfg.SweepInterval, 15*time.Second)
+	setDefault(&cfg.WebhookTimeout, 30*time.Second)
 	setDefault(&cfg.RetryMin, 500*time.Millisecond)
 	setDefault(&cfg.RetryMax, time.Minute)
 	setDefault(&cfg.StreamThrottle, time.Second)
@@ -184,8 +213,12 @@ func New(cfg Config) (*Engine, error) {
 		metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, workers: cfg.Workers}
 	e.sender.init()
 	e.receiver = &receiver{store: cfg.Store, bots: e.bots, targets: e.sender, poster: e.poster, health: e.health,
-		metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, listenIdleTimeout: cfg.ListenIdleTimeout}
-	e.receiver.init()
+		metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, listenIdleTimeout: cfg.ListenIdleTimeout,
+		listenerIdle: cfg.ListenerIdle, hookedIdle: cfg.ListenerIdle, maxStreams: cfg.MaxStreams}
+	if cfg.ListenerIdle <= 0 {
+		e.receiver.listenerIdle, e.receiver.hookedIdle = cfg.WatchWindow, 10*time.Minute
+	}
+	e.receiver.init(cfg.Bots, cfg.WebhookTimeout, cfg.SweepBudget, cfg.SweepInterval, cfg.WatchWindow)
 	e.sender.watch = e.receiver
 	e.intake = &intake{router: cfg.Router, store: cfg.Store, sender: e.sender, poster: e.poster, texts: texts,
 		metrics: cfg.Metrics, log: log, now: cfg.Now}
@@ -264,7 +297,8 @@ func (e *Engine) resume(ctx, work context.Context) error {
 	e.poster.start(work)
 	e.sender.start(work)
 	e.receiver.start(work)
-	convs, err := e.receiver.resume(ctx, e.now().Add(-e.cfg.ListenerIdle))
+	now := e.now()
+	convs, err := e.receiver.resume(ctx, now.Add(-e.cfg.WatchWindow), now.Add(-e.receiver.listenerIdle))
 	if err != nil {
 		return fmt.Errorf("resume conversations: %w", err)
 	}
@@ -301,7 +335,12 @@ func (e *Engine) drain(stop context.CancelFunc) {
 // janitor closes idle streams, takes down stale indicators, forgets what
 // the parts no longer need, and prunes the store.
 func (e *Engine) janitor(ctx context.Context) {
-	tick := time.NewTicker(min(e.cfg.ListenerIdle/4, 30*time.Second))
+	// quiet is how long the parts remember a conversation without traffic.
+	quiet := e.cfg.ListenerIdle
+	if quiet <= 0 {
+		quiet = 10 * time.Minute
+	}
+	tick := time.NewTicker(min(quiet/4, 30*time.Second))
 	defer tick.Stop()
 	lastPrune := time.Time{}
 	for {
@@ -311,10 +350,10 @@ func (e *Engine) janitor(ctx context.Context) {
 		case <-tick.C:
 		}
 		now := e.now()
-		e.receiver.closeIdle(now.Add(-e.cfg.ListenerIdle))
-		e.poster.typing.expire(now, now.Add(-e.cfg.ListenerIdle))
+		e.receiver.closeIdle(now)
+		e.poster.typing.expire(now, now.Add(-quiet))
 		e.poster.streams.expire(now)
-		e.sender.evict(now.Add(-2 * e.cfg.ListenerIdle))
+		e.sender.evict(now.Add(-2 * quiet))
 		if now.Sub(lastPrune) > time.Hour {
 			lastPrune = now
 			n, err := e.store.Prune(ctx, PruneBefore{Finished: now.Add(-e.cfg.Retention), Idle: now.Add(-e.cfg.ForgetIdle)})
@@ -327,6 +366,11 @@ func (e *Engine) janitor(ctx context.Context) {
 		}
 	}
 }
+
+// WebhookHandler serves the bots' webhooks at WebhookPath<bot name>: the
+// URL and secret to paste into each bot's Chat integration. Bots without a
+// webhook secret answer 404.
+func (e *Engine) WebhookHandler() http.Handler { return e.receiver }
 
 // HandleInbound implements Handler: it hands in to the intake, as the
 // adapters do.

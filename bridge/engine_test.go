@@ -195,26 +195,16 @@ func (r *rig) userMessages(conv chat.ConversationID) []string {
 	var out []string
 	for _, m := range r.em.Messages(conv) {
 		if m.UserID != r.em.BotUserID() {
-			out = append(out, textOf(m.Payload))
+			out = append(out, bridgetest.Text(m.Payload))
 		}
 	}
 	return out
 }
 
-func textOf(p chat.Payload) string {
-	switch p := p.(type) {
-	case chat.Text:
-		return p.Text
-	case chat.Markdown:
-		return p.Markdown
-	}
-	return bridge.PlainText(p)
-}
-
 func texts(ps []bridgetest.Post) []string {
 	var out []string
 	for _, p := range ps {
-		out = append(out, textOf(p.Payload()))
+		out = append(out, bridgetest.Text(p.Payload()))
 	}
 	return out
 }
@@ -235,7 +225,7 @@ func TestReplyGoesBackToTheRoomAndThread(t *testing.T) {
 	if ps[0].Out.Room != want {
 		t.Errorf("reply posted to %v, want the thread under the mention %v", ps[0].Out.Room, want)
 	}
-	if got := textOf(ps[0].Payload()); got != "hello bot" {
+	if got := bridgetest.Text(ps[0].Payload()); got != "hello bot" {
 		t.Errorf("reply = %q, want the echo", got)
 	}
 	if ps[0].Out.ReplyTo != top.MessageID || ps[0].Out.ReplyToUser != "U_ALICE" {
@@ -246,8 +236,8 @@ func TestReplyGoesBackToTheRoomAndThread(t *testing.T) {
 		in := msg(want, "and then?")
 		r.say(in)
 		ps := r.waitPosts(2)
-		if ps[1].Out.Room != want || textOf(ps[1].Payload()) != "and then?" {
-			t.Errorf("follow-up answered as %q in %v", textOf(ps[1].Payload()), ps[1].Out.Room)
+		if ps[1].Out.Room != want || bridgetest.Text(ps[1].Payload()) != "and then?" {
+			t.Errorf("follow-up answered as %q in %v", bridgetest.Text(ps[1].Payload()), ps[1].Out.Room)
 		}
 		if n := len(r.conversations()); n != 1 {
 			t.Errorf("%d conversations, want the thread's one", n)
@@ -306,7 +296,7 @@ func TestRestartResumesTheConversation(t *testing.T) {
 	r.start()
 	r.say(dm("after restart"))
 	ps := r.waitPosts(2)
-	if got := textOf(ps[1].Payload()); got != "after restart" {
+	if got := bridgetest.Text(ps[1].Payload()); got != "after restart" {
 		t.Errorf("second reply = %q", got)
 	}
 	after := r.conversations()
@@ -387,7 +377,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
 		r.start()
 		r.say(dm("stored, not sent"))
-		waitFor(t, "a failed attempt to reach Botpress", func() bool { return r.em.Requests() > 0 })
+		bridgetest.WaitFor(t, "a failed attempt to reach Botpress", func() bool { return r.em.Requests() > 0 })
 		r.stop()
 		r.em.FailRequests(0, 0, time.Time{})
 		r.start()
@@ -417,7 +407,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		}
 		r.start()
 		r.say(dm("sent, not recorded"))
-		waitFor(t, "the crash", func() bool { return !f.failSent.Load() })
+		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failSent.Load() })
 		r.stop()
 		close(crashed)
 		r.wrap = nil
@@ -436,7 +426,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.ad().FailNext(errs...)
 		r.start()
 		r.say(dm("received, not posted"))
-		waitFor(t, "the reply to be stored", func() bool {
+		bridgetest.WaitFor(t, "the reply to be stored", func() bool {
 			ds, _ := r.db.PendingDeliveries(t.Context(), 0)
 			return len(ds) == 1 && r.ad().Sends() > 0
 		})
@@ -463,7 +453,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.start()
 		r.say(dm("posted, not recorded"))
 		r.waitPosts(1)
-		waitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -486,7 +476,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.start()
 		r.say(dm("posted, not recorded"))
 		r.waitPosts(1)
-		waitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -506,19 +496,6 @@ func (r *rig) checkOnce(t testing.TB, ps []bridgetest.Post, text string) {
 		if got := r.userMessages(c); len(got) != 1 {
 			t.Errorf("Botpress got %q, want %q once", got, text)
 		}
-	}
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	tick := time.NewTicker(2 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
 	}
 }
 
@@ -564,7 +541,7 @@ func TestOutagesDeliverEverythingInOrderOnce(t *testing.T) {
 			want = append(want, text)
 			r.say(dm(text))
 		}
-		waitFor(t, "failed attempts", func() bool { return r.em.Requests() > 20 })
+		bridgetest.WaitFor(t, "failed attempts", func() bool { return r.em.Requests() > 20 })
 		r.em.FailRequests(0, 0, time.Time{})
 		ps := r.waitPosts(n + 1)
 		r.waitIdle()

@@ -24,7 +24,7 @@ func TestResetWordStartsANewConversation(t *testing.T) {
 	r.waitPosts(1)
 	r.say(dm("!reset"))
 	ps := r.waitPosts(2)
-	if got := textOf(ps[1].Payload()); !strings.Contains(got, "new conversation") {
+	if got := bridgetest.Text(ps[1].Payload()); !strings.Contains(got, "new conversation") {
 		t.Errorf("reset answered %q, want a notice", got)
 	}
 	r.say(dm("second conversation"))
@@ -104,7 +104,7 @@ func TestUserScopeGivesEachPersonTheirOwnConversation(t *testing.T) {
 
 func TestTwoBotsRoutedByRoom(t *testing.T) {
 	sales, err := chattest.New(chattest.Options{EncryptionKey: bridgetest.EncryptionKey, Bot: chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
-		rp.Reply(ctx, chat.Text{Text: "sales: " + textOf(m.Payload)})
+		rp.Reply(ctx, chat.Text{Text: "sales: " + bridgetest.Text(m.Payload)})
 	})})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +136,7 @@ func TestTwoBotsRoutedByRoom(t *testing.T) {
 	ps := r.waitPosts(2)
 	got := map[string]string{}
 	for _, p := range ps {
-		got[p.Out.Room.Room] = textOf(p.Payload())
+		got[p.Out.Room.Room] = bridgetest.Text(p.Payload())
 	}
 	if got["C_SALES"] != "sales: price?" || got["C_OTHER"] != "help?" {
 		t.Errorf("replies by room = %q; want the sales bot in #sales-eu and the echo bot elsewhere", got)
@@ -156,7 +156,7 @@ func TestAllowlistsKeepOthersOut(t *testing.T) {
 	r.say(dm("from alice"))
 	ps := r.waitPosts(1)
 	r.waitIdle()
-	if len(r.ad().Posts()) != 1 || textOf(ps[0].Payload()) != "from alice" {
+	if len(r.ad().Posts()) != 1 || bridgetest.Text(ps[0].Payload()) != "from alice" {
 		t.Errorf("posts = %q, want only alice's echo", texts(r.ad().Posts()))
 	}
 }
@@ -178,7 +178,7 @@ func TestVanishedConversationIsRecreated(t *testing.T) {
 	}
 	r.say(dm("after"))
 	ps := r.waitPosts(2)
-	if got := textOf(ps[1].Payload()); got != "after" {
+	if got := bridgetest.Text(ps[1].Payload()); got != "after" {
 		t.Errorf("reply after the deletion = %q", got)
 	}
 	r.waitIdle()
@@ -197,10 +197,10 @@ func TestUnknownPayloadTypesArePostedAsText(t *testing.T) {
 	r.start()
 	r.say(dm("show me"))
 	ps := r.waitPosts(2)
-	if got := textOf(ps[0].Payload()); got != "Vote now" {
+	if got := bridgetest.Text(ps[0].Payload()); got != "Vote now" {
 		t.Errorf("unknown payload with text posted as %q", got)
 	}
-	if got := textOf(ps[1].Payload()); !strings.Contains(got, "widget") {
+	if got := bridgetest.Text(ps[1].Payload()); !strings.Contains(got, "widget") {
 		t.Errorf("unknown payload without text posted as %q", got)
 	}
 }
@@ -237,7 +237,7 @@ func TestStreamedReplyGrowsAsOneMessage(t *testing.T) {
 	r.say(dm("tell me a story"))
 	close(release)
 	ps, err := r.ad().WaitFor(t.Context(), func(ps []bridgetest.Post) bool {
-		return len(ps) > 0 && textOf(ps[0].Payload()) == "Once upon a *time*."
+		return len(ps) > 0 && bridgetest.Text(ps[0].Payload()) == "Once upon a *time*."
 	})
 	if err != nil {
 		t.Fatalf("%v: posts %q", err, texts(ps))
@@ -247,8 +247,8 @@ func TestStreamedReplyGrowsAsOneMessage(t *testing.T) {
 	if len(ps) != 1 {
 		t.Fatalf("a streamed reply became %d posts: %q", len(ps), texts(ps))
 	}
-	if !strings.HasPrefix(textOf(ps[0].Out.Payload), "Once") {
-		t.Errorf("the stream started with %q", textOf(ps[0].Out.Payload))
+	if !strings.HasPrefix(bridgetest.Text(ps[0].Out.Payload), "Once") {
+		t.Errorf("the stream started with %q", bridgetest.Text(ps[0].Out.Payload))
 	}
 	if _, ok := ps[0].Payload().(chat.Markdown); !ok {
 		t.Errorf("final edit is %T, want the final markdown message", ps[0].Payload())
@@ -264,10 +264,10 @@ func TestTypingShowsUntilTheReply(t *testing.T) {
 	r.start()
 	in := dm("think about it")
 	r.say(in)
-	waitFor(t, "the typing indicator", func() bool { return len(r.ad().TypingCalls()) == 1 })
+	bridgetest.WaitFor(t, "the typing indicator", func() bool { return len(r.ad().TypingCalls()) == 1 })
 	close(release)
 	r.waitPosts(1)
-	waitFor(t, "the indicator to go off", func() bool { return len(r.ad().TypingCalls()) == 2 })
+	bridgetest.WaitFor(t, "the indicator to go off", func() bool { return len(r.ad().TypingCalls()) == 2 })
 	calls := r.ad().TypingCalls()
 	if !calls[0].On || calls[1].On || calls[0].Target.MessageID != in.MessageID {
 		t.Errorf("typing calls = %+v", calls)
@@ -371,7 +371,7 @@ func TestIdleStreamsCloseAndReopenWithCatchUp(t *testing.T) {
 	r.start()
 	r.say(dm("wake up"))
 	r.waitPosts(1)
-	waitFor(t, "the idle stream to close", func() bool { return r.em.OpenStreams() == 0 })
+	bridgetest.WaitFor(t, "the idle stream to close", func() bool { return r.em.OpenStreams() == 0 })
 	// A message the bot sends while nobody listens arrives with the next
 	// inbound message's catch-up.
 	for _, c := range r.conversations() {
@@ -390,13 +390,13 @@ func TestTypingGoesOffOnEveryMessageTheReplyAnswers(t *testing.T) {
 	release := make(chan struct{})
 	r := newRig(t, chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
 		<-release
-		rp.Reply(ctx, chat.Text{Text: "answer to " + textOf(m.Payload)})
+		rp.Reply(ctx, chat.Text{Text: "answer to " + bridgetest.Text(m.Payload)})
 	}))
 	r.start()
 	first, second := dm("first"), dm("second")
 	r.say(first)
 	r.say(second)
-	waitFor(t, "both indicators", func() bool { return len(r.ad().TypingCalls()) == 2 })
+	bridgetest.WaitFor(t, "both indicators", func() bool { return len(r.ad().TypingCalls()) == 2 })
 	close(release)
 	r.waitPosts(2)
 	r.waitIdle()
@@ -427,15 +427,15 @@ func TestRecoveryFromAnOutageDoesNotWaitOutTheBackoff(t *testing.T) {
 	r.em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
 	r.em.CutStreams() // the stream is down too, and waits an hour to reconnect
 	r.say(dm("during the outage"))
-	waitFor(t, "a failed send", func() bool {
+	bridgetest.WaitFor(t, "a failed send", func() bool {
 		s, _ := r.db.PendingInbound(t.Context(), 0)
 		return len(s) == 1 && r.em.Requests() > 0
 	})
 	before := r.em.Requests()
-	waitFor(t, "a probe", func() bool { return r.em.Requests() > before+2 })
+	bridgetest.WaitFor(t, "a probe", func() bool { return r.em.Requests() > before+2 })
 	r.em.FailRequests(0, 0, time.Time{})
 	ps := r.waitPosts(2)
-	if got := textOf(ps[1].Payload()); got != "during the outage" {
+	if got := bridgetest.Text(ps[1].Payload()); got != "during the outage" {
 		t.Errorf("reply = %q", got)
 	}
 }

@@ -39,12 +39,19 @@ func (it *intake) HandleInbound(ctx context.Context, in Inbound) error {
 		return nil
 	}
 	log := it.log.With(LogRoom, in.Room.String(), LogEventKey, string(in.Key))
+	if in.Reaction != nil {
+		return it.reaction(ctx, in, log)
+	}
 	route, ok := it.router.Match(in)
 	if !ok {
 		log.Debug("no route for room; ignored")
 		return nil
 	}
 	if reason, refused := route.refuses(in); refused {
+		log.Debug("not answered", "reason", reason)
+		return nil
+	}
+	if reason, skipped := route.admit(&in); skipped {
 		log.Debug("not answered", "reason", reason)
 		return nil
 	}

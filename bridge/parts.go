@@ -52,6 +52,7 @@ func metadata(in Inbound, mkey string) map[string]any {
 			m["actionLabel"] = in.Action.Label
 		}
 	}
+	extraMetadata(m, in)
 	return m
 }
 
@@ -71,6 +72,8 @@ func messageParts(in Inbound, files FileLinker) ([]chat.Payload, error) {
 		for _, t := range SplitText(in.Text, maxTextBytes, jsonSize) {
 			out = append(out, chat.Text{Text: t})
 		}
+	case in.notice():
+		out = append(out, chat.Text{Text: noticeText(in)})
 	}
 	for _, f := range in.Files {
 		out = append(out, filePayload(files, in.Room.Platform, f))

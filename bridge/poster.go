@@ -194,6 +194,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		ReplyToUser: d.Target.UserID,
 		Payload:     normalize(d.Payload, log),
 		Time:        d.CreatedAt,
+		Ephemeral:   d.Target.Ephemeral,
 	}
 	if posted, ok := p.streams.finish(ctx, out); ok {
 		p.posted(ctx, d, out, posted, log)
@@ -284,10 +285,10 @@ func (p *poster) noAccess(room RoomKey, err error, log *slog.Logger) bool {
 
 // failed records a reply given up for good, and counts it.
 func (p *poster) failed(ctx context.Context, d Delivery, err error) {
-	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "failed")
 	p.record(ctx, "record a failed reply", func(ctx context.Context) error {
 		return p.store.FailDelivery(ctx, d.MessageID, err.Error())
 	})
+	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "failed")
 }
 
 // record runs fn, the record of what became of a delivery, until it

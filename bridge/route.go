@@ -61,6 +61,19 @@ type Route struct {
 	// ResetWord is the message that starts a new conversation; default
 	// "!reset".
 	ResetWord string
+	// Team limits the route to one workspace (Inbound.Team: a Slack team id,
+	// or the enterprise id of an org-wide install); empty matches all.
+	Team string
+	// CommandReplies says where the bot's answers to slash commands go:
+	// CommandReplyEphemeral (the default: to the person alone) or
+	// CommandReplyChannel.
+	CommandReplies CommandReply
+	// Welcome sends the bot an Event of kind EventJoined when someone joins
+	// a room of the route, for it to greet them; off by default.
+	Welcome bool
+	// Prompts are suggested to people who open an agent thread (Slack's
+	// assistant threads) with the route's bot.
+	Prompts []Prompt
 }
 
 // Router picks the route of an inbound message.
@@ -104,6 +117,7 @@ func NewRouter(routes []Route, bots []string) (*Router, error) {
 		if rt.ResetWord == "" {
 			rt.ResetWord = DefaultResetWord
 		}
+		errs = append(errs, rt.checkExtras(field)...)
 		r.routes[i] = rt
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -149,7 +163,7 @@ func (r *Router) Match(in Inbound) (Route, bool) {
 }
 
 func (rt Route) matches(in Inbound) bool {
-	if rt.Platform != "" && rt.Platform != in.Room.Platform {
+	if rt.Platform != "" && rt.Platform != in.Room.Platform || rt.Team != "" && rt.Team != in.Team {
 		return false
 	}
 	if (rt.DM == DMOnly && !in.DM) || (rt.DM == DMNever && in.DM) {
@@ -202,7 +216,7 @@ type Decision struct {
 // NeedsThreadState reports whether Decide needs to know if the message's
 // thread is engaged, so that the caller looks it up only then.
 func (rt Route) NeedsThreadState(in Inbound) bool {
-	return !in.DM && rt.Answer == AnswerMention && !in.Mentioned && in.Action == nil && in.Room.Thread != ""
+	return !in.DM && rt.Answer == AnswerMention && !in.addressed() && in.Room.Thread != ""
 }
 
 // Decide applies the route's rules to in. engaged tells whether the bot
@@ -212,7 +226,7 @@ func (rt Route) Decide(in Inbound, engaged bool) Decision {
 		return Decision{Reason: reason}
 	}
 	switch {
-	case !in.DM && rt.Answer == AnswerMention && !in.Mentioned && in.Action == nil && !engaged:
+	case !in.DM && rt.Answer == AnswerMention && !in.addressed() && !engaged:
 		return Decision{Reason: "not mentioned"}
 	}
 	d := Decision{Answer: true, Key: ConvKey{Bot: rt.Bot, Scope: rt.ScopeFor(in), Room: in.Room.Top()}}
@@ -234,7 +248,7 @@ func (rt Route) Decide(in Inbound, engaged bool) Decision {
 		}
 	}
 	d.Reset = in.Action == nil && len(in.Files) == 0 && rt.ResetWord != "" &&
-		strings.EqualFold(strings.TrimSpace(in.Text), rt.ResetWord)
+		strings.EqualFold(strings.TrimSpace(in.Text), rt.ResetWord) || in.Command != nil && in.Command.Reset
 	return d
 }
 
@@ -256,5 +270,5 @@ func (d Decision) ReplyTarget(in Inbound) ReplyTarget {
 	if d.Key.Scope == ScopeThread {
 		room = d.Key.Room
 	}
-	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID}
+	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID, Ephemeral: in.ephemeral()}
 }

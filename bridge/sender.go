@@ -56,8 +56,8 @@ type watcher interface {
 	// Watch makes sure the conversation's bot messages are received and
 	// returns a channel closed once they are (nil: nothing to wait for).
 	Watch(c Conversation) <-chan struct{}
-	// Touch records traffic in the conversation.
-	Touch(conv int64)
+	// Sent records a message the bridge sent in the conversation.
+	Sent(conv int64, bot string, msg chat.MessageID)
 }
 
 // awaiter is what the sender needs of the poster: the thinking indicator.
@@ -72,8 +72,12 @@ type awaiter interface {
 // convWork is the sender's state of one conversation.
 type convWork struct {
 	queued, running, again bool
-	retry                  *time.Timer
-	backoff                *retry.Backoff
+	// items counts the conversation's inbound messages stored and not yet
+	// sent or given up, so that a worker knows when it is done without
+	// asking the store once more.
+	items   int
+	retry   *time.Timer
+	backoff *retry.Backoff
 	// maybeSent holds items whose send may have reached Botpress without
 	// the bridge knowing (a crash, a lost answer): before sending them again
 	// the worker looks for them in the conversation.
@@ -119,6 +123,7 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	for _, it := range items {
 		s.pending++
+		s.work(it.Conversation).items++
 		if !seen[it.Conversation] {
 			s.work(it.Conversation).maybeSent[it.ID] = true
 			seen[it.Conversation] = true
@@ -135,6 +140,7 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 func (s *sender) Queue(conv int64) {
 	s.mu.Lock()
 	s.pending++
+	s.work(conv).items++
 	s.mu.Unlock()
 	s.notify(conv)
 }
@@ -225,7 +231,7 @@ func (s *sender) release(conv int64, retryIn time.Duration) {
 		w.again, w.queued = false, true
 		s.queue = append(s.queue, conv)
 		s.signal()
-	case len(w.maybeSent) == 0 && w.backoff == nil:
+	case len(w.maybeSent) == 0 && w.backoff == nil && w.items == 0:
 		delete(s.state, conv)
 	}
 }
@@ -259,10 +265,21 @@ func (s *sender) idle() bool {
 	return s.pending == 0
 }
 
-func (s *sender) finished() {
+// finished counts an item of conv sent or given up.
+func (s *sender) finished(conv int64) {
 	s.mu.Lock()
 	s.pending--
+	if w := s.work(conv); w.items > 0 {
+		w.items--
+	}
 	s.mu.Unlock()
+}
+
+// caughtUp reports whether the conversation has no item left to send.
+func (s *sender) caughtUp(conv int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.work(conv).items == 0
 }
 
 func (s *sender) worker(ctx context.Context) {
@@ -279,8 +296,15 @@ func (s *sender) worker(ctx context.Context) {
 // left (0) or one fails for now (the wait before the next try).
 func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duration {
 	for ctx.Err() == nil {
+		if s.caughtUp(conv) {
+			return 0
+		}
 		it, err := s.store.NextInbound(ctx, conv)
 		if errors.Is(err, ErrNotFound) {
+			s.mu.Lock()
+			s.pending -= s.work(conv).items // cannot happen; never wait for them
+			s.work(conv).items = 0
+			s.mu.Unlock()
 			return 0
 		}
 		if err != nil {
@@ -291,7 +315,7 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 		switch {
 		case err == nil:
 			s.sent(conv, it.ID)
-			s.finished()
+			s.finished(conv)
 		case ctx.Err() != nil:
 			return 0
 		case IsPermanent(err):
@@ -307,7 +331,7 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 			}
 			s.metrics.Inbound(it.Inbound.Room.Platform, bot, "failed")
 			s.sent(conv, it.ID)
-			s.finished()
+			s.finished(conv)
 		default:
 			return s.failed(ctx, conv, err)
 		}
@@ -450,15 +474,15 @@ func (s *sender) sendOnce(ctx context.Context, it OutboxItem, maybeSent bool) er
 	// Replies to this message may arrive before createMessage returns; they
 	// go where this message was said.
 	s.setReply(conv.ID, reply)
-	sentNow, err := s.sendParts(ctx, b, conv, u, it, parts, maybeSent, reply)
+	sentNow, last, err := s.sendParts(ctx, b, conv, u, it, parts, maybeSent, reply)
 	if err != nil {
 		return err
 	}
 	s.metrics.Inbound(in.Room.Platform, b.Name, "sent")
 	s.log.Debug("sent to Botpress", LogConversation, conv.ID, LogChatConv, string(conv.ChatID), LogEventKey, string(in.Key))
 	s.health.Up(b.Name)
-	s.watch.Touch(conv.ID)
-	if sentNow {
+	s.watch.Sent(conv.ID, b.Name, last)
+	if sentNow && !in.notice() { // the bot need not answer a notice
 		s.await.Awaiting(conv.ID, reply, replies)
 	}
 	return nil
@@ -490,22 +514,25 @@ func (s *sender) resolve(ctx context.Context, b *bot, conv Conversation, in Inbo
 
 // sendParts sends the parts of it not sent yet, looking each up first when
 // it may have been sent before, and records each in the store. It reports
-// whether it sent any now.
-func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (bool, error) {
+// whether it sent any now, and the id of the last it sent.
+func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u User, it OutboxItem, parts []chat.Payload, maybeSent bool, reply ReplyTarget) (sentNow bool, last chat.MessageID, err error) {
 	in := it.Inbound
-	sentNow := false
+	if b.Notify == NotifyEvent && in.notice() {
+		sent, err := s.sendNotice(ctx, b, conv, u, it, maybeSent, reply)
+		return sent, "", err
+	}
 	for i := it.PartsSent; i < len(parts); i++ {
 		mkey := metaKey(in, i)
 		done := i == len(parts)-1
 		if maybeSent {
 			id, found, err := findSent(ctx, b, conv.ChatID, mkey)
 			if err != nil {
-				return sentNow, s.classify(ctx, b, &conv, in, err)
+				return sentNow, last, s.classify(ctx, b, &conv, in, err)
 			}
 			if found {
 				s.log.Info("message was sent before the restart; not sending it again", LogConversation, conv.ID, LogEventKey, mkey)
 				if err := s.record(ctx, it.ID, i+1, id, done, reply); err != nil {
-					return sentNow, err
+					return sentNow, last, err
 				}
 				continue
 			}
@@ -519,16 +546,16 @@ func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u Use
 			if ambiguous(err) {
 				s.markMaybeSent(conv.ID, it.ID)
 			}
-			return sentNow, s.classify(ctx, b, &conv, in, err)
+			return sentNow, last, s.classify(ctx, b, &conv, in, err)
 		}
-		sentNow = true
+		sentNow, last = true, msg.ID
 		if err := s.record(ctx, it.ID, i+1, msg.ID, done, reply); err != nil {
 			// Botpress has it, the store does not know: look before resending.
 			s.markMaybeSent(conv.ID, it.ID)
-			return sentNow, err
+			return sentNow, last, err
 		}
 	}
-	return sentNow, nil
+	return sentNow, last, nil
 }
 
 // record stores the progress of an item.
@@ -559,7 +586,7 @@ func replyTarget(key ConvKey, in Inbound) ReplyTarget {
 	if key.Scope == ScopeThread {
 		room = key.Room
 	}
-	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID}
+	return ReplyTarget{Room: room, MessageID: in.MessageID, UserID: in.Sender.ID, Ephemeral: in.ephemeral()}
 }
 
 // createConversation maps conv to a Botpress conversation: the one with its

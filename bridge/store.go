@@ -139,6 +139,15 @@ type IntakeStore interface {
 	// Offer returns the offer standing in room (thread included), or
 	// ErrNotFound when there is none or it expired.
 	Offer(ctx context.Context, room RoomKey) (Offer, error)
+	// Post returns the posted delivery one of whose parts has platformID in
+	// room (its top level), or ErrNotFound.
+	Post(ctx context.Context, room RoomKey, platformID string) (Post, error)
+	// EnqueueInboundTo stores in under the conversation record conv, as
+	// EnqueueInbound does under a key's current one (a reaction goes to the
+	// conversation of the message it is on). It returns created=false, and
+	// changes nothing, when an inbound of the same platform and key was
+	// stored before; ErrNotFound when conv is gone.
+	EnqueueInboundTo(ctx context.Context, conv int64, in Inbound) (item OutboxItem, created bool, err error)
 }
 
 // UserStore keeps the Botpress users of platform users.

@@ -80,7 +80,7 @@ func (ss *streams) canStream(p Platform) bool {
 // StreamDelta shows a part of a reply the bot streams in conv, at t.
 func (p *poster) StreamDelta(conv int64, bot string, t ReplyTarget, d chat.MessageStreamDelta) {
 	ss := &p.streams
-	if !ss.canStream(t.Room.Platform) {
+	if !ss.canStream(t.Room.Platform) || t.Ephemeral { // a private answer cannot be edited: the final one is posted
 		return
 	}
 	ss.mu.Lock()

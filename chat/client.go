@@ -16,6 +16,7 @@ package chat
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,8 @@ const (
 type Client struct {
 	base      string // scheme://host/path without a trailing slash
 	hc        *http.Client
+	tls       *tls.Config // for the default transport
+	h2c       bool        // the default transport speaks HTTP/2 to http:// bases
 	log       *slog.Logger
 	retry     RetryPolicy
 	clock     Clock
@@ -118,6 +121,24 @@ func (f clientOption) applyClient(c *Client) { f(c) }
 // per-call deadlines come from the context and WithRequestTimeout.
 func WithHTTPClient(hc *http.Client) Option {
 	return clientOption(func(c *Client) { c.hc = hc })
+}
+
+// WithTLSConfig makes the default transport use a clone of cfg for TLS: for
+// a Chat API behind a private certificate authority (cfg.RootCAs), such as
+// the emulator's generated certificate. HTTP/2 is still negotiated. It cannot
+// be combined with WithHTTPClient, which brings its own transport.
+func WithTLSConfig(cfg *tls.Config) Option {
+	return clientOption(func(c *Client) { c.tls = cfg })
+}
+
+// WithUnencryptedHTTP2 makes the default transport speak HTTP/2 from the
+// first byte (prior knowledge, "h2c") to a base URL with the http scheme, so
+// that every stream shares one connection as it does over TLS. The server
+// must accept it: a server that speaks only HTTP/1.1 fails every call. No
+// effect on https, where HTTP/2 is negotiated anyway. It cannot be combined
+// with WithHTTPClient.
+func WithUnencryptedHTTP2() Option {
+	return clientOption(func(c *Client) { c.h2c = true })
 }
 
 // WithLogger sets the logger for retries, reconnects and skipped frames. The
@@ -181,7 +202,9 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 		o.applyClient(c)
 	}
 	if c.hc == nil {
-		c.hc = newHTTPClient()
+		c.hc = newHTTPClient(c.tls, c.h2c && u.Scheme == "http")
+	} else if c.tls != nil || c.h2c {
+		return nil, errors.New("chat: WithTLSConfig and WithUnencryptedHTTP2 set up the default transport; with WithHTTPClient, configure its transport instead")
 	} else if c.hc.Timeout != 0 {
 		return nil, errors.New("chat: the http.Client has a Timeout, which would cut event streams; use contexts and WithRequestTimeout")
 	}
@@ -195,16 +218,24 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 
 // newHTTPClient returns the default HTTP client: bounded dials and TLS
 // handshakes, a pool large enough for many concurrent calls to one host, and
-// no overall Timeout because streams stay open for hours. Over HTTP/1.1 each
-// open stream holds a connection with its own read and write buffers; 1 KB
-// instead of 4 KB each saves 6 KB per idle listener, and large bodies bypass
-// the buffers anyway.
-func newHTTPClient() *http.Client {
+// no overall Timeout because streams stay open for hours.
+//
+// Over HTTP/2 (negotiated over TLS, as Botpress Cloud offers it, or h2c with
+// prior knowledge) every call and stream to the host shares one connection,
+// up to the server's limit of concurrent streams (more connections are opened
+// beyond it); an idle stream then costs its two goroutines (Listen's and the
+// transport's) and a few KB. A connection silent for 30 s is pinged, and
+// dropped with all its streams if no answer comes within 15 s, rather than
+// each stream waiting out its own idle timeout. Over HTTP/1.1 each open
+// stream holds a connection with its own read and write buffers; 1 KB instead
+// of 4 KB each saves 6 KB per idle listener, and large bodies bypass the
+// buffers anyway.
+func newHTTPClient(tlsConfig *tls.Config, h2c bool) *http.Client {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	return &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           d.DialContext,
-		ForceAttemptHTTP2:     true,
+		ForceAttemptHTTP2:     true, // despite the custom dialer
 		TLSHandshakeTimeout:   10 * time.Second,
 		ExpectContinueTimeout: time.Second,
 		// Enough idle connections for the bridge's outbox workers (64 by
@@ -214,7 +245,20 @@ func newHTTPClient() *http.Client {
 		IdleConnTimeout:     90 * time.Second,
 		ReadBufferSize:      1 << 10,
 		WriteBufferSize:     1 << 10,
-	}}
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	if tlsConfig != nil {
+		// The transport adds h2 to NextProtos in place.
+		tr.TLSClientConfig = tlsConfig.Clone()
+	}
+	if h2c {
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Transport: tr}
 }
 
 // wait is the real Clock.Wait.

@@ -35,6 +35,10 @@ type Error struct {
 	Op string
 }
 
+// RetryDelay returns the server's Retry-After, so that retry.Backoff waits
+// at least that long.
+func (e *Error) RetryDelay() time.Duration { return e.RetryAfter }
+
 // Error returns "chat: <op>: <status> <type>: <message>".
 func (e *Error) Error() string {
 	typ := e.Type

@@ -11,7 +11,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/botbridge/botbridge/bridge/retry"
 	sse "github.com/tmaxmax/go-sse"
 )
 
@@ -98,7 +98,7 @@ func (c *Client) Listen(ctx context.Context, key UserKey, conv ConversationID, h
 		url:  c.base + "/conversations/" + seg(conv) + "/listen",
 		log:  c.log.With(logKeyConversation, string(conv)),
 	}
-	var b *backoff.ExponentialBackOff
+	var b *retry.Backoff
 	for {
 		err := l.connect(ctx)
 		if ctx.Err() != nil {
@@ -109,12 +109,12 @@ func (c *Client) Listen(ctx context.Context, key UserKey, conv ConversationID, h
 			return e
 		}
 		if b == nil {
-			b = newBackoff(listenInitialBackoff, h.MaxBackoff)
+			b = retry.Policy{Min: listenInitialBackoff, Max: h.MaxBackoff, MaxServerWait: c.retry.MaxRetryAfter}.New()
 		}
 		if l.healthy() {
 			b.Reset()
 		}
-		d := delay(b, err, h.MaxBackoff, c.retry.MaxRetryAfter)
+		d := b.Next(err)
 		l.log.DebugContext(ctx, "stream down", logKeyErr, err, logKeyWait, d)
 		if h.OnDisconnect != nil {
 			h.OnDisconnect(err, d)

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 // RetryPolicy says how often and how patiently the client retries a call
@@ -102,7 +102,7 @@ func (o RetryOption) applyCall(co *callOptions) {
 // retrying runs try until it succeeds, fails permanently, or the policy's
 // attempts are spent, waiting between attempts through the client's clock.
 func (c *Client) retrying(ctx context.Context, op string, p RetryPolicy, try func() error) error {
-	var b *backoff.ExponentialBackOff
+	var b *retry.Backoff
 	for attempt := 1; ; attempt++ {
 		err := try()
 		if err == nil {
@@ -112,9 +112,9 @@ func (c *Client) retrying(ctx context.Context, op string, p RetryPolicy, try fun
 			return err
 		}
 		if b == nil {
-			b = newBackoff(p.InitialInterval, p.MaxInterval)
+			b = p.backoff()
 		}
-		d := delay(b, err, p.MaxInterval, p.MaxRetryAfter)
+		d := b.Next(err)
 		c.log.DebugContext(ctx, "retrying", logKeyOp, op, logKeyAttempt, attempt, logKeyWait, d, logKeyErr, err)
 		if werr := c.clock.Wait(ctx, d); werr != nil {
 			return fmt.Errorf("%w (retry abandoned: %w)", err, werr)
@@ -122,27 +122,10 @@ func (c *Client) retrying(ctx context.Context, op string, p RetryPolicy, try fun
 	}
 }
 
-// newBackoff returns an exponential backoff that never gives up by itself:
-// the caller counts attempts or loops forever.
-func newBackoff(initial, max time.Duration) *backoff.ExponentialBackOff {
-	return backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(initial),
-		backoff.WithMaxInterval(max),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxElapsedTime(0),
-	)
-}
-
-// delay returns the next wait: the backoff's, capped at max (the library caps
-// only the interval before jitter), or the server's Retry-After when that is
-// longer, capped at maxRetryAfter.
-func delay(b backoff.BackOff, err error, max, maxRetryAfter time.Duration) time.Duration {
-	d := min(b.NextBackOff(), max)
-	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > d {
-		d = min(e.RetryAfter, maxRetryAfter)
-	}
-	return d
+// backoff returns the policy's waits: from InitialInterval, capped at
+// MaxInterval, or the server's Retry-After up to MaxRetryAfter.
+func (p RetryPolicy) backoff() *retry.Backoff {
+	return retry.Policy{Min: p.InitialInterval, Max: p.MaxInterval, MaxServerWait: p.MaxRetryAfter}.New()
 }
 
 // transient reports whether err may go away on its own.

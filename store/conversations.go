@@ -13,7 +13,7 @@ import (
 )
 
 const convColumns = `id, bot, scope, platform, room, thread, user, generation, chat_id,
-	reply_room, reply_thread, reply_message, reply_user, cursor_ms, active_ms`
+	reply_room, reply_thread, reply_message, reply_user, cursor_ms, active_ms, reply_ephemeral`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -26,7 +26,7 @@ func scanConversation(s scanner) (bridge.Conversation, error) {
 		cursorMS, activeMS  int64
 	)
 	err := s.Scan(&c.ID, &c.Key.Bot, &scope, &platform, &c.Key.Room.Room, &c.Key.Room.Thread, &c.Key.User,
-		&c.Generation, &chatID, &replyRoom, &replyThr, &c.Reply.MessageID, &c.Reply.UserID, &cursorMS, &activeMS)
+		&c.Generation, &chatID, &replyRoom, &replyThr, &c.Reply.MessageID, &c.Reply.UserID, &cursorMS, &activeMS, &c.Reply.Ephemeral)
 	if err != nil {
 		return c, err
 	}

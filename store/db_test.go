@@ -246,13 +246,13 @@ func TestOpen(t *testing.T) {
 		}
 	})
 
-	t.Run("WAL, foreign keys and busy timeout are on", func(t *testing.T) {
+	t.Run("WAL, foreign keys, busy timeout and synchronous FULL are on", func(t *testing.T) {
 		db, _ := newDB(t)
 		for name, want := range map[string]string{
 			"journal_mode":       "wal",
 			"foreign_keys":       "1",
 			"busy_timeout":       strconv.Itoa(int(store.BusyTimeout / time.Millisecond)),
-			"synchronous":        "1", // NORMAL
+			"synchronous":        "2", // FULL: a commit survives a power loss
 			"journal_size_limit": "67108864",
 		} {
 			if got := pragma(t, mustSQL(t, db), name); got != want {

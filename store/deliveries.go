@@ -13,7 +13,7 @@ import (
 )
 
 const deliveryColumns = `seq, message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
-	payload, platform_id, created_ms, received_ms`
+	payload, platform_id, created_ms, received_ms, ephemeral`
 
 func scanDelivery(s scanner) (bridge.Delivery, error) {
 	var (
@@ -24,7 +24,7 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 		createdMS, receivedMS int64
 	)
 	err := s.Scan(&d.Seq, &msgID, &d.Conversation, &d.Bot, &platform, &d.Target.Room.Room, &d.Target.Room.Thread,
-		&d.Target.MessageID, &d.Target.UserID, &payload, &posted, &createdMS, &receivedMS)
+		&d.Target.MessageID, &d.Target.UserID, &payload, &posted, &createdMS, &receivedMS, &d.Target.Ephemeral)
 	if err != nil {
 		return d, err
 	}
@@ -60,9 +60,9 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 			// Where the conversation's replies go: its reply target, else its
 			// room.
 			var platform, room, thread, replyRoom, replyThread string
-			err := t.queryRow(`SELECT platform, room, thread, reply_room, reply_thread, reply_message, reply_user
+			err := t.queryRow(`SELECT platform, room, thread, reply_room, reply_thread, reply_message, reply_user, reply_ephemeral
 				FROM conversations WHERE id = ?`, d.Conversation).Scan(&platform, &room, &thread, &replyRoom, &replyThread,
-				&d.Target.MessageID, &d.Target.UserID)
+				&d.Target.MessageID, &d.Target.UserID, &d.Target.Ephemeral)
 			if err != nil {
 				return err
 			}
@@ -100,9 +100,9 @@ func (db *DB) insertDelivery(t *txn, d bridge.Delivery) (bridge.Delivery, error)
 	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
 	dt := d.Target
 	res, err := t.exec(`INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
-		reply_message, reply_user, payload, created_ms, received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		reply_message, reply_user, payload, created_ms, received_ms, ephemeral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
-		dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt))
+		dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt), dt.Ephemeral)
 	if err != nil {
 		return d, err
 	}

@@ -81,8 +81,8 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 			return nil
 		}
 		_, err = t.exec(`UPDATE conversations SET reply_room = ?, reply_thread = ?, reply_message = ?,
-			reply_user = ?, active_ms = ? WHERE id = ?`,
-			reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, conv)
+			reply_user = ?, active_ms = ?, reply_ephemeral = ? WHERE id = ?`,
+			reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, reply.Ephemeral, conv)
 		return err
 	})
 }

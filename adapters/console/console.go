@@ -28,8 +28,12 @@ const Room = "console"
 // Prefix starts every line the bot says.
 const Prefix = "bot> "
 
-// Options configures an Adapter.
-type Options struct {
+// Config configures an Adapter.
+type Config struct {
+	// In is read line by line, each line a message; Out receives the bot's
+	// messages. Both required.
+	In  io.Reader
+	Out io.Writer
 	// UserID and UserName identify the person at the terminal. Defaults
 	// "local" and "You".
 	UserID, UserName string
@@ -45,18 +49,18 @@ type Options struct {
 type Adapter struct {
 	in   io.Reader
 	out  io.Writer
-	opts Options
+	opts Config
 	log  *slog.Logger
 
-	mu   sync.Mutex // serialises writes to out
-	eof  chan struct{}
-	sent int
+	mu  sync.Mutex // serialises writes to out
+	eof chan struct{}
 }
 
 var _ bridge.Adapter = (*Adapter)(nil)
 
-// New returns an adapter on in and out.
-func New(in io.Reader, out io.Writer, opts Options) *Adapter {
+// New returns an adapter on cfg.In and cfg.Out.
+func New(cfg Config) *Adapter {
+	opts := cfg
 	if opts.UserID == "" {
 		opts.UserID = "local"
 	}
@@ -72,7 +76,7 @@ func New(in io.Reader, out io.Writer, opts Options) *Adapter {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	a := &Adapter{in: in, out: out, opts: opts, log: opts.Logger.With(bridge.LogComponent, "console"), eof: make(chan struct{})}
+	a := &Adapter{in: opts.In, out: opts.Out, opts: opts, log: opts.Logger.With(bridge.LogComponent, "console"), eof: make(chan struct{})}
 	return a
 }
 
@@ -81,13 +85,6 @@ func (a *Adapter) Platform() bridge.Platform { return Platform }
 
 // EOF is closed when the input has ended.
 func (a *Adapter) EOF() <-chan struct{} { return a.eof }
-
-// Sent counts the messages handed to the bridge.
-func (a *Adapter) Sent() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.sent
-}
 
 // Run implements bridge.Adapter: it reads lines until the input ends, hands
 // each non-empty one to h, then blocks until ctx ends. A line the bridge
@@ -146,9 +143,6 @@ func (a *Adapter) handle(ctx context.Context, h bridge.Handler, n int, line stri
 	for attempt := 1; ; attempt++ {
 		err := h.HandleInbound(ctx, in)
 		if err == nil {
-			a.mu.Lock()
-			a.sent++
-			a.mu.Unlock()
 			return nil
 		}
 		a.log.Error("message not stored; retrying", bridge.LogErr, err, "attempt", attempt)

@@ -40,7 +40,7 @@ func TestSendRendersEveryPayloadType(t *testing.T) {
 	for _, s := range bridgetest.Samples() {
 		t.Run(s.Name, func(t *testing.T) {
 			var out syncBuffer
-			a := console.New(strings.NewReader(""), &out, console.Options{})
+			a := console.New(console.Config{In: strings.NewReader(""), Out: &out})
 			if _, err := a.Send(t.Context(), bridge.Outbound{ID: "m1", Room: room, Payload: s.Payload}); err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +61,7 @@ func TestSendRendersEveryPayloadType(t *testing.T) {
 
 func TestSendShowsLinksOfFilesAndImages(t *testing.T) {
 	var out syncBuffer
-	a := console.New(strings.NewReader(""), &out, console.Options{})
+	a := console.New(console.Config{In: strings.NewReader(""), Out: &out})
 	for _, p := range []chat.Payload{
 		chat.Image{ImageURL: "https://example.com/a.png"},
 		chat.File{FileURL: "https://example.com/b.pdf", Title: "B"},
@@ -112,7 +112,7 @@ func (r *recorder) next(t *testing.T) bridge.Inbound {
 func TestChoicesAreNumbered(t *testing.T) {
 	pr, pw := io.Pipe()
 	var out syncBuffer
-	a := console.New(pr, &out, console.Options{UserID: "me", UserName: "Me"})
+	a := console.New(console.Config{In: pr, Out: &out, UserID: "me", UserName: "Me"})
 	var _ bridge.TextChoices = a
 	rec := &recorder{ch: make(chan struct{}, 10)}
 	ctx, cancel := context.WithCancel(t.Context())
@@ -149,7 +149,7 @@ func TestChoicesAreNumbered(t *testing.T) {
 func TestKeysAreUniqueAcrossSessions(t *testing.T) {
 	keys := map[bridge.EventKey]bool{}
 	for i := range 2 {
-		a := console.New(strings.NewReader("same line\n"), io.Discard, console.Options{Session: "s" + string(rune('a'+i))})
+		a := console.New(console.Config{In: strings.NewReader("same line\n"), Out: io.Discard, Session: "s" + string(rune('a'+i))})
 		rec := &recorder{ch: make(chan struct{}, 1)}
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error, 1)

@@ -88,7 +88,7 @@ func TestInviteRefusedWhenNoRouteAllowsIt(t *testing.T) {
 	allowed := newPerson(t, shared, "allowed", false)
 	other := newPerson(t, shared, "other", false)
 	r.tweak = func(o *matrix.Options) {
-		o.AllowInvite = func(inv matrix.Invite) bool { return inv.Inviter == allowed.cli.UserID }
+		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(allowed.cli.UserID) }
 	}
 	r.start()
 
@@ -431,21 +431,39 @@ func TestTypingAndReadReceipts(t *testing.T) {
 	})
 }
 
-func TestKickedRoomFailsPermanently(t *testing.T) {
+func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 	r := newRig(t, shared, false)
-	r.start()
 	alice := newPerson(t, shared, "alice", false)
+	r.tweak = func(o *matrix.Options) {
+		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(alice.cli.UserID) }
+	}
+	r.start()
 	room := dm(alice, r, false)
 	alice.say(room, "hi")
 	alice.wait("the reply", fromWith(r.acc.ID, room, "echo: hi"))
 	if _, err := alice.cli.KickUser(t.Context(), room, &mautrix.ReqKickUser{UserID: r.acc.ID, Reason: "too chatty"}); err != nil {
 		t.Fatal(err)
 	}
-	_, err := r.ad.Send(t.Context(), bridge.Outbound{ID: "after-kick", Room: bridge.RoomKey{Platform: matrix.Platform, Room: string(room)},
-		Payload: chat.Text{Text: "still here?"}})
-	if !bridge.IsPermanent(err) || !strings.Contains(err.Error(), "no longer in the room") {
-		t.Errorf("Send after a kick: %v; want a permanent error saying the bot is no longer in the room", err)
-	}
+	key := bridge.RoomKey{Platform: matrix.Platform, Room: string(room)}
+	_, err := r.ad.Send(t.Context(), bridge.Outbound{ID: "after-kick", Room: key, Payload: chat.Text{Text: "still here?"}})
+	t.Run("after a kick, posts fail for lack of access", func(t *testing.T) {
+		if !errors.Is(err, bridge.ErrNoAccess) || bridge.IsPermanent(err) || !strings.Contains(err.Error(), "no longer in the room") {
+			t.Errorf("Send after a kick: %v; want an error of bridge.ErrNoAccess, not permanent, saying the bot is no longer in the room", err)
+		}
+	})
+
+	retryServer(t, shared, "invite the bot again", func() error {
+		_, err := alice.cli.InviteUser(t.Context(), room, &mautrix.ReqInviteUser{UserID: r.acc.ID})
+		return err
+	})
+	waitFor(t, "the bot to join again", func() bool { return len(alice.seen(joined(r.acc.ID, room))) == 2 })
+	t.Run("invited back, it posts again", func(t *testing.T) {
+		posted, err := r.ad.Send(t.Context(), bridge.Outbound{ID: "after-invite", Room: key, Payload: chat.Text{Text: "back again"}})
+		if err != nil {
+			t.Fatalf("Send after the invite: %v", err)
+		}
+		alice.wait("the post", func(evt *event.Event) bool { return evt.ID == id.EventID(posted.First()) })
+	})
 }
 
 func TestBotMediaOnPrivateAddressesIsOnlyLinked(t *testing.T) {

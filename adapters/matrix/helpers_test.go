@@ -369,6 +369,12 @@ func (p *person) createRoom(encrypted, direct bool, invite ...id.UserID) id.Room
 			Content:  event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}},
 		}}
 	}
+	return p.create(req)
+}
+
+// create makes a room as req says.
+func (p *person) create(req *mautrix.ReqCreateRoom) id.RoomID {
+	p.t.Helper()
 	var room id.RoomID
 	retryServer(p.t, p.hs, "create room", func() error {
 		resp, err := p.cli.CreateRoom(p.t.Context(), req)

@@ -16,8 +16,10 @@ import (
 )
 
 // inbound turns a timeline event into a message for the bridge, decrypting
-// it first in encrypted rooms. It returns false for what the bot does not
-// get: its own events, state, reactions, redacted or undecryptable events.
+// it first in encrypted rooms, or a reaction into a bridge.Reaction (which
+// the bridge keeps when it is on a message of the bot). It returns false
+// for what the bot does not get: its own events, state, redacted or
+// undecryptable events.
 func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
 	if evt.Sender == a.user || evt.StateKey != nil {
 		return bridge.Inbound{}, false
@@ -27,9 +29,37 @@ func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound
 		if !ok {
 			return bridge.Inbound{}, false
 		}
+		a.noteTrust(evt, dec)
 		evt = dec
 	}
+	if evt.Type.Type == event.EventReaction.Type {
+		return a.reaction(ctx, evt)
+	}
 	return a.message(ctx, evt)
+}
+
+// reaction turns an m.reaction (an m.annotation of an event, its key the
+// emoji) into a bridge.Reaction. Taking a reaction back redacts it, which
+// is not forwarded.
+func (a *Adapter) reaction(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
+	if evt.Content.Parsed == nil {
+		evt.Type.Class = event.MessageEventType
+		_ = evt.Content.ParseRaw(event.EventReaction)
+	}
+	c, ok := evt.Content.Parsed.(*event.ReactionEventContent)
+	if !ok || evt.Unsigned.RedactedBecause != nil || c.RelatesTo.Type != event.RelAnnotation ||
+		c.RelatesTo.EventID == "" || c.RelatesTo.Key == "" {
+		return bridge.Inbound{}, false
+	}
+	return bridge.Inbound{
+		Key:      bridge.EventKey(evt.ID),
+		Room:     bridge.RoomKey{Platform: Platform, Room: string(evt.RoomID)},
+		RoomName: a.alias(ctx, evt.RoomID),
+		Sender:   a.sender(ctx, evt.RoomID, evt.Sender, ""),
+		DM:       a.direct(ctx, evt.RoomID),
+		Reaction: &bridge.Reaction{Emoji: c.RelatesTo.Key, MessageID: string(c.RelatesTo.EventID)},
+		Time:     time.UnixMilli(evt.Timestamp),
+	}, true
 }
 
 // message turns a (decrypted) m.room.message event into an Inbound.
@@ -64,7 +94,7 @@ func (a *Adapter) message(ctx context.Context, evt *event.Event) (bridge.Inbound
 	in := bridge.Inbound{
 		Key:       bridge.EventKey(evt.ID),
 		Room:      room,
-		RoomName:  a.alias(ctx, evt.RoomID),
+		RoomName:  a.roomName(ctx, evt.RoomID),
 		MessageID: string(evt.ID),
 		Sender:    a.sender(ctx, evt.RoomID, evt.Sender, c.MsgType),
 		DM:        a.direct(ctx, evt.RoomID),

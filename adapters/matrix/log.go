@@ -27,6 +27,9 @@ const (
 	logMautrix    = "mautrix"
 	logEncryption = "encryption"
 	logDirect     = "direct"
+	logAlias      = "alias"
+	logDirectory  = "directory_room"
+	logTrust      = "trust"
 )
 
 // limitEvery is the least time between two log lines of one repeated error.

@@ -16,7 +16,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,25 +46,18 @@ const (
 	DefaultRetryMin        = time.Second
 	DefaultRetryMax        = time.Minute
 	DefaultDecryptTimeout  = time.Hour
+	// DefaultMaxPendingPerSender and DefaultMaxPendingPerRoom bound the
+	// encrypted messages waiting for their keys: a person whose client is
+	// slow to share keys sends a few before they come, not dozens.
+	DefaultMaxPendingPerSender = 50
+	DefaultMaxPendingPerRoom   = 200
 )
 
-// Cursors is the part of the bridge's store the adapter keeps its state in:
-// the sync token, the device and access token of a password login, and the
-// encrypted events still waiting for their keys. bridge.Store implements it.
+// Cursors is the part of the bridge's store the adapter keeps named values
+// in: the sync token, the device and access token of a password login.
 type Cursors interface {
 	Cursor(ctx context.Context, name string) (string, error)
 	SetCursor(ctx context.Context, name, value string) error
-}
-
-// Invite is an invitation of the bot into a room, as AllowInvite sees it.
-type Invite struct {
-	Room id.RoomID
-	// Alias is the room's canonical alias when the invite carries it.
-	Alias string
-	// Inviter is who invited the bot.
-	Inviter id.UserID
-	// Direct is set when the inviter marked the room as a direct chat.
-	Direct bool
 }
 
 // Options configures an Adapter. HomeserverURL, Store and DB are required,
@@ -83,8 +78,9 @@ type Options struct {
 	// Default "botbridge".
 	DeviceName string
 
-	// Store keeps the adapter's cursors (the bridge's store).
-	Store Cursors
+	// Store keeps the adapter's cursors and the encrypted messages waiting
+	// for their keys (the bridge's store).
+	Store Store
 	// DB is the SQLite database (driver modernc "sqlite") that holds the
 	// room state cache and, with encryption, the crypto store: the bridge's
 	// own file. The adapter never closes it.
@@ -93,9 +89,20 @@ type Options struct {
 	// the crypto store. Losing it loses the device's keys.
 	PickleKey string
 
-	// AllowInvite decides whether the bot joins a room it is invited to;
-	// refused invites are rejected. Nil accepts every invite.
-	AllowInvite func(Invite) bool
+	// Admit decides, before the adapter spends anything on it, whether the
+	// bridge takes messages of a sender in a room at all (a route lets the
+	// sender talk to a bot there; bridge.Router.Admits). It sees the room,
+	// its alias when the directory confirms it, the sender's id and whether
+	// the room is a direct chat. The adapter asks it for an invite (the
+	// inviter; refused invites are rejected) and for an encrypted message it
+	// cannot decrypt yet (refused ones are not kept to wait for their keys).
+	// Nil admits everyone.
+	Admit func(bridge.Inbound) bool
+	// MaxPendingPerSender and MaxPendingPerRoom cap the encrypted messages
+	// that wait for their keys, per sender and per room; those past a cap
+	// are given up (counted in Stats.Capped, logged). Defaults 50 and 200;
+	// at most 1000 wait in all.
+	MaxPendingPerSender, MaxPendingPerRoom int
 
 	// MaxFileBytes caps files in both directions: what OpenFile serves and
 	// what Send downloads from the bot's URLs. Default 20 MiB.
@@ -133,6 +140,14 @@ type Options struct {
 	// could not be decrypted when it came, with a short reason; for
 	// metrics. It must not block.
 	OnDecryptFailure func(reason string)
+	// OnSenderTrust, if set, is called for each message decrypted, with how
+	// far its sender can be trusted: mautrix's trust state of the sending
+	// device ("verified", "cross-signed-tofu", "unverified",
+	// "unknown-device", "device-key-mismatch", "blacklisted"…) or
+	// "forwarded" when its keys came through another device; for metrics.
+	// Messages of senders the bot cannot trust are accepted and logged once
+	// per sender device. It must not block.
+	OnSenderTrust func(state string)
 	// OnRateLimit, if set, is called each time the homeserver answers
 	// M_LIMIT_EXCEEDED and the adapter waits; for metrics. It must not block.
 	OnRateLimit func(wait time.Duration)
@@ -146,8 +161,15 @@ type Stats struct {
 	// DecryptedLate counts those decrypted later, once their keys came.
 	DecryptedLate int64
 	// Lost counts those given up: keys that never came within
-	// DecryptTimeout, or errors that keys cannot fix.
+	// DecryptTimeout, errors that keys cannot fix, or no room left to wait
+	// (Capped).
 	Lost int64
+	// Refused counts undecryptable messages not kept to wait for their keys
+	// because Admit refused their sender in their room.
+	Refused int64
+	// Capped counts undecryptable messages given up because too many of
+	// their sender's, or of their room's, were waiting already.
+	Capped int64
 }
 
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
@@ -176,17 +198,24 @@ type Adapter struct {
 	mu          sync.Mutex
 	status      error
 	displayName string
-	aliases     map[id.RoomID]string
-	removed     map[id.RoomID]string
-	reads       map[id.RoomID]id.EventID
-	readWake    chan struct{}
+	// aliases are the canonical aliases rooms claim; directory is what the
+	// homeserver's room directory says of aliases (see confirmAlias).
+	aliases   map[id.RoomID]string
+	directory map[string]dirEntry
+	removed   map[id.RoomID]string
+	reads     map[id.RoomID]id.EventID
+	readWake  chan struct{}
+	// trustSeen holds the sender devices whose doubtful trust was logged.
+	trustSeen map[string]struct{}
 
+	// budget is the most content one event carries (maxContentBytes; tests
+	// raise it to meet the homeserver's limit).
+	budget  int
 	limiter limiter
-	// pending and pendingDirty are touched by the sync loop only.
-	pending      []pendingEvent
-	pendingDirty bool
+	// pending is touched by the sync loop only.
+	pending []pending
 
-	undecryptable, decryptedLate, lost atomic.Int64
+	undecryptable, decryptedLate, lost, refused, capped atomic.Int64
 }
 
 var (
@@ -230,6 +259,8 @@ func New(opts Options) (*Adapter, error) {
 	setDefault(&opts.RetryMin, DefaultRetryMin)
 	setDefault(&opts.RetryMax, DefaultRetryMax)
 	setDefault(&opts.DecryptTimeout, DefaultDecryptTimeout)
+	setDefault(&opts.MaxPendingPerSender, DefaultMaxPendingPerSender)
+	setDefault(&opts.MaxPendingPerRoom, DefaultMaxPendingPerRoom)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -247,10 +278,13 @@ func New(opts Options) (*Adapter, error) {
 		connected: make(chan struct{}),
 		status:    errors.New("matrix: not connected yet"),
 		aliases:   make(map[id.RoomID]string),
+		directory: make(map[string]dirEntry),
 		removed:   make(map[id.RoomID]string),
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
+		trustSeen: make(map[string]struct{}),
 	}
+	a.budget = maxContentBytes
 	a.limiter.now = opts.Now
 
 	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")
@@ -265,7 +299,7 @@ func New(opts Options) (*Adapter, error) {
 		base = &http.Client{}
 	}
 	hc := *base
-	hc.Transport = bearer{base: base.Transport, token: &a.token}
+	hc.Transport = bearer{base: base.Transport, token: &a.token, origin: origin(cli.HomeserverURL)}
 	cli.Client = &hc
 	// Retries and rate limits are handled here, per room and with ctx.
 	cli.DefaultHTTPRetries = 0
@@ -301,6 +335,8 @@ func (a *Adapter) Stats() Stats {
 		Undecryptable: a.undecryptable.Load(),
 		DecryptedLate: a.decryptedLate.Load(),
 		Lost:          a.lost.Load(),
+		Refused:       a.refused.Load(),
+		Capped:        a.capped.Load(),
 	}
 }
 
@@ -320,10 +356,13 @@ func (a *Adapter) waitConnected(ctx context.Context) error {
 	}
 }
 
-// bearer adds the current access token to requests to the homeserver.
+// bearer adds the current access token to requests to the homeserver's
+// origin, and to no other: the client follows redirects (a media repository
+// may send downloads to a CDN), and the token must not follow them.
 type bearer struct {
-	base  http.RoundTripper
-	token *atomic.Pointer[string]
+	base   http.RoundTripper
+	token  *atomic.Pointer[string]
+	origin string
 }
 
 func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -331,11 +370,28 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if t := b.token.Load(); t != nil && *t != "" && r.Header.Get("Authorization") == "" {
+	if t := b.token.Load(); t != nil && *t != "" && r.Header.Get("Authorization") == "" && origin(r.URL) == b.origin {
 		r = r.Clone(r.Context())
 		r.Header.Set("Authorization", "Bearer "+*t)
 	}
 	return base.RoundTrip(r)
+}
+
+// origin returns the scheme, host and port of u, lowercased and with the
+// scheme's default port made explicit, so that http://HS and
+// http://hs:80 are one origin.
+func origin(u *url.URL) string {
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	if port == "" {
+		switch scheme {
+		case "http":
+			port = "80"
+		case "https":
+			port = "443"
+		}
+	}
+	return scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 func (a *Adapter) setToken(token string) { a.token.Store(&token) }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/crypto/cryptohelper"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -136,54 +135,6 @@ func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {
 	waitFor(t, "every missed message to reach the bot", func() bool { return len(r.bot.texts()) >= len(want) })
 	if got := r.bot.texts(); !slices.Equal(got, want) {
 		t.Errorf("the bot got %q, want %q", got, want)
-	}
-}
-
-func TestEncryptedMessageWaitsForItsKeys(t *testing.T) {
-	r := newRig(t, shared, true)
-	r.start()
-	dave := newPerson(t, shared, "dave", true)
-	room := dm(dave, r, true)
-	ctx := t.Context()
-
-	// dave encrypts with a session he has not shared, as a client whose key
-	// share is late does.
-	mach := dave.cli.Crypto.(*cryptohelper.CryptoHelper).Machine()
-	sess, err := crypto.NewOutboundGroupSession(room, &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess.Shared = true
-	if err := mach.CryptoStore.AddOutboundGroupSession(ctx, sess); err != nil {
-		t.Fatal(err)
-	}
-	enc, err := mach.EncryptMegolmEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "sealed"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := dave.cli.SendMessageEvent(ctx, room, event.EventEncrypted, enc); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the adapter to count the message undecryptable", func() bool { return r.ad.Stats().Undecryptable == 1 })
-
-	devices, err := mach.FetchKeys(ctx, []id.UserID{r.acc.ID}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(devices[r.acc.ID]) == 0 {
-		t.Fatal("the bot has no device with keys")
-	}
-	for _, dev := range devices[r.acc.ID] {
-		err := mach.SendEncryptedToDevice(ctx, dev, event.ToDeviceRoomKey, event.Content{Parsed: &event.RoomKeyEventContent{
-			Algorithm: id.AlgorithmMegolmV1, RoomID: room, SessionID: sess.ID(), SessionKey: sess.Internal.Key(),
-		}})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	dave.wait("the reply once the keys arrived", fromWith(r.acc.ID, room, "echo: sealed"))
-	if got, want := r.ad.Stats(), (matrix.Stats{Undecryptable: 1, DecryptedLate: 1}); got != want {
-		t.Errorf("stats %+v, want %+v", got, want)
 	}
 }
 

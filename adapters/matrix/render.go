@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -22,9 +23,21 @@ const (
 	// maxTextBytes is the most Markdown one event carries; longer texts are
 	// split on paragraph, line or word boundaries.
 	maxTextBytes = 16 << 10
-	// maxContentBytes bounds an event's content as JSON, so that body and
-	// HTML together, encrypted (a third larger), stay under Matrix's 64 KiB.
-	maxContentBytes = 40 << 10
+	// maxContentBytes bounds an event's content as Go encodes it to JSON
+	// (which writes <, > and & as 6 bytes each: more than the homeserver
+	// counts). A homeserver refuses an event over 65,536 bytes, counted
+	// whole: the content, and the envelope it adds (ids, auth and previous
+	// events, hashes, signatures), about 1 to 3 KB. In an encrypted room the
+	// content travels as Megolm ciphertext: the JSON of type, content and
+	// room id (about 300 bytes more), padded, MAC'd and signed (about 100
+	// more), in base64 (4/3 as large), beside the encrypted content's own
+	// fields and the relation kept in the clear (about 600 bytes). 32 KiB
+	// of content thus makes an encrypted event of about 4/3 x 33.2 + 3.6 =
+	// 48 KB, and a plain one of about 36 KB: under 64 KiB, with room for
+	// the relation and mentions added when it is sent and for a larger
+	// envelope. A homeserver that still refuses a part as too large gets it
+	// again in smaller pieces (see Send).
+	maxContentBytes = 32 << 10
 	// maxEditBytes bounds the text of an edit, which carries it twice.
 	maxEditBytes = 12 << 10
 )
@@ -42,10 +55,19 @@ var markdownRenderer = goldmark.New(
 )
 
 // part is one event of a rendered payload: either content ready to send,
-// or media to fetch and upload first.
+// or media to fetch and upload first. A part of a text or of options also
+// keeps what it was made of, to be split further if the homeserver refuses
+// it as too large.
 type part struct {
 	content *event.MessageEventContent
 	media   *mediaPart
+
+	// src is the Markdown of a text part.
+	src string
+	// items are the pieces of a part of options; hint is set on the last
+	// part of a payload with options.
+	items []item
+	hint  bool
 }
 
 // mediaPart is a file the bot gave by URL.
@@ -58,16 +80,17 @@ type mediaPart struct {
 	fallback *event.MessageEventContent
 }
 
-// render turns a payload into the events that show it, in order.
-func render(p chat.Payload) []part {
+// renderMax turns a payload into the events that show it, in order, each
+// with at most max bytes of content (maxContentBytes, but for tests).
+func renderMax(p chat.Payload, max int) []part {
 	media := func(t event.MessageType, url, title string) []part {
 		return []part{{media: &mediaPart{msgType: t, url: url, title: title, fallback: plain(bridge.PlainText(p))}}}
 	}
 	switch p := p.(type) {
 	case chat.Text:
-		return textParts(p.Text)
+		return textParts(p.Text, max)
 	case chat.Markdown:
-		return textParts(p.Markdown)
+		return textParts(p.Markdown, max)
 	case chat.Image:
 		return media(event.MsgImage, p.ImageURL, "")
 	case chat.Audio:
@@ -84,33 +107,55 @@ func render(p chat.Payload) []part {
 			Mentions: &event.Mentions{},
 		}}}
 	case chat.Card, chat.Carousel, chat.Choice, chat.Dropdown:
-		return []part{{content: options(p)}}
+		items := optionItems(p)
+		hint := slices.ContainsFunc(items, func(it item) bool { return it.option > 0 })
+		return packItems(items, hint, max)
 	case chat.Bloc:
 		var out []part
 		for _, it := range p.Items {
-			out = append(out, render(it)...)
+			out = append(out, renderMax(it, max)...)
 		}
 		return out
 	}
-	return textParts(bridge.PlainText(p))
+	return textParts(bridge.PlainText(p), max)
 }
 
-// textParts renders Markdown as m.text events, split where too long.
-func textParts(src string) []part { return textPartsMax(src, maxTextBytes) }
+// textParts renders Markdown as m.text events of at most max bytes of
+// content: pieces of at most maxTextBytes, those whose rendering is still
+// too large (HTML escaping) split in halves.
+func textParts(src string, max int) []part { return textPartsMax(src, min(maxTextBytes, max), max) }
 
-// textPartsMax splits src into pieces of at most max bytes, and those whose
-// rendering is still too large (HTML escaping) into halves.
-func textPartsMax(src string, max int) []part {
+func textPartsMax(src string, chunkMax, max int) []part {
 	var out []part
-	for _, chunk := range bridge.SplitText(src, max, nil) {
+	for _, chunk := range bridge.SplitText(src, chunkMax, nil) {
 		c := markdown(chunk)
-		if size(c) > maxContentBytes && len(chunk) > 1024 {
-			out = append(out, textPartsMax(chunk, len(chunk)/2)...)
+		if size(c) > max && len(chunk) > 64 {
+			out = append(out, textPartsMax(chunk, len(chunk)/2, max)...)
 			continue
 		}
-		out = append(out, part{content: c})
+		out = append(out, part{content: c, src: chunk})
 	}
 	return out
+}
+
+// split splits a part the homeserver refused as too large in two or more
+// smaller ones; false when it cannot be split (media, a location, a short
+// text).
+func (p part) split() ([]part, bool) {
+	switch {
+	case len(p.items) > 1:
+		half := len(p.items) / 2
+		first := packItems(p.items[:half], false, size(p.content))
+		return append(first, packItems(p.items[half:], p.hint, size(p.content))...), true
+	case len(p.items) == 1:
+		// One card or option too large alone: its text, plain.
+		out := textPartsMax(strings.TrimSpace(p.items[0].plain), len(p.items[0].plain)/2, size(p.content)/2)
+		return out, len(out) > 1
+	case len(p.src) > 64:
+		out := textPartsMax(p.src, len(p.src)/2, size(p.content)/2)
+		return out, len(out) > 1
+	}
+	return nil, false
 }
 
 func size(c *event.MessageEventContent) int {
@@ -137,51 +182,57 @@ func plain(text string) *event.MessageEventContent {
 	return &event.MessageEventContent{MsgType: event.MsgText, Body: text, Mentions: &event.Mentions{}}
 }
 
-// options renders cards, carousels, choices and dropdowns as HTML, the
-// options a person can answer numbered as bridge.PlainText numbers them.
-func options(p chat.Payload) *event.MessageEventContent {
-	var b strings.Builder
+// item is a piece of a rendered card, carousel, choice or dropdown: a
+// paragraph (its HTML and its plain lines; a link has only the one or the
+// other, as HTML gathers a card's links after its options), a rule between
+// cards, or an option a person answers by number.
+type item struct {
+	html, plain string
+	// option is the option's number, from 1; 0 for other items.
+	option int
+	label  string
+	rule   bool
+}
+
+// optionItems renders cards, carousels, choices and dropdowns as items,
+// the options a person can answer numbered as bridge.PlainText numbers
+// them, so that the plain body of a single part is bridge.PlainText.
+func optionItems(p chat.Payload) []item {
+	var out []item
 	n := 0
-	list := func(labels []string) {
-		if len(labels) == 0 {
-			return
-		}
-		fmt.Fprintf(&b, `<ol start="%d">`, n+1)
-		for _, l := range labels {
-			fmt.Fprintf(&b, "<li>%s</li>", html.EscapeString(l))
-		}
-		b.WriteString("</ol>")
-		n += len(labels)
+	option := func(label string) {
+		n++
+		out = append(out, item{option: n, label: label, plain: fmt.Sprintf("  %d. %s\n", n, label)})
 	}
 	card := func(c chat.Card) {
-		fmt.Fprintf(&b, "<p><strong>%s</strong>", html.EscapeString(c.Title))
+		h := fmt.Sprintf("<p><strong>%s</strong>", html.EscapeString(c.Title))
+		plain := c.Title + "\n"
 		if c.Subtitle != "" {
-			fmt.Fprintf(&b, "<br>%s", html.EscapeString(c.Subtitle))
+			h += fmt.Sprintf("<br>%s", html.EscapeString(c.Subtitle))
+			plain += c.Subtitle + "\n"
 		}
-		b.WriteString("</p>")
+		out = append(out, item{html: h + "</p>", plain: plain})
 		if c.ImageURL != "" {
-			fmt.Fprintf(&b, `<p><a href="%s">Image</a></p>`, html.EscapeString(c.ImageURL))
+			out = append(out, item{html: fmt.Sprintf(`<p><a href="%s">Image</a></p>`, html.EscapeString(c.ImageURL)), plain: fmt.Sprintf("[image] %s\n", c.ImageURL)})
 		}
-		var labels, links []string
+		var links []string
 		for _, act := range c.Actions {
 			if act.Action == chat.ActionURL {
 				links = append(links, fmt.Sprintf(`<a href="%s">%s</a>`, html.EscapeString(act.Value), html.EscapeString(act.Label)))
-			} else {
-				labels = append(labels, act.Label)
+				out = append(out, item{plain: fmt.Sprintf("  - %s: %s\n", act.Label, act.Value)})
+				continue
 			}
+			option(act.Label)
 		}
-		list(labels)
 		if len(links) > 0 {
-			fmt.Fprintf(&b, "<p>%s</p>", strings.Join(links, " · "))
+			out = append(out, item{html: fmt.Sprintf("<p>%s</p>", strings.Join(links, " · "))})
 		}
 	}
 	choice := func(text string, opts []chat.ChoiceOption) {
-		fmt.Fprintf(&b, "<p>%s</p>", html.EscapeString(text))
-		labels := make([]string, len(opts))
-		for i, o := range opts {
-			labels[i] = o.Label
+		out = append(out, item{html: fmt.Sprintf("<p>%s</p>", html.EscapeString(text)), plain: text + "\n"})
+		for _, o := range opts {
+			option(o.Label)
 		}
-		list(labels)
 	}
 	switch p := p.(type) {
 	case chat.Card:
@@ -189,7 +240,7 @@ func options(p chat.Payload) *event.MessageEventContent {
 	case chat.Carousel:
 		for i, c := range p.Items {
 			if i > 0 {
-				b.WriteString("<hr>")
+				out = append(out, item{html: "<hr>", plain: "\n", rule: true})
 			}
 			card(c)
 		}
@@ -198,14 +249,92 @@ func options(p chat.Payload) *event.MessageEventContent {
 	case chat.Dropdown:
 		choice(p.Text, p.Options)
 	}
-	body := bridge.PlainText(p)
-	if n > 0 {
+	return out
+}
+
+// optionsContent renders items as one m.text event: HTML, consecutive
+// options in one numbered list, and the plain lines as the body; with the
+// hint to answer by number or label at the end when hint is set.
+func optionsContent(items []item, hint bool) *event.MessageEventContent {
+	var h, b strings.Builder
+	inList := false
+	for _, it := range items {
+		if it.option > 0 {
+			if !inList {
+				fmt.Fprintf(&h, `<ol start="%d">`, it.option)
+				inList = true
+			}
+			fmt.Fprintf(&h, "<li>%s</li>", html.EscapeString(it.label))
+			b.WriteString(it.plain)
+			continue
+		}
+		if inList && it.html != "" {
+			h.WriteString("</ol>")
+			inList = false
+		}
+		h.WriteString(it.html)
+		b.WriteString(it.plain)
+	}
+	if inList {
+		h.WriteString("</ol>")
+	}
+	body := strings.TrimRight(b.String(), "\n")
+	if hint {
 		body += "\n" + answerHint
-		fmt.Fprintf(&b, "<p><em>%s</em></p>", answerHint)
+		fmt.Fprintf(&h, "<p><em>%s</em></p>", answerHint)
 	}
 	c := plain(body)
-	c.Format, c.FormattedBody = event.FormatHTML, b.String()
+	c.Format, c.FormattedBody = event.FormatHTML, h.String()
 	return c
+}
+
+// packItems puts items into as few parts as hold them with at most max
+// bytes of content each, in order; rules between cards that would start or
+// end a part are left out. The last part gets the hint when hint is set.
+func packItems(items []item, hint bool, max int) []part {
+	// What an item adds to a part, measured alone: a little more than it
+	// adds beside others (an option's list is counted each time).
+	base := size(optionsContent(nil, hint))
+	var groups [][]item
+	var cur []item
+	used := base
+	for _, it := range items {
+		// +2: the newline a part's body keeps between items, "\\n" in JSON.
+		cost := size(optionsContent([]item{it}, false)) - size(optionsContent(nil, false)) + 2
+		if len(cur) > 0 && used+cost > max {
+			groups = append(groups, cur)
+			cur, used = nil, base
+		}
+		if it.rule && len(cur) == 0 {
+			continue
+		}
+		cur = append(cur, it)
+		used += cost
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	var out []part
+	for i, g := range groups {
+		for len(g) > 0 && g[len(g)-1].rule {
+			g = g[:len(g)-1]
+		}
+		last := i == len(groups)-1
+		p := part{content: optionsContent(g, hint && last), items: g, hint: hint && last}
+		if size(p.content) > max {
+			// An item too large alone: split as the homeserver's refusal
+			// would have it.
+			if more, ok := p.split(); ok {
+				out = append(out, more...)
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		out = append(out, part{content: optionsContent(nil, hint), hint: hint})
+	}
+	return out
 }
 
 // editContent renders the payload an edit replaces a message with: text

@@ -28,14 +28,18 @@ const typingTimeout = 2 * time.Minute
 const findSentLimit = 100
 
 // Send implements bridge.Adapter. It renders out into one or more events
-// (long texts split, a bloc's items one by one, media fetched from the
-// bot's URLs and uploaded) and posts those out.Posted does not hold in
-// out.Room's thread, or as a reply to out.ReplyTo, mentioning
-// out.ReplyToUser. Each event's transaction id is derived from out.ID and
-// the part. It waits for Run to have logged in and waits out the
-// homeserver's rate limits. It returns the event id of every part; on
-// failure, those posted so far, with an error wrapped with bridge.Permanent
-// when the room refuses the bot (it was removed, or may not post).
+// (long texts split, cards and long lists of options over several events,
+// a bloc's items one by one, media fetched from the bot's URLs and
+// uploaded) and posts those out.Posted does not hold in out.Room's thread,
+// or as a reply to out.ReplyTo, mentioning out.ReplyToUser. Each event's
+// transaction id is derived from out.ID and the part. It waits for Run to
+// have logged in and waits out the homeserver's rate limits. A part the
+// homeserver refuses as too large is posted again in smaller pieces, which
+// become parts of their own. It returns the event id of every part; on
+// failure, those posted so far, with an error wrapped with bridge.NoAccess
+// when the bot is no longer in the room (removed, or never joined), or
+// with bridge.Permanent when the room does not let it post or the
+// homeserver refuses the post.
 func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
 		return out.Posted, err
@@ -48,34 +52,35 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 	if err != nil {
 		return out.Posted, err
 	}
-	parts := render(out.Payload)
+	parts := renderMax(out.Payload, a.budget)
 	if len(parts) == 0 {
 		return nil, bridge.Permanent(fmt.Errorf("matrix: a %s message renders as nothing", out.Payload.PayloadType()))
 	}
 	base := txnBase(out.ID)
-	ids := make(bridge.Parts, len(parts))
-	if len(out.Posted) == len(parts) {
-		copy(ids, out.Posted)
-	}
+	// Parts split after a refusal make out.Posted longer than parts; it is
+	// then of no use, and posting all again with the same transaction ids
+	// is deduplicated by the homeserver.
+	resume := len(out.Posted) == len(parts)
+	var posted bridge.Parts
 	for i, p := range parts {
-		if ids[i] != "" {
+		if resume && out.Posted[i] != "" {
+			posted = append(posted, out.Posted[i])
 			continue
 		}
-		c := p.content
+		unposted := func() bridge.Parts { return append(posted, make(bridge.Parts, len(parts)-i)...) }
 		if p.media != nil {
-			if c, err = a.upload(ctx, room, encrypted, p.media); err != nil {
-				return ids, err
+			c, err := a.upload(ctx, room, encrypted, p.media)
+			if err != nil {
+				return unposted(), err
 			}
+			p = part{content: c}
 		}
-		c = relate(c, out, i, ids)
 		txn := base + "." + strconv.Itoa(i) + "." + strconv.Itoa(len(parts))
-		evt, err := a.sendMessage(ctx, room, c, txn)
-		if err != nil {
-			return ids, a.sendFailed(ctx, room, "post", err)
+		if err := a.post(ctx, room, out, p, txn, &posted); err != nil {
+			return unposted(), err
 		}
-		ids[i] = string(evt)
 	}
-	return ids, nil
+	return posted, nil
 }
 
 // AnswersByText implements bridge.TextChoices: Matrix has no buttons, so
@@ -83,19 +88,50 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 // into the option's value.
 func (a *Adapter) AnswersByText() {}
 
-// relate places part i of out: in out's thread (with a reply fallback to
-// the message before), or the first part as a reply to out.ReplyTo; the
-// first part mentions out.ReplyToUser.
-func relate(c *event.MessageEventContent, out bridge.Outbound, i int, ids bridge.Parts) *event.MessageEventContent {
+// post posts p after the parts posted so far, and adds its event to them.
+// A part the homeserver refuses as too large is split and its pieces
+// posted in its place, with transaction ids derived from txn.
+func (a *Adapter) post(ctx context.Context, room id.RoomID, out bridge.Outbound, p part, txn string, posted *bridge.Parts) error {
+	evt, err := a.sendMessage(ctx, room, relate(p.content, out, *posted), txn)
+	if err == nil {
+		*posted = append(*posted, string(evt))
+		return nil
+	}
+	if tooLarge(err) {
+		if pieces, ok := p.split(); ok {
+			a.log.Info("the homeserver refused part of a reply as too large; posting it in smaller pieces",
+				bridge.LogRoom, room, logCount, len(pieces), bridge.LogErr, err)
+			for j, piece := range pieces {
+				if err := a.post(ctx, room, out, piece, txn+"."+strconv.Itoa(j)+"-"+strconv.Itoa(len(pieces)), posted); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}
+	return a.sendFailed(ctx, room, "post", err)
+}
+
+// tooLarge reports whether the homeserver refused an event for its size.
+func tooLarge(err error) bool {
+	var he mautrix.HTTPError
+	return errors.Is(err, mautrix.MTooLarge) || errors.As(err, &he) && he.IsStatus(http.StatusRequestEntityTooLarge)
+}
+
+// relate places a part of out after the parts posted so far: in out's
+// thread (with a reply fallback to the part before), or the first part as a
+// reply to out.ReplyTo; the first part mentions out.ReplyToUser.
+func relate(c *event.MessageEventContent, out bridge.Outbound, posted bridge.Parts) *event.MessageEventContent {
 	cp := *c
 	c = &cp
 	c.Mentions = &event.Mentions{}
-	if i == 0 && out.ReplyToUser != "" {
+	first := len(posted) == 0
+	if first && out.ReplyToUser != "" {
 		c.Mentions.Add(id.UserID(out.ReplyToUser))
 	}
 	prev := id.EventID(out.ReplyTo)
-	if i > 0 {
-		prev = id.EventID(ids[i-1])
+	if !first {
+		prev = id.EventID(posted[len(posted)-1])
 	}
 	switch {
 	case out.Room.Thread != "":
@@ -103,7 +139,7 @@ func relate(c *event.MessageEventContent, out bridge.Outbound, i int, ids bridge
 			prev = id.EventID(out.Room.Thread)
 		}
 		c.RelatesTo = (&event.RelatesTo{}).SetThread(id.EventID(out.Room.Thread), prev)
-	case i == 0 && out.ReplyTo != "":
+	case first && out.ReplyTo != "":
 		c.RelatesTo = (&event.RelatesTo{}).SetReplyTo(id.EventID(out.ReplyTo))
 	}
 	return c
@@ -137,6 +173,9 @@ func parseTxn(txn, base string) (part, parts int, ok bool) {
 // out.Room (an initial sync of that room alone: Dendrite shows a sender its
 // transaction ids there, and not in /messages) for the transaction ids
 // Send derives from out.ID, and returns the event of each part it found.
+// The pieces of a part Send had to split after the homeserver refused it
+// are not counted: that part is reported missing, and Send posts it again
+// with the same transaction ids, which the homeserver deduplicates.
 func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
 		return nil, err
@@ -321,7 +360,9 @@ func retryAfter(err error, attempt int) (time.Duration, bool) {
 	return min(time.Duration(attempt)*time.Second, 30*time.Second), true
 }
 
-// sendFailed explains a failed post: a room that refuses the bot is a
+// sendFailed explains a failed post. A room the bot is no longer in is
+// bridge.NoAccess: inviting it back fixes that, so the bridge retries for a
+// while. A room that refuses the bot otherwise (it may not post there) is a
 // permanent failure, as is any other refusal (4xx) of the homeserver.
 func (a *Adapter) sendFailed(ctx context.Context, room id.RoomID, op string, err error) error {
 	if ctx.Err() != nil || transient(err) {
@@ -331,7 +372,7 @@ func (a *Adapter) sendFailed(ctx context.Context, room id.RoomID, op string, err
 		if reason := a.membershipLost(ctx, room); reason != "" {
 			a.logLimited(slog.LevelWarn, "removed "+string(room), "cannot post: the bot is no longer in the room; invite it again",
 				bridge.LogRoom, room, logReason, reason)
-			return bridge.Permanent(fmt.Errorf("matrix: %s in %s: the bot is no longer in the room (%s): invite it again: %w", op, room, reason, err))
+			return bridge.NoAccess(fmt.Errorf("matrix: %s in %s: the bot is no longer in the room (%s): invite it again: %w", op, room, reason, err))
 		}
 		return bridge.Permanent(fmt.Errorf("matrix: %s in %s: the room does not let the bot post: give it permission to send messages: %w", op, room, err))
 	}

@@ -2,7 +2,6 @@ package matrix
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"maunium.net/go/mautrix"
-	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -27,11 +25,6 @@ const (
 	// pendingPoll is the longest /sync wait while encrypted messages wait
 	// for their keys, so that they are retried soon after keys arrive.
 	pendingPoll = 5 * time.Second
-	// keyRequestAfter is how long an undecryptable message waits before the
-	// adapter asks the sender's devices for its keys.
-	keyRequestAfter = 5 * time.Second
-	// maxPending bounds the undecryptable messages kept waiting.
-	maxPending = 1000
 )
 
 // dispatcher feeds mautrix's own handlers (the state store, the crypto
@@ -222,6 +215,10 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 		var last id.EventID
 		for _, evt := range events {
 			in, ok := a.inbound(ctx, evt)
+			if ctx.Err() != nil {
+				// An event kept to wait for its keys may not be stored.
+				return false
+			}
 			if !ok {
 				continue
 			}
@@ -337,8 +334,9 @@ func membership(c event.Content) event.Membership {
 	return event.Membership(m)
 }
 
-// invited joins a room the bot was invited to when AllowInvite lets it, or
-// rejects the invite. It returns false when ctx ended first.
+// invited joins a room the bot was invited to when Admit lets the inviter
+// talk to a bot there, or rejects the invite. It returns false when ctx
+// ended first.
 func (a *Adapter) invited(ctx context.Context, room id.RoomID, inv *mautrix.SyncInvitedRoom) bool {
 	var me *event.Event
 	alias := ""
@@ -356,8 +354,15 @@ func (a *Adapter) invited(ctx context.Context, room id.RoomID, inv *mautrix.Sync
 		return true
 	}
 	direct, _ := me.Content.Raw["is_direct"].(bool)
+	alias = a.confirmAlias(ctx, room, alias)
 	log := a.log.With(bridge.LogRoom, room, logInviter, me.Sender)
-	if a.opts.AllowInvite != nil && !a.opts.AllowInvite(Invite{Room: room, Alias: alias, Inviter: me.Sender, Direct: direct}) {
+	asked := bridge.Inbound{
+		Room:     bridge.RoomKey{Platform: Platform, Room: string(room)},
+		RoomName: alias,
+		Sender:   bridge.Sender{ID: string(me.Sender)},
+		DM:       direct,
+	}
+	if a.opts.Admit != nil && !a.opts.Admit(asked) {
 		log.Info("invite rejected: no route lets this inviter or room use a bot")
 		if _, err := a.cli.LeaveRoom(ctx, room, &mautrix.ReqLeave{Reason: "no bot answers in this room"}); err != nil {
 			log.Warn("reject invite", bridge.LogErr, err)
@@ -397,7 +402,7 @@ func (a *Adapter) left(room id.RoomID, lr *mautrix.SyncLeftRoom) {
 	a.mu.Lock()
 	a.removed[room] = reason
 	a.mu.Unlock()
-	a.log.Warn("the bot was removed from a room; its replies there are given up until it is invited again",
+	a.log.Warn("the bot was removed from a room; its replies there wait for it to be invited again, for a while",
 		bridge.LogRoom, room, logReason, reason)
 }
 
@@ -417,186 +422,6 @@ func removal(evt *event.Event) string {
 		reason += ": " + r
 	}
 	return reason
-}
-
-// noteAliases remembers the canonical aliases among events.
-func (a *Adapter) noteAliases(room id.RoomID, evs []*event.Event) {
-	for _, evt := range evs {
-		if evt.Type.Type == event.StateCanonicalAlias.Type && evt.GetStateKey() == "" {
-			alias, _ := evt.Content.Raw["alias"].(string)
-			a.mu.Lock()
-			a.aliases[room] = alias
-			a.mu.Unlock()
-		}
-	}
-}
-
-// alias returns the room's canonical alias, asking the homeserver the first
-// time; "" when it has none.
-func (a *Adapter) alias(ctx context.Context, room id.RoomID) string {
-	a.mu.Lock()
-	alias, ok := a.aliases[room]
-	a.mu.Unlock()
-	if ok {
-		return alias
-	}
-	var c event.CanonicalAliasEventContent
-	if err := a.cli.StateEvent(ctx, room, event.StateCanonicalAlias, "", &c); err != nil && !errors.Is(err, mautrix.MNotFound) {
-		a.log.Debug("read the room's alias", bridge.LogRoom, room, bridge.LogErr, err)
-		return ""
-	}
-	a.mu.Lock()
-	a.aliases[room] = string(c.Alias)
-	a.mu.Unlock()
-	return string(c.Alias)
-}
-
-// pendingEvent is an encrypted message waiting for its keys. The list is
-// kept in the store, so that the wait survives a restart after the sync
-// position moved past the message.
-type pendingEvent struct {
-	Event     *event.Event `json:"event"`
-	Since     time.Time    `json:"since"`
-	Requested bool         `json:"requested,omitempty"`
-}
-
-// undecryptFailed counts an encrypted message that could not be decrypted.
-func (a *Adapter) undecryptFailed(reason string) {
-	a.undecryptable.Add(1)
-	if a.opts.OnDecryptFailure != nil {
-		a.opts.OnDecryptFailure(reason)
-	}
-}
-
-// decrypt decrypts evt. A message whose keys have not arrived is kept to be
-// tried again after later syncs.
-func (a *Adapter) decrypt(ctx context.Context, evt *event.Event) (*event.Event, bool) {
-	log := a.log.With(bridge.LogRoom, evt.RoomID, logEvent, evt.ID, logUser, evt.Sender)
-	if a.crypto == nil {
-		a.undecryptFailed("encryption off")
-		a.lost.Add(1)
-		a.logLimited(slog.LevelWarn, "plain "+string(evt.RoomID), "encrypted message ignored: the room is end-to-end encrypted and matrix.encryption is off",
-			bridge.LogRoom, evt.RoomID, logEvent, evt.ID)
-		return nil, false
-	}
-	dec, err := a.crypto.Decrypt(ctx, evt)
-	if err == nil {
-		return dec, true
-	}
-	reason := "other"
-	if errors.Is(err, crypto.ErrNoSessionFound) {
-		reason = "no session"
-	}
-	a.undecryptFailed(reason)
-	switch {
-	case errors.Is(err, crypto.ErrNoSessionFound):
-		if len(a.pending) >= maxPending {
-			a.lost.Add(1)
-			log.Error("encrypted message given up: too many messages wait for their keys", bridge.LogErr, err)
-			return nil, false
-		}
-		a.pending = append(a.pending, pendingEvent{Event: evt, Since: a.now()})
-		a.pendingDirty = true
-		log.Warn("cannot decrypt a message yet: its keys have not arrived; waiting for them", bridge.LogErr, err)
-	default:
-		a.lost.Add(1)
-		log.Warn("cannot decrypt a message", bridge.LogErr, err)
-	}
-	return nil, false
-}
-
-// retryPending decrypts the messages whose keys have arrived and hands them
-// to h, asks for keys that are slow to come, gives up the ones that waited
-// too long, and saves the list when it changed, before the sync position
-// moves past messages it holds. It returns false when ctx ended first.
-func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
-	if a.crypto != nil && len(a.pending) > 0 {
-		var keep []pendingEvent
-		for i, p := range a.pending {
-			evt := p.Event
-			log := a.log.With(bridge.LogRoom, evt.RoomID, logEvent, evt.ID, logUser, evt.Sender)
-			dec, err := a.crypto.Decrypt(ctx, evt)
-			if err == nil {
-				in, ok := a.message(ctx, dec)
-				if ok && !a.deliver(ctx, h, in) {
-					a.pending = append(keep, a.pending[i:]...)
-					return false
-				}
-				a.decryptedLate.Add(1)
-				log.Info("decrypted a message after its keys arrived", bridge.LogWait, a.now().Sub(p.Since))
-				if ok {
-					a.markRead(evt.RoomID, evt.ID)
-				}
-				a.pendingDirty = true
-				continue
-			}
-			switch waited := a.now().Sub(p.Since); {
-			case !errors.Is(err, crypto.ErrNoSessionFound):
-				a.lost.Add(1)
-				log.Warn("cannot decrypt a message", bridge.LogErr, err)
-				a.pendingDirty = true
-				continue
-			case waited > a.opts.DecryptTimeout:
-				a.lost.Add(1)
-				log.Error("encrypted message given up: its keys never arrived", bridge.LogWait, waited, bridge.LogErr, err)
-				a.pendingDirty = true
-				continue
-			case !p.Requested && waited > keyRequestAfter:
-				c := evt.Content.AsEncrypted()
-				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				// Every device of the sender is asked: which one sent is deprecated
-				// information.
-				a.crypto.RequestSession(rctx, evt.RoomID, c.SenderKey, c.SessionID, evt.Sender, "")
-				cancel()
-				log.Info("asked the sender's devices for the keys of a message", logSession, c.SessionID)
-				p.Requested, a.pendingDirty = true, true
-			}
-			keep = append(keep, p)
-		}
-		a.pending = keep
-	}
-	if !a.pendingDirty {
-		return true
-	}
-	if !a.retry(ctx, a.backoff(), "save the messages waiting for keys", func() error { return a.savePending(ctx) }) {
-		return false
-	}
-	a.pendingDirty = false
-	return true
-}
-
-func (a *Adapter) savePending(ctx context.Context) error {
-	b, err := json.Marshal(a.pending)
-	if err != nil {
-		return err
-	}
-	if len(a.pending) == 0 {
-		b = nil
-	}
-	return a.opts.Store.SetCursor(ctx, cursorName(a.user, cursorPending), string(b))
-}
-
-func (a *Adapter) loadPending(ctx context.Context) error {
-	v, err := a.opts.Store.Cursor(ctx, cursorName(a.user, cursorPending))
-	if err != nil || v == "" {
-		return err
-	}
-	var ps []pendingEvent
-	if err := json.Unmarshal([]byte(v), &ps); err != nil {
-		a.log.Error("the list of messages waiting for keys is unreadable; dropping it", bridge.LogErr, err)
-		return nil
-	}
-	for _, p := range ps {
-		if p.Event == nil {
-			continue
-		}
-		prepare(p.Event)
-		a.pending = append(a.pending, p)
-	}
-	if len(a.pending) > 0 {
-		a.log.Info("encrypted messages still wait for their keys", logCount, len(a.pending))
-	}
-	return nil
 }
 
 // markRead queues a read receipt for evt, sent by readLoop.

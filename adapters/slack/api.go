@@ -104,27 +104,27 @@ func errorCode(err error) string {
 	return ""
 }
 
-// call runs one Web API call: it bounds it in time, waits out Slack's rate
-// limits (Retry-After) and tries again, and turns Slack's refusals into
-// errors that say what to fix and whether retrying can help. channel names
-// the conversation the call acts in, for not_in_channel; posts are paced per
-// channel when paced.
-func (a *Adapter) call(ctx context.Context, method, channel string, fn func(ctx context.Context) error) error {
-	return a.callOpt(ctx, method, channel, false, true, fn)
+// call runs one Web API call in workspace ws: it bounds it in time, waits
+// out Slack's rate limits (Retry-After) and tries again, and turns Slack's
+// refusals into errors that say what to fix and whether retrying can help.
+// channel names the conversation the call acts in (the bridge's room id),
+// for not_in_channel; posts are paced per channel when paced.
+func (a *Adapter) call(ctx context.Context, ws *workspace, method, channel string, fn func(ctx context.Context) error) error {
+	return a.callOpt(ctx, ws, method, channel, false, true, fn)
 }
 
 // postCall is call for methods that add a message to channel: paced.
-func (a *Adapter) postCall(ctx context.Context, method, channel string, fn func(ctx context.Context) error) error {
-	return a.callOpt(ctx, method, channel, true, true, fn)
+func (a *Adapter) postCall(ctx context.Context, ws *workspace, method, channel string, fn func(ctx context.Context) error) error {
+	return a.callOpt(ctx, ws, method, channel, true, true, fn)
 }
 
 // optional is call for features the bot works without (reactions, status):
 // their failures are logged, never reported by Ready.
-func (a *Adapter) optional(ctx context.Context, method, channel string, fn func(ctx context.Context) error) error {
-	return a.callOpt(ctx, method, channel, false, false, fn)
+func (a *Adapter) optional(ctx context.Context, ws *workspace, method, channel string, fn func(ctx context.Context) error) error {
+	return a.callOpt(ctx, ws, method, channel, false, false, fn)
 }
 
-func (a *Adapter) callOpt(ctx context.Context, method, channel string, paced, vital bool, fn func(ctx context.Context) error) error {
+func (a *Adapter) callOpt(ctx context.Context, ws *workspace, method, channel string, paced, vital bool, fn func(ctx context.Context) error) error {
 	for attempt := 1; ; attempt++ {
 		if paced {
 			if err := a.pace.wait(ctx, channel); err != nil {
@@ -150,16 +150,19 @@ func (a *Adapter) callOpt(ctx context.Context, method, channel string, paced, vi
 			}
 			continue
 		}
-		return a.check(method, channel, vital, err)
+		return a.check(ws, method, channel, vital, err)
 	}
 }
 
-// check classifies the result of a call and keeps the adapter's health.
-// Slack's refusals become *APIError, wrapped with bridge.NoAccess when the
-// bot cannot post in the channel (noAccessCodes) and with bridge.Permanent
-// when the call can never succeed (permanentCodes); any other refusal (a
-// configuration to fix, Slack's own trouble) is worth retrying.
-func (a *Adapter) check(method, channel string, vital bool, err error) error {
+// check classifies the result of a call in ws and keeps the adapter's
+// health. Slack's refusals become *APIError, wrapped with bridge.NoAccess
+// when the bot cannot post in the channel (noAccessCodes) and with
+// bridge.Permanent when the call can never succeed (permanentCodes); any
+// other refusal (a configuration to fix, Slack's own trouble) is worth
+// retrying. A workspace installed through OAuth that refuses its token is
+// logged, not kept in the health: Slack tells of an uninstall with an
+// event, and the other workspaces work on.
+func (a *Adapter) check(ws *workspace, method, channel string, vital bool, err error) error {
 	if err == nil {
 		if a.health.clear(func(k string) bool {
 			return k == "auth" || k == "method:"+method || channel != "" && k == "channel:"+channel
@@ -176,6 +179,10 @@ func (a *Adapter) check(method, channel string, vital bool, err error) error {
 	var out error = ae
 	key := ""
 	switch {
+	case authCodes[se.Err] && ws != nil && ws.id != "" && method != "apps.connections.open":
+		ae.Fix = "the app lost access to workspace " + ws.id + ": install it there again (/slack/install)"
+		a.logs.warn(a.log, "auth:"+ws.id, "Slack refused a workspace's token", logMethod, method, logTeam, ws.id, bridge.LogErr, ae)
+		return ae
 	case authCodes[se.Err]:
 		token := "slack.bot_token"
 		if method == "apps.connections.open" {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	slackapi "github.com/slack-go/slack"
+
 	"github.com/botbridge/botbridge/bridge"
 )
 
@@ -85,17 +87,21 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request, body []byte
 		http.Error(w, errNotRunning.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	if err := a.handleEvent(r.Context(), h, body); err != nil {
+	after, err := a.handleEvent(r.Context(), h, body)
+	if err != nil {
 		a.logs.warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
 			logAttempt, r.Header.Get("X-Slack-Retry-Num"))
 		http.Error(w, "not stored; try again", http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusOK)
+	if after != nil {
+		a.goBackground(after)
+	}
 }
 
-// serveInteraction handles a form body: block actions arrive as payload=…;
-// other forms (slash commands) are acknowledged and ignored.
+// serveInteraction handles a form body: block actions arrive as payload=…,
+// slash commands as command=…; other forms are acknowledged and ignored.
 func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request, body []byte) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
@@ -103,11 +109,15 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request, body 
 		return
 	}
 	payload := form.Get("payload")
-	if payload == "" {
+	if payload == "" && form.Get("command") == "" {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 	h := a.running()
+	if payload == "" {
+		a.serveCommand(w, r, h, form)
+		return
+	}
 	if h == nil {
 		http.Error(w, errNotRunning.Error(), http.StatusServiceUnavailable)
 		return
@@ -124,11 +134,34 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request, body 
 	}
 }
 
+// serveCommand answers a slash command within Slack's 3 seconds: 200 with
+// no body once it is stored, or with a line for the person when it was not
+// (Slack does not deliver a command again; h is nil before Run started).
+func (a *Adapter) serveCommand(w http.ResponseWriter, r *http.Request, h bridge.Handler, form url.Values) {
+	c := slackapi.SlashCommand{
+		TeamID: form.Get("team_id"), TeamDomain: form.Get("team_domain"), EnterpriseID: form.Get("enterprise_id"),
+		IsEnterpriseInstall: form.Get("is_enterprise_install") == "true", ChannelID: form.Get("channel_id"),
+		ChannelName: form.Get("channel_name"), UserID: form.Get("user_id"), UserName: form.Get("user_name"),
+		Command: form.Get("command"), Text: form.Get("text"), ResponseURL: form.Get("response_url"),
+		TriggerID: form.Get("trigger_id"), APIAppID: form.Get("api_app_id"),
+	}
+	answer := &commandAnswer{ResponseType: "ephemeral", Text: "botbridge is starting; try again in a moment."}
+	if h != nil {
+		answer = a.handleCommand(r.Context(), h, c)
+	}
+	if answer == nil {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(answer)
+}
+
 // running returns the handler once Run knows who the bot is.
 func (a *Adapter) running() bridge.Handler {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.self.userID == "" || a.bg.Err() != nil {
+	if a.bg.Err() != nil {
 		return nil
 	}
 	return a.handler

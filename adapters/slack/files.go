@@ -39,10 +39,14 @@ func tokenClient(base *http.Client) *http.Client {
 // private URL with the bot token, up to MaxFileBytes. It returns an error
 // wrapping bridge.ErrNotFound when the file was deleted.
 func (a *Adapter) OpenFile(ctx context.Context, ref string) (io.ReadCloser, string, error) {
+	ws, id, err := a.split(ref)
+	if err != nil {
+		return nil, "", fmt.Errorf("slack: file %s: %w: %w", ref, bridge.ErrNotFound, err)
+	}
 	var f *slackapi.File
-	err := a.call(ctx, "files.info", "", func(ctx context.Context) error {
+	err = a.call(ctx, ws, "files.info", "", func(ctx context.Context) error {
 		var err error
-		f, _, _, err = a.api.GetFileInfoContext(ctx, ref, 1, 1)
+		f, _, _, err = ws.api.GetFileInfoContext(ctx, id, 1, 1)
 		return err
 	})
 	switch code := errorCode(err); {
@@ -63,7 +67,7 @@ func (a *Adapter) OpenFile(ctx context.Context, ref string) (io.ReadCloser, stri
 	if err != nil {
 		return nil, "", fmt.Errorf("slack: file %s: %w", ref, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+a.cfg.BotToken)
+	req.Header.Set("Authorization", "Bearer "+ws.token)
 	resp, err := a.private.Do(req)
 	if err != nil {
 		return nil, "", fmt.Errorf("slack: download file %s: %w", ref, err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -117,13 +118,28 @@ func waitFor(t *testing.T, fake *slacktest.Server, what string, cond func(*slack
 
 // botMessages returns the bot's visible messages in channel, oldest first.
 func botMessages(st *slacktest.State, fake *slacktest.Server, channel string) []slacktest.Message {
+	return botMessagesOf(st, []string{fake.Options().BotID}, channel)
+}
+
+// botMessagesOf returns the visible messages in channel of the bots with
+// the ids given, oldest first.
+func botMessagesOf(st *slacktest.State, botIDs []string, channel string) []slacktest.Message {
 	var out []slacktest.Message
 	for _, m := range st.Messages[channel] {
-		if m.BotID == fake.Options().BotID && !m.Deleted && m.EphemeralTo == "" {
+		if slices.Contains(botIDs, m.BotID) && !m.Deleted && m.EphemeralTo == "" {
 			out = append(out, m)
 		}
 	}
 	return out
+}
+
+// appBotIDs returns the bot ids of every install of the app in the fake.
+func appBotIDs(fake *slacktest.Server) []string {
+	var ids []string
+	for _, in := range fake.Installations() {
+		ids = append(ids, in.BotID)
+	}
+	return ids
 }
 
 // shown returns everything a person can read in a message: its text, the

@@ -19,11 +19,30 @@ const handleTimeout = 2500 * time.Millisecond
 
 // eventCallback is the outer object of an Events API event.
 type eventCallback struct {
-	Type      string          `json:"type"`
-	TeamID    string          `json:"team_id"`
-	EventID   string          `json:"event_id"`
-	Event     json.RawMessage `json:"event"`
-	Challenge string          `json:"challenge"`
+	Type                string          `json:"type"`
+	TeamID              string          `json:"team_id"`
+	EnterpriseID        string          `json:"enterprise_id"`
+	ContextEnterpriseID string          `json:"context_enterprise_id"`
+	EventID             string          `json:"event_id"`
+	Event               json.RawMessage `json:"event"`
+	Challenge           string          `json:"challenge"`
+	Authorizations      []struct {
+		TeamID              string `json:"team_id"`
+		EnterpriseID        string `json:"enterprise_id"`
+		IsEnterpriseInstall bool   `json:"is_enterprise_install"`
+	} `json:"authorizations"`
+}
+
+// workspace returns the workspace the event is for, nil when the app is not
+// installed there (any more).
+func (a *Adapter) eventFor(cb eventCallback) *workspace {
+	enterprise := nonEmpty(cb.EnterpriseID, cb.ContextEnterpriseID)
+	for _, au := range cb.Authorizations {
+		if au.IsEnterpriseInstall {
+			enterprise = nonEmpty(enterprise, au.EnterpriseID)
+		}
+	}
+	return a.eventWorkspace(cb.TeamID, enterprise)
 }
 
 // slackFile is a file as message events show it.
@@ -76,6 +95,9 @@ type blockActions struct {
 	Team struct {
 		ID string `json:"id"`
 	} `json:"team"`
+	Enterprise *struct {
+		ID string `json:"id"`
+	} `json:"enterprise"`
 	Channel struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
@@ -112,37 +134,71 @@ type text struct {
 // errNotRunning answers events that come before Run knows who the bot is.
 var errNotRunning = errors.New("slack: the adapter is not running yet")
 
-// handleEvent hands the message of an event_callback to h. It returns nil
-// when the event was stored or deliberately ignored; an error means the
-// event must not be acknowledged.
-func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.RawMessage) error {
+// handleEvent hands what an event_callback says to h: a message, a
+// reaction, a join, an agent thread's context. It returns nil when the
+// event was stored or deliberately ignored; an error means the event must
+// not be acknowledged. after, when not nil, is work to do once the event
+// is acknowledged (a Home tab to publish, suggested prompts, a thread's
+// title).
+func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.RawMessage) (after func(context.Context), err error) {
 	var cb eventCallback
 	if err := json.Unmarshal(raw, &cb); err != nil {
 		a.logs.warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
-		return nil
+		return nil, nil
 	}
 	if cb.Type != "event_callback" {
 		if cb.Type == "app_rate_limited" {
 			a.logs.warn(a.log, "app_rate_limited", "Slack is dropping events: the app exceeded 30,000 events an hour")
 		}
-		return nil
+		return nil, nil
 	}
-	in, ok := a.inbound(ctx, cb)
+	ws := a.eventFor(cb)
+	if ws == nil {
+		a.log.Debug("event of a workspace the app is not installed in ignored", logTeam, cb.TeamID)
+		return nil, nil
+	}
+	var kind struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(cb.Event, &kind)
+	var (
+		in bridge.Inbound
+		ok bool
+	)
+	switch kind.Type {
+	case "message", "app_mention":
+		in, ok = a.inbound(ctx, ws, cb)
+		if ok && in.Room.Thread != "" && !in.Sender.Bot {
+			after = a.titleThread(ws, in)
+		}
+	case "reaction_added", "reaction_removed":
+		in, ok = a.reaction(ctx, ws, cb)
+	case "member_joined_channel":
+		in, ok = a.joined(ctx, ws, cb)
+	case "assistant_thread_context_changed":
+		in, ok = a.threadContext(ctx, ws, cb)
+	case "assistant_thread_started":
+		return a.threadStarted(ws, cb), nil
+	case "app_home_opened":
+		return a.homeOpened(ws, cb), nil
+	case "app_uninstalled", "tokens_revoked":
+		return nil, a.revoked(ctx, ws, kind.Type, cb.Event)
+	}
 	if !ok {
-		return nil
+		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, handleTimeout)
+	hctx, cancel := context.WithTimeout(ctx, handleTimeout)
 	defer cancel()
-	if err := h.HandleInbound(ctx, in); err != nil {
-		return fmt.Errorf("handle event %s: %w", cb.EventID, err)
+	if err := h.HandleInbound(hctx, in); err != nil {
+		return nil, fmt.Errorf("handle event %s: %w", cb.EventID, err)
 	}
-	return nil
+	return after, nil
 }
 
 // inbound turns a message event into an Inbound; false for events the bridge
 // does not forward.
-func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound, bool) {
-	self := a.whoami()
+func (a *Adapter) inbound(ctx context.Context, ws *workspace, cb eventCallback) (bridge.Inbound, bool) {
+	self := a.whoami(ws)
 	var ev messageEvent
 	if err := json.Unmarshal(cb.Event, &ev); err != nil {
 		a.logs.warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
@@ -194,11 +250,12 @@ func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound
 	}
 	in := bridge.Inbound{
 		Key:       bridge.EventKey(key),
-		Room:      bridge.RoomKey{Platform: Platform, Room: m.Channel},
+		Room:      bridge.RoomKey{Platform: Platform, Room: ws.roomID(m.Channel)},
 		MessageID: m.TS,
 		DM:        m.ChannelType == "im" || strings.HasPrefix(m.Channel, "D"),
 		Edited:    edited,
 		Time:      at,
+		Team:      ws.team(),
 	}
 	if m.ThreadTS != "" && m.ThreadTS != m.TS {
 		in.Room.Thread = m.ThreadTS
@@ -212,7 +269,7 @@ func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound
 	defer cancel()
 	switch {
 	case m.User != "":
-		u := a.user(ctx, m.User)
+		u := a.user(ctx, ws, m.User)
 		in.Sender = bridge.Sender{ID: m.User, Name: u.name, AvatarURL: u.avatar, Bot: u.bot || m.BotID != ""}
 	default:
 		name := m.Username
@@ -221,7 +278,7 @@ func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound
 		}
 		in.Sender = bridge.Sender{ID: m.BotID, Name: nonEmpty(name, m.BotID), Bot: true}
 	}
-	in.Text, in.Mentioned = markdown(m.Text, self.userID, func(id string) string { return a.user(ctx, id).name })
+	in.Text, in.Mentioned = markdown(m.Text, self.userID, func(id string) string { return a.user(ctx, ws, id).name })
 	in.Mentioned = in.Mentioned || ev.Type == "app_mention"
 	for _, f := range m.Files {
 		switch {
@@ -230,14 +287,14 @@ func (a *Adapter) inbound(ctx context.Context, cb eventCallback) (bridge.Inbound
 			in.Text = strings.TrimSpace(in.Text + "\n" + nonEmpty(f.Title, f.Name) + ": " + nonEmpty(f.Permalink, f.URLPrivate))
 		default:
 			in.Files = append(in.Files, bridge.File{Name: nonEmpty(f.Name, f.Title, f.ID), MIMEType: f.Mimetype, Size: f.Size,
-				Ref: f.ID, Permalink: f.Permalink})
+				Ref: ws.roomID(f.ID), Permalink: f.Permalink})
 		}
 	}
 	if strings.TrimSpace(in.Text) == "" && len(in.Files) == 0 {
 		return bridge.Inbound{}, false
 	}
 	if !in.DM {
-		if name := a.channelName(ctx, m.Channel); name != "" {
+		if name := a.channelName(ctx, ws, m.Channel); name != "" {
 			in.RoomName = "#" + name
 		}
 	}
@@ -283,24 +340,34 @@ func (a *Adapter) handleInteraction(ctx context.Context, h bridge.Handler, raw j
 	if channel == "" || msgTS == "" || ba.User.ID == "" || value == "" {
 		return nil, nil
 	}
-	self := a.whoami()
+	enterprise := ""
+	if ba.Enterprise != nil {
+		enterprise = ba.Enterprise.ID
+	}
+	ws := a.eventWorkspace(ba.Team.ID, enterprise)
+	if ws == nil {
+		a.log.Debug("click in a workspace the app is not installed in ignored", logTeam, ba.Team.ID)
+		return nil, nil
+	}
+	self := a.whoami(ws)
 	lctx, cancel := context.WithTimeout(ctx, a.cfg.LookupWait)
 	defer cancel()
-	u := a.user(lctx, ba.User.ID)
+	u := a.user(lctx, ws, ba.User.ID)
 	in := bridge.Inbound{
 		Key:       bridge.EventKey(nonEmpty(ba.Team.ID, self.teamID) + "/" + channel + "/action/" + act.ActionTS + "/" + ba.User.ID),
-		Room:      bridge.RoomKey{Platform: Platform, Room: channel, Thread: thread},
+		Room:      bridge.RoomKey{Platform: Platform, Room: ws.roomID(channel), Thread: thread},
 		MessageID: msgTS,
 		Sender:    bridge.Sender{ID: ba.User.ID, Name: nonEmpty(u.name, ba.User.Name), AvatarURL: u.avatar, Bot: u.bot},
 		DM:        strings.HasPrefix(channel, "D"),
 		Action:    &bridge.Action{Value: value, Label: label, MessageID: msgTS},
 		Time:      tsTime(act.ActionTS),
+		Team:      ws.team(),
 	}
 	if in.Time.IsZero() {
 		in.Time = a.now()
 	}
 	if !in.DM {
-		if name := a.channelName(lctx, channel); name != "" {
+		if name := a.channelName(lctx, ws, channel); name != "" {
 			in.RoomName = "#" + name
 		}
 	}
@@ -318,8 +385,8 @@ func (a *Adapter) handleInteraction(ctx context.Context, h bridge.Handler, raw j
 	}
 	fallback := ba.Message.Text
 	return func(ctx context.Context) {
-		err := a.call(ctx, "chat.update", channel, func(ctx context.Context) error {
-			_, _, _, err := a.api.UpdateMessageContext(ctx, channel, msgTS,
+		err := a.call(ctx, ws, "chat.update", in.Room.Room, func(ctx context.Context) error {
+			_, _, _, err := ws.api.UpdateMessageContext(ctx, channel, msgTS,
 				slackapi.MsgOptionText(fallback, false), slackapi.MsgOptionBlocks(slackBlocks(blocks)...))
 			return err
 		})

@@ -104,11 +104,17 @@ type userInfo struct {
 	bot          bool
 }
 
-func (a *Adapter) fetchUser(ctx context.Context, id string) (userInfo, error) {
+// fetchUser looks a person up; key is the user id, prefixed like a room id
+// with the workspace of an install.
+func (a *Adapter) fetchUser(ctx context.Context, key string) (userInfo, error) {
+	ws, id, err := a.split(key)
+	if err != nil {
+		return userInfo{}, err
+	}
 	var u *slackapi.User
-	err := a.optional(ctx, "users.info", "", func(ctx context.Context) error {
+	err = a.optional(ctx, ws, "users.info", "", func(ctx context.Context) error {
 		var err error
-		u, err = a.api.GetUserInfoContext(ctx, id)
+		u, err = ws.api.GetUserInfoContext(ctx, id)
 		return err
 	})
 	if err != nil {
@@ -119,11 +125,16 @@ func (a *Adapter) fetchUser(ctx context.Context, id string) (userInfo, error) {
 	return info, nil
 }
 
-func (a *Adapter) fetchChannelName(ctx context.Context, id string) (string, error) {
+// fetchChannelName looks a channel up by its room id.
+func (a *Adapter) fetchChannelName(ctx context.Context, room string) (string, error) {
+	ws, id, err := a.split(room)
+	if err != nil {
+		return "", err
+	}
 	var c *slackapi.Channel
-	err := a.optional(ctx, "conversations.info", id, func(ctx context.Context) error {
+	err = a.optional(ctx, ws, "conversations.info", room, func(ctx context.Context) error {
 		var err error
-		c, err = a.api.GetConversationInfoContext(ctx, &slackapi.GetConversationInfoInput{ChannelID: id})
+		c, err = ws.api.GetConversationInfoContext(ctx, &slackapi.GetConversationInfoInput{ChannelID: id})
 		return err
 	})
 	if err != nil {
@@ -132,18 +143,19 @@ func (a *Adapter) fetchChannelName(ctx context.Context, id string) (string, erro
 	return c.Name, nil
 }
 
-// user returns what is known of a person, waiting at most LookupWait.
-func (a *Adapter) user(ctx context.Context, id string) userInfo {
-	u, ok := a.users.get(ctx, a.goBackground, id, a.cfg.LookupWait)
+// user returns what is known of a person of ws, waiting at most
+// LookupWait.
+func (a *Adapter) user(ctx context.Context, ws *workspace, id string) userInfo {
+	u, ok := a.users.get(ctx, a.goBackground, ws.roomID(id), a.cfg.LookupWait)
 	if !ok {
 		return userInfo{name: id}
 	}
 	return u
 }
 
-// channelName returns a channel's name without #, or "" when it is not known
-// within LookupWait.
-func (a *Adapter) channelName(ctx context.Context, id string) string {
-	name, _ := a.chans.get(ctx, a.goBackground, id, a.cfg.LookupWait)
+// channelName returns the name without # of a channel of ws, or "" when it
+// is not known within LookupWait.
+func (a *Adapter) channelName(ctx context.Context, ws *workspace, id string) string {
+	name, _ := a.chans.get(ctx, a.goBackground, ws.roomID(id), a.cfg.LookupWait)
 	return name
 }

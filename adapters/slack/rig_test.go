@@ -26,9 +26,11 @@ import (
 type rig struct {
 	fake *slacktest.Server
 	em   *chattest.Server
-	ad   *slack.Adapter
-	db   *store.DB
-	eng  *bridge.Engine
+	// ems are the emulators of the bots by name ("bot" is em).
+	ems map[string]*chattest.Server
+	ad  *slack.Adapter
+	db  *store.DB
+	eng *bridge.Engine
 	// files serves the bridge's file links (media.Links).
 	files *httptest.Server
 }
@@ -36,33 +38,62 @@ type rig struct {
 type rigOptions struct {
 	fake    slacktest.Options
 	adapter func(*slack.Config)
-	routes  []bridge.Route
+	// routes are the engine's (default: every room to "bot"); the adapter
+	// shares their router.
+	routes []bridge.Route
+	// bots are more bots beside "bot", by name.
+	bots map[string]chattest.Bot
+	// tweak changes the bots' specs (Notify) before the engine starts.
+	tweak func(*bridge.BotSpec)
 }
 
 func newRig(t *testing.T, bot chattest.Bot, o rigOptions) *rig {
 	t.Helper()
-	r := &rig{fake: newFake(t, o.fake)}
+	r := &rig{fake: newFake(t, o.fake), ems: map[string]*chattest.Server{}}
 	bp := bridgetest.StartBotpress(t, bot)
 	r.em = bp.Server
-	r.ad = newAdapter(t, r.fake, o.adapter)
-	var links *media.Links
-	r.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { links.ServeHTTP(w, req) }))
-	t.Cleanup(r.files.Close)
-	links, err := media.NewLinks(media.LinksConfig{BaseURL: r.files.URL, Secret: []byte(strings.Repeat("k", 32)),
-		Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad}, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
+	r.ems["bot"] = bp.Server
+	specs := []bridge.BotSpec{bp.Bot("bot")}
+	for name, b := range o.bots {
+		more := bridgetest.StartBotpress(t, b)
+		r.ems[name] = more.Server
+		specs = append(specs, more.Bot(name))
 	}
-
+	if o.tweak != nil {
+		for i := range specs {
+			o.tweak(&specs[i])
+		}
+	}
+	routes := o.routes
+	if routes == nil {
+		routes = []bridge.Route{{Bot: "bot"}}
+	}
+	router := bridgetest.Router(t, routes, specs...)
+	var err error
 	r.db, err = store.Open(t.Context(), filepath.Join(t.TempDir(), "bridge.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.db.Close() })
-	cfg := bridgetest.Config(t, r.db, []bridge.BotSpec{bp.Bot("bot")}, r.ad)
-	if o.routes != nil {
-		cfg.Router = bridgetest.Router(t, o.routes, cfg.Bots...)
+	r.ad = newAdapter(t, r.fake, func(c *slack.Config) {
+		c.Router = router
+		if o.adapter != nil {
+			o.adapter(c)
+		}
+		if c.ClientID != "" && c.Installs == nil {
+			c.Installs = r.db
+		}
+	})
+	var links *media.Links
+	r.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { links.ServeHTTP(w, req) }))
+	t.Cleanup(r.files.Close)
+	links, err = media.NewLinks(media.LinksConfig{BaseURL: r.files.URL, Secret: []byte(strings.Repeat("k", 32)),
+		Openers: map[bridge.Platform]bridge.FileOpener{bridge.PlatformSlack: r.ad}, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
 	}
+	cfg := bridgetest.Config(t, r.db, specs, r.ad)
+	cfg.Router = router
 	cfg.Files = links
 	r.eng, _ = bridgetest.RunEngine(t, cfg)
 	return r
@@ -81,7 +112,7 @@ func (r *rig) say(t *testing.T, user, channel, thread, text string) slacktest.Me
 // the channel when thread is empty.
 func (r *rig) replies(channel, thread string) []slacktest.Message {
 	var out []slacktest.Message
-	for _, m := range botMessages(r.fake.Snapshot(), r.fake, channel) {
+	for _, m := range botMessagesOf(r.fake.Snapshot(), appBotIDs(r.fake), channel) {
 		if m.ThreadTS == thread {
 			out = append(out, m)
 		}
@@ -93,9 +124,10 @@ func (r *rig) replies(channel, thread string) []slacktest.Message {
 func (r *rig) waitReplies(t *testing.T, channel, thread string, n int) []slacktest.Message {
 	t.Helper()
 	var got []slacktest.Message
+	bots := appBotIDs(r.fake)
 	err := r.fake.WaitFor(waitCtx(t), func(st *slacktest.State) bool {
 		got = got[:0]
-		for _, m := range botMessages(st, r.fake, channel) {
+		for _, m := range botMessagesOf(st, bots, channel) {
 			if m.ThreadTS == thread {
 				got = append(got, m)
 			}

@@ -38,15 +38,42 @@ func slackBlocks(bs []block) []slackapi.Block {
 	return out
 }
 
+// place is a room of the bridge resolved to its workspace: where a call
+// acts.
+type place struct {
+	ws *workspace
+	// room is the bridge's room id (pacing, health, logs); channel and
+	// thread are Slack's.
+	room    string
+	channel string
+	thread  string
+}
+
+// place resolves room; a room of a workspace the app left fails with
+// bridge.Permanent.
+func (a *Adapter) place(room bridge.RoomKey) (place, error) {
+	ws, channel, err := a.split(room.Room)
+	if err != nil {
+		return place{}, err
+	}
+	return place{ws: ws, room: room.Room, channel: channel, thread: room.Thread}, nil
+}
+
 // Send implements bridge.Adapter: it renders out's payload into one or more
 // Slack messages and posts those out.Posted does not hold into out.Room
-// (thread included), paced per channel and waiting out rate limits. It
-// returns the ts of each part (or the file id of an upload Slack has not
-// shared yet); on failure, the parts posted so far. Refusals that retrying
-// cannot fix are wrapped with bridge.Permanent.
+// (thread included), paced per channel and waiting out rate limits, with
+// the workspace's token and under the bot's name and icon (Config.Bots).
+// An ephemeral out is posted with chat.postEphemeral to out.ReplyToUser,
+// its files as links. It returns the ts of each part (or the file id of an
+// upload Slack has not shared yet); on failure, the parts posted so far.
+// Refusals that retrying cannot fix are wrapped with bridge.Permanent.
 func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if out.Room.Room == "" {
 		return nil, bridge.Permanent(errors.New("slack: send: no channel"))
+	}
+	pl, err := a.place(out.Room)
+	if err != nil {
+		return nil, err
 	}
 	posts := render(out.Payload)
 	ids := make(bridge.Parts, len(posts))
@@ -57,7 +84,7 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 		if ids[i] != "" {
 			continue
 		}
-		id, err := a.sendPost(ctx, out, p, i, len(posts))
+		id, err := a.sendPost(ctx, pl, out, p, i, len(posts))
 		if err != nil {
 			return ids, err
 		}
@@ -66,30 +93,67 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 	return ids, nil
 }
 
-func (a *Adapter) sendPost(ctx context.Context, out bridge.Outbound, p post, part, parts int) (string, error) {
-	if len(p.media) > 0 {
-		return a.upload(ctx, out, p, part, parts)
+func (a *Adapter) sendPost(ctx context.Context, pl place, out bridge.Outbound, p post, part, parts int) (string, error) {
+	if out.Ephemeral && out.ReplyToUser != "" {
+		return a.postEphemeral(ctx, pl, out, p.withLinks())
 	}
-	ts, err := a.postMessage(ctx, out.Room, p, metadata(out.ID, part, parts))
+	if len(p.media) > 0 {
+		return a.upload(ctx, pl, out, p, part, parts)
+	}
+	ts, err := a.postMessage(ctx, pl, out.Bot, p, metadata(out.ID, part, parts))
 	if err != nil && imageRefused(err) {
 		a.log.Info("Slack cannot fetch an image of the bot; uploading it instead", bridge.LogRoom, out.Room.String())
-		return a.upload(ctx, out, p.imagesAsMedia(), part, parts)
+		return a.upload(ctx, pl, out, p.imagesAsMedia(), part, parts)
 	}
 	return ts, err
 }
 
-func (a *Adapter) postMessage(ctx context.Context, room bridge.RoomKey, p post, meta slackapi.SlackMetadata) (string, error) {
+// as returns the options that post as bot: its name and icon.
+func (a *Adapter) as(bot string) []slackapi.MsgOption {
+	id := a.cfg.Bots[bot]
+	var opts []slackapi.MsgOption
+	if id.Name != "" {
+		opts = append(opts, slackapi.MsgOptionUsername(id.Name))
+	}
+	if id.IconURL != "" {
+		opts = append(opts, slackapi.MsgOptionIconURL(id.IconURL))
+	}
+	return opts
+}
+
+func (a *Adapter) postMessage(ctx context.Context, pl place, bot string, p post, meta slackapi.SlackMetadata) (string, error) {
 	opts := []slackapi.MsgOption{slackapi.MsgOptionText(p.text, false), slackapi.MsgOptionMetadata(meta)}
 	if len(p.blocks) > 0 {
 		opts = append(opts, slackapi.MsgOptionBlocks(slackBlocks(p.blocks)...))
 	}
-	if room.Thread != "" {
-		opts = append(opts, slackapi.MsgOptionTS(room.Thread))
+	if pl.thread != "" {
+		opts = append(opts, slackapi.MsgOptionTS(pl.thread))
 	}
+	opts = append(opts, a.as(bot)...)
 	var ts string
-	err := a.postCall(ctx, "chat.postMessage", room.Room, func(ctx context.Context) error {
+	err := a.postCall(ctx, pl.ws, "chat.postMessage", pl.room, func(ctx context.Context) error {
 		var err error
-		_, ts, err = a.api.PostMessageContext(ctx, room.Room, opts...)
+		_, ts, err = pl.ws.api.PostMessageContext(ctx, pl.channel, opts...)
+		return err
+	})
+	return ts, err
+}
+
+// postEphemeral posts p for out.ReplyToUser alone. Ephemeral messages carry
+// no metadata and are not in the history, so FindSent cannot find them.
+func (a *Adapter) postEphemeral(ctx context.Context, pl place, out bridge.Outbound, p post) (string, error) {
+	opts := []slackapi.MsgOption{slackapi.MsgOptionText(p.text, false)}
+	if len(p.blocks) > 0 {
+		opts = append(opts, slackapi.MsgOptionBlocks(slackBlocks(p.blocks)...))
+	}
+	if pl.thread != "" {
+		opts = append(opts, slackapi.MsgOptionTS(pl.thread))
+	}
+	opts = append(opts, a.as(out.Bot)...)
+	var ts string
+	err := a.postCall(ctx, pl.ws, "chat.postEphemeral", pl.room, func(ctx context.Context) error {
+		var err error
+		ts, err = pl.ws.api.PostEphemeralContext(ctx, pl.channel, out.ReplyToUser, opts...)
 		return err
 	})
 	return ts, err
@@ -151,7 +215,7 @@ func cloneBlock(b block) block { return maps.Clone(b) }
 // upload flow, shared in one message with the post's blocks. A file that
 // cannot be downloaded is shown as a link instead. It returns the ts of the
 // message, or the id of the first file when Slack has not shared it yet.
-func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part, parts int) (string, error) {
+func (a *Adapter) upload(ctx context.Context, pl place, out bridge.Outbound, p post, part, parts int) (string, error) {
 	blocks := slices.Clone(p.blocks)
 	var files []slackapi.FileSummary
 	for _, m := range p.media {
@@ -165,7 +229,7 @@ func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part,
 			blocks = append(blocks, m.link())
 			continue
 		}
-		id, err := a.uploadFile(ctx, out.Room.Room, f.Name, f.Data)
+		id, err := a.uploadFile(ctx, pl, f.Name, f.Data)
 		if err != nil {
 			return "", err
 		}
@@ -175,28 +239,28 @@ func (a *Adapter) upload(ctx context.Context, out bridge.Outbound, p post, part,
 		blocks = blocks[:maxBlocks]
 	}
 	if len(files) == 0 {
-		return a.postMessage(ctx, out.Room, post{text: p.text, blocks: blocks}, metadata(out.ID, part, parts))
+		return a.postMessage(ctx, pl, out.Bot, post{text: p.text, blocks: blocks}, metadata(out.ID, part, parts))
 	}
-	params := slackapi.CompleteUploadExternalParameters{Files: files, Channel: out.Room.Room, ThreadTimestamp: out.Room.Thread}
+	params := slackapi.CompleteUploadExternalParameters{Files: files, Channel: pl.channel, ThreadTimestamp: pl.thread}
 	if len(blocks) > 0 {
 		params.Blocks = slackapi.Blocks{BlockSet: slackBlocks(blocks)}
 	}
-	err := a.postCall(ctx, "files.completeUploadExternal", out.Room.Room, func(ctx context.Context) error {
-		_, err := a.api.CompleteUploadExternalContext(ctx, params)
+	err := a.postCall(ctx, pl.ws, "files.completeUploadExternal", pl.room, func(ctx context.Context) error {
+		_, err := pl.ws.api.CompleteUploadExternalContext(ctx, params)
 		return err
 	})
 	if err != nil {
 		return "", err
 	}
-	return a.shareTS(ctx, out.Room.Room, files[0].ID), nil
+	return a.shareTS(ctx, pl, files[0].ID), nil
 }
 
 // uploadFile does the first two steps of the external upload flow.
-func (a *Adapter) uploadFile(ctx context.Context, channel, name string, data []byte) (string, error) {
+func (a *Adapter) uploadFile(ctx context.Context, pl place, name string, data []byte) (string, error) {
 	var u *slackapi.GetUploadURLExternalResponse
-	err := a.call(ctx, "files.getUploadURLExternal", channel, func(ctx context.Context) error {
+	err := a.call(ctx, pl.ws, "files.getUploadURLExternal", pl.room, func(ctx context.Context) error {
 		var err error
-		u, err = a.api.GetUploadURLExternalContext(ctx, slackapi.GetUploadURLExternalParameters{FileName: name, FileSize: len(data)})
+		u, err = pl.ws.api.GetUploadURLExternalContext(ctx, slackapi.GetUploadURLExternalParameters{FileName: name, FileSize: len(data)})
 		return err
 	})
 	if err != nil {
@@ -204,26 +268,26 @@ func (a *Adapter) uploadFile(ctx context.Context, channel, name string, data []b
 	}
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.DownloadTimeout+callTimeout)
 	defer cancel()
-	if err := a.api.UploadToURL(ctx, slackapi.UploadToURLParameters{UploadURL: u.UploadURL, Reader: bytes.NewReader(data), Filename: name}); err != nil {
+	if err := pl.ws.api.UploadToURL(ctx, slackapi.UploadToURLParameters{UploadURL: u.UploadURL, Reader: bytes.NewReader(data), Filename: name}); err != nil {
 		return "", fmt.Errorf("slack: upload %s: %w", name, err)
 	}
 	return u.FileID, nil
 }
 
-// shareTS returns the ts of the message that shared file in channel, or the
-// file's id when Slack does not show it yet.
-func (a *Adapter) shareTS(ctx context.Context, channel, file string) string {
+// shareTS returns the ts of the message that shared file in the channel,
+// or the file's id when Slack does not show it yet.
+func (a *Adapter) shareTS(ctx context.Context, pl place, file string) string {
 	var f *slackapi.File
-	err := a.optional(ctx, "files.info", channel, func(ctx context.Context) error {
+	err := a.optional(ctx, pl.ws, "files.info", pl.room, func(ctx context.Context) error {
 		var err error
-		f, _, _, err = a.api.GetFileInfoContext(ctx, file, 1, 1)
+		f, _, _, err = pl.ws.api.GetFileInfoContext(ctx, file, 1, 1)
 		return err
 	})
 	if err != nil {
 		return file
 	}
 	for _, shares := range []map[string][]slackapi.ShareFileInfo{f.Shares.Public, f.Shares.Private} {
-		if s := shares[channel]; len(s) > 0 {
+		if s := shares[pl.channel]; len(s) > 0 {
 			return s[len(s)-1].Ts
 		}
 	}
@@ -236,11 +300,15 @@ func (a *Adapter) shareTS(ctx context.Context, channel, file string) string {
 // shown as links. It blocks on Slack and returns its refusal, with the parts
 // the message has at that point.
 func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, posted bridge.Parts, p chat.Payload) (bridge.Parts, error) {
+	pl, err := a.place(room)
+	if err != nil {
+		return posted, err
+	}
 	posts := render(p)
 	var now bridge.Parts
 	for i, id := range posted {
 		if i >= len(posts) {
-			if err := a.deleteOne(ctx, room.Room, id); err != nil {
+			if err := a.deleteOne(ctx, pl, id); err != nil {
 				return append(now, posted[i:]...), err
 			}
 			continue
@@ -249,12 +317,13 @@ func (a *Adapter) Edit(ctx context.Context, room bridge.RoomKey, posted bridge.P
 		if isFileID(id) || id == "" {
 			continue
 		}
-		if err := a.update(ctx, room.Room, id, posts[i].withLinks()); err != nil {
+		if err := a.update(ctx, pl, id, posts[i].withLinks()); err != nil {
 			return append(now, posted[i+1:]...), err
 		}
 	}
 	for _, extra := range posts[min(len(posted), len(posts)):] {
-		id, err := a.postMessage(ctx, room, extra.withLinks(), metadata(chat.MessageID("edit-"+posted.First()), 0, 1))
+		// Edit does not know the bot: an extra part shows the app's name.
+		id, err := a.postMessage(ctx, pl, "", extra.withLinks(), metadata(chat.MessageID("edit-"+posted.First()), 0, 1))
 		if err != nil {
 			return now, err
 		}
@@ -275,9 +344,9 @@ func (p post) withLinks() post {
 	return out
 }
 
-func (a *Adapter) update(ctx context.Context, channel, ts string, p post) error {
-	return a.call(ctx, "chat.update", channel, func(ctx context.Context) error {
-		_, _, _, err := a.api.UpdateMessageContext(ctx, channel, ts,
+func (a *Adapter) update(ctx context.Context, pl place, ts string, p post) error {
+	return a.call(ctx, pl.ws, "chat.update", pl.room, func(ctx context.Context) error {
+		_, _, _, err := pl.ws.api.UpdateMessageContext(ctx, pl.channel, ts,
 			slackapi.MsgOptionText(p.text, false), slackapi.MsgOptionBlocks(slackBlocks(p.blocks)...))
 		return err
 	})
@@ -286,24 +355,28 @@ func (a *Adapter) update(ctx context.Context, channel, ts string, p post) error 
 // Delete implements bridge.Deleter: it deletes every part of the message;
 // parts already gone are not an error. It blocks on Slack.
 func (a *Adapter) Delete(ctx context.Context, room bridge.RoomKey, posted bridge.Parts) error {
+	pl, err := a.place(room)
+	if err != nil {
+		return err
+	}
 	for _, id := range posted {
 		if id == "" {
 			continue
 		}
-		if err := a.deleteOne(ctx, room.Room, id); err != nil {
+		if err := a.deleteOne(ctx, pl, id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (a *Adapter) deleteOne(ctx context.Context, channel, id string) error {
+func (a *Adapter) deleteOne(ctx context.Context, pl place, id string) error {
 	var err error
 	if isFileID(id) {
-		err = a.call(ctx, "files.delete", channel, func(ctx context.Context) error { return a.api.DeleteFileContext(ctx, id) })
+		err = a.call(ctx, pl.ws, "files.delete", pl.room, func(ctx context.Context) error { return pl.ws.api.DeleteFileContext(ctx, id) })
 	} else {
-		err = a.call(ctx, "chat.delete", channel, func(ctx context.Context) error {
-			_, _, err := a.api.DeleteMessageContext(ctx, channel, id)
+		err = a.call(ctx, pl.ws, "chat.delete", pl.room, func(ctx context.Context) error {
+			_, _, err := pl.ws.api.DeleteMessageContext(ctx, pl.channel, id)
 			return err
 		})
 	}
@@ -318,11 +391,21 @@ func isFileID(id string) bool { return strings.HasPrefix(id, "F") }
 
 // FindSent implements bridge.Recoverer: it looks among the bot's recent
 // messages of out.Room (the thread, or the channel) for the parts of out,
-// which Send marks with message metadata. Parts uploaded as files carry no
-// metadata; they are recognised by the titles of their files. It reads the
-// channel's history and returns Slack's error when it cannot.
+// which Send marks with message metadata. The bot's posts are known by its
+// bot id (or user), whatever name and icon they carry (Config.Bots). Parts
+// uploaded as files carry no metadata; they are recognised by the titles of
+// their files. An ephemeral out is never found: such messages are in no
+// history. It reads the channel's history and returns Slack's error when it
+// cannot.
 func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
-	self, err := a.identified(ctx)
+	if out.Ephemeral {
+		return nil, nil
+	}
+	pl, err := a.place(out.Room)
+	if err != nil {
+		return nil, err
+	}
+	self, err := a.identified(ctx, pl.ws)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +414,7 @@ func (a *Adapter) FindSent(ctx context.Context, out bridge.Outbound) (bridge.Par
 	if !out.Time.IsZero() {
 		oldest = strconv.FormatInt(out.Time.Add(-findWindow).Unix(), 10) + ".000000"
 	}
-	msgs, err := a.recent(ctx, out.Room, oldest)
+	msgs, err := a.recent(ctx, pl, oldest)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +468,7 @@ func sameFiles(fs []slackapi.File, ms []media) bool {
 // recent returns the messages of a thread, or of a channel's top level,
 // since oldest (a ts; "" for no bound), newest first or oldest first as
 // Slack gives them, with their metadata.
-func (a *Adapter) recent(ctx context.Context, room bridge.RoomKey, oldest string) ([]slackapi.Message, error) {
+func (a *Adapter) recent(ctx context.Context, pl place, oldest string) ([]slackapi.Message, error) {
 	const pages, limit = 5, 200
 	var out []slackapi.Message
 	cursor := ""
@@ -395,18 +478,18 @@ func (a *Adapter) recent(ctx context.Context, room bridge.RoomKey, oldest string
 			next string
 		)
 		method := "conversations.history"
-		if room.Thread != "" {
+		if pl.thread != "" {
 			method = "conversations.replies"
 		}
-		err := a.call(ctx, method, room.Room, func(ctx context.Context) error {
-			if room.Thread != "" {
+		err := a.call(ctx, pl.ws, method, pl.room, func(ctx context.Context) error {
+			if pl.thread != "" {
 				var err error
-				msgs, _, next, err = a.api.GetConversationRepliesContext(ctx, &slackapi.GetConversationRepliesParameters{
-					ChannelID: room.Room, Timestamp: room.Thread, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
+				msgs, _, next, err = pl.ws.api.GetConversationRepliesContext(ctx, &slackapi.GetConversationRepliesParameters{
+					ChannelID: pl.channel, Timestamp: pl.thread, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
 				return err
 			}
-			resp, err := a.api.GetConversationHistoryContext(ctx, &slackapi.GetConversationHistoryParameters{
-				ChannelID: room.Room, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
+			resp, err := pl.ws.api.GetConversationHistoryContext(ctx, &slackapi.GetConversationHistoryParameters{
+				ChannelID: pl.channel, Cursor: cursor, Oldest: oldest, Limit: limit, IncludeAllMetadata: true})
 			if resp != nil {
 				msgs, next = resp.Messages, resp.ResponseMetaData.NextCursor
 			}

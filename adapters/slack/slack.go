@@ -1,11 +1,17 @@
 // Package slack connects the bridge to Slack: events come in over Socket Mode
 // or the Events API over HTTP, replies go out through the Web API as Block Kit
 // messages and file uploads, with per-channel pacing, rate-limit handling,
-// thinking indicators, streamed replies and button clicks. It uses slack-go.
+// thinking indicators, streamed replies and button clicks. Beyond messages it
+// takes slash commands (commands.go), reactions to the bot's messages, people
+// joining channels and the context of agent threads (appevents.go), shows the
+// App Home tab (home.go), suggests prompts and titles agent threads, posts
+// each bot under its own name and icon, and serves several workspaces that
+// install the app through OAuth (workspaces.go, oauth.go). It uses slack-go.
 package slack
 
 import (
 	"context"
+	"crypto/cipher"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,10 +66,12 @@ const (
 // DefaultAPIURL is Slack's Web API.
 const DefaultAPIURL = "https://slack.com/api/"
 
-// Config configures an Adapter. BotToken is required; AppToken in socket
-// mode, SigningSecret in HTTP mode.
+// Config configures an Adapter. BotToken or ClientID (with the rest of the
+// OAuth fields) is required; AppToken in socket mode, SigningSecret in HTTP
+// mode.
 type Config struct {
-	// BotToken is the bot token, xoxb-….
+	// BotToken is the bot token, xoxb-…, of the workspace the app was
+	// installed in by hand. Its rooms have Slack's own ids (C…).
 	BotToken string
 	// AppToken is the app-level token with connections:write, xapp-…, for
 	// Socket Mode.
@@ -114,6 +122,71 @@ type Config struct {
 	// adapter waits before trying method again; for metrics. It must not
 	// block.
 	OnRateLimit func(method string, wait time.Duration)
+
+	// Router is the bridge's router, which the adapter asks for what a
+	// route says outside messages: the suggested prompts of an agent
+	// thread, the bot of the App Home tab. Nil: no prompts, and the Home tab
+	// names no bot.
+	Router *bridge.Router
+	// Bots are the identities of the bots by name (bridge.Outbound.Bot):
+	// their posts carry the name and icon (with the chat:write.customize
+	// scope), and the Home tab shows them.
+	Bots map[string]BotIdentity
+	// Commands are the app's slash commands; a command not listed is
+	// answered with a hint to add it.
+	Commands []Command
+	// HomeText is the Home tab's "how to talk to me" text, in Markdown;
+	// empty: one made from the commands. The tab is published when
+	// people open it (the app_home_opened event).
+	HomeText string
+
+	// Several workspaces (see workspaces.go): with ClientID, workspaces
+	// install the app through OAuth v2 (InstallHandler, CallbackHandler)
+	// and each one's bot token is kept sealed in Installs.
+	ClientID     string
+	ClientSecret string
+	// TokenKey seals the workspaces' tokens and signs the OAuth state: at
+	// least 32 characters of a secret (keys are derived from it with
+	// HKDF-SHA256). Changing it makes the stored tokens unreadable: the
+	// workspaces must install the app again.
+	TokenKey string
+	// RedirectURL is the OAuth redirect URL, the public address of
+	// CallbackHandler; it must be among the app's redirect URLs.
+	RedirectURL string
+	// AuthorizeURL is Slack's authorize page; default APIURL's host with
+	// /oauth/v2/authorize (https://slack.com/oauth/v2/authorize).
+	AuthorizeURL string
+	// Scopes are the bot scopes the install asks for; default
+	// DefaultScopes().
+	Scopes []string
+	// Installs keeps the installed workspaces; required with ClientID.
+	Installs Installs
+	// InstallTTL is how long an install link stays valid, from
+	// InstallHandler to CallbackHandler. Default 10 minutes.
+	InstallTTL time.Duration
+}
+
+// BotIdentity is how a bot shows in Slack.
+type BotIdentity struct {
+	// Name is the name its posts carry (chat.postMessage username).
+	Name string
+	// IconURL is the picture its posts carry.
+	IconURL string
+	// Description says what the bot does, on the Home tab (Markdown).
+	Description string
+}
+
+// Command is a slash command of the app.
+type Command struct {
+	// Name is the command, "/ask".
+	Name string
+	// Description says what it does, on the Home tab.
+	Description string
+	// Reset makes it start a new conversation instead of asking the bot.
+	Reset bool
+	// Bot is the name of the bot it asks (bridge.Command.Bot); empty: the
+	// route's.
+	Bot string
 }
 
 // Log attribute keys of the adapter, beside the bridge's.
@@ -132,19 +205,29 @@ const (
 )
 
 // Adapter is the Slack adapter. Create it with New and Run it; in HTTP mode
-// also serve EventsHandler.
+// also serve EventsHandler, and with several workspaces InstallHandler and
+// CallbackHandler.
 type Adapter struct {
-	cfg     Config
+	cfg Config
+	// api is the client of the app-level token (Socket Mode).
 	api     *slackapi.Client
 	log     *slog.Logger
 	now     func() time.Time
 	fetch   *bridgemedia.Fetcher // the bot's files, guarded against private addresses
 	private *http.Client         // Slack's own file URLs, which need the bot token
+	// home is the workspace of BotToken; nil without one.
+	home *workspace
+	// seal seals workspace tokens, stateKey signs OAuth states; nil
+	// without ClientID.
+	seal     cipher.AEAD
+	stateKey []byte
+	commands map[string]Command
 
 	// Set by Run.
-	mu   sync.Mutex
-	self identity
-	// known is closed once self is set.
+	mu sync.Mutex
+	// spaces are the workspaces installed through OAuth, by id.
+	spaces map[string]*workspace
+	// known is closed once Run knows who the bot is in the workspaces.
 	known     chan struct{}
 	knownOnce sync.Once
 	handler   bridge.Handler
@@ -161,13 +244,17 @@ type Adapter struct {
 	chans   cache[string]
 	pace    pacer
 	streams streamSet
+	threads threadSet
 }
 
-// identity is who the bot is, from auth.test.
+// identity is who the bot is in a workspace, from auth.test.
 type identity struct {
 	userID, botID, teamID string
 	scopes                []string
 }
+
+// hasScope reports whether the bot token was granted scope.
+func (id identity) hasScope(scope string) bool { return slices.Contains(id.scopes, scope) }
 
 var (
 	_ bridge.Adapter    = (*Adapter)(nil)
@@ -187,7 +274,9 @@ func New(cfg Config) (*Adapter, error) {
 		cfg.Mode = ModeSocket
 	}
 	switch {
-	case !strings.HasPrefix(cfg.BotToken, "xoxb-"):
+	case cfg.BotToken == "" && cfg.ClientID == "":
+		return nil, errors.New("slack: no bot token and no OAuth client id: give one of them")
+	case cfg.BotToken != "" && !strings.HasPrefix(cfg.BotToken, "xoxb-"):
 		return nil, errors.New("slack: the bot token must start with xoxb-")
 	case cfg.Mode == ModeSocket && !strings.HasPrefix(cfg.AppToken, "xapp-"):
 		return nil, errors.New("slack: socket mode needs an app-level token starting with xapp-")
@@ -228,6 +317,9 @@ func New(cfg Config) (*Adapter, error) {
 	if cfg.LookupWait <= 0 {
 		cfg.LookupWait = time.Second
 	}
+	if cfg.InstallTTL <= 0 {
+		cfg.InstallTTL = 10 * time.Minute
+	}
 	if cfg.HTTPClient == nil {
 		// Every Web API call goes to one host: keep enough connections to it
 		// that busy rooms reuse them instead of paying a TLS handshake each.
@@ -242,14 +334,30 @@ func New(cfg Config) (*Adapter, error) {
 		cfg.Now = time.Now
 	}
 	a := &Adapter{
-		cfg:   cfg,
-		known: make(chan struct{}),
+		cfg:    cfg,
+		known:  make(chan struct{}),
+		spaces: make(map[string]*workspace),
 		api: slackapi.New(cfg.BotToken,
 			slackapi.OptionAppLevelToken(cfg.AppToken),
 			slackapi.OptionAPIURL(cfg.APIURL),
 			slackapi.OptionHTTPClient(cfg.HTTPClient)),
-		log: cfg.Logger.With(bridge.LogComponent, "slack"),
-		now: cfg.Now,
+		log:      cfg.Logger.With(bridge.LogComponent, "slack"),
+		now:      cfg.Now,
+		commands: make(map[string]Command),
+	}
+	for _, c := range cfg.Commands {
+		if !strings.HasPrefix(c.Name, "/") {
+			return nil, fmt.Errorf("slack: command %q must start with /", c.Name)
+		}
+		a.commands[c.Name] = c
+	}
+	if cfg.BotToken != "" {
+		a.home = a.newWorkspace("", cfg.BotToken)
+	}
+	if cfg.ClientID != "" {
+		if err := a.initOAuth(); err != nil {
+			return nil, err
+		}
 	}
 	stopped, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -267,10 +375,12 @@ func New(cfg Config) (*Adapter, error) {
 // Platform implements bridge.Adapter.
 func (a *Adapter) Platform() bridge.Platform { return Platform }
 
-// Run implements bridge.Adapter: it learns the bot's identity (auth.test,
-// retried slowly while the token is refused), then receives events over
-// Socket Mode, or in HTTP mode lets EventsHandler hand them over, until ctx
-// ends. It returns nil then; it never fails for a transient cause.
+// Run implements bridge.Adapter: it learns the bot's identity in the
+// configured workspace (auth.test, retried slowly while the token is
+// refused) and loads the workspaces installed through OAuth, then receives
+// events over Socket Mode, or in HTTP mode lets EventsHandler hand them
+// over, until ctx ends. It returns nil then; it never fails for a transient
+// cause.
 func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	bg, cancel := context.WithCancel(ctx)
 	a.mu.Lock()
@@ -282,16 +392,26 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 		a.mu.Unlock()
 		a.wg.Wait()
 	}()
-	self, err := a.identify(ctx)
-	if err != nil {
-		return nil // ctx ended
+	if a.home != nil {
+		self, err := a.identify(ctx, a.home)
+		if err != nil {
+			return nil // ctx ended
+		}
+		a.mu.Lock()
+		a.home.self = self
+		a.home.teamID = self.teamID
+		a.mu.Unlock()
+		a.log.Info("connected to Slack", logTeam, self.teamID, logBotUser, self.userID, logMode, a.cfg.Mode)
+	}
+	if a.cfg.Installs != nil {
+		if err := a.loadWorkspaces(ctx); err != nil {
+			return nil // ctx ended
+		}
 	}
 	a.mu.Lock()
-	a.self = self
 	a.handler = h
 	a.mu.Unlock()
 	a.knownOnce.Do(func() { close(a.known) })
-	a.log.Info("connected to Slack", logTeam, self.teamID, logBotUser, self.userID, logMode, a.cfg.Mode)
 	if a.cfg.Mode == ModeHTTP {
 		a.connected.Store(true)
 		<-ctx.Done()
@@ -302,23 +422,12 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	return nil
 }
 
-// identify calls auth.test until it succeeds or ctx ends.
-func (a *Adapter) identify(ctx context.Context) (identity, error) {
+// identify calls auth.test with ws's token until it succeeds or ctx ends.
+func (a *Adapter) identify(ctx context.Context, ws *workspace) (identity, error) {
 	b := a.backoff()
 	for {
-		var resp *slackapi.AuthTestResponse
-		err := a.call(ctx, "auth.test", "", func(ctx context.Context) error {
-			var err error
-			resp, err = a.api.AuthTestContext(ctx)
-			return err
-		})
+		id, err := a.authTest(ctx, ws)
 		if err == nil {
-			id := identity{userID: resp.UserID, botID: resp.BotID, teamID: resp.TeamID}
-			if s := resp.Header.Get("X-OAuth-Scopes"); s != "" {
-				for sc := range strings.SplitSeq(s, ",") {
-					id.scopes = append(id.scopes, strings.TrimSpace(sc))
-				}
-			}
 			return id, nil
 		}
 		d := b.NextBackOff()
@@ -327,6 +436,26 @@ func (a *Adapter) identify(ctx context.Context) (identity, error) {
 			return identity{}, werr
 		}
 	}
+}
+
+// authTest asks Slack who the bot of ws is, and with which scopes.
+func (a *Adapter) authTest(ctx context.Context, ws *workspace) (identity, error) {
+	var resp *slackapi.AuthTestResponse
+	err := a.call(ctx, ws, "auth.test", "", func(ctx context.Context) error {
+		var err error
+		resp, err = ws.api.AuthTestContext(ctx)
+		return err
+	})
+	if err != nil {
+		return identity{}, err
+	}
+	id := identity{userID: resp.UserID, botID: resp.BotID, teamID: resp.TeamID}
+	if s := resp.Header.Get("X-OAuth-Scopes"); s != "" {
+		for sc := range strings.SplitSeq(s, ",") {
+			id.scopes = append(id.scopes, strings.TrimSpace(sc))
+		}
+	}
+	return id, nil
 }
 
 func (a *Adapter) backoff() *backoff.ExponentialBackOff {
@@ -338,19 +467,20 @@ func (a *Adapter) backoff() *backoff.ExponentialBackOff {
 	return b
 }
 
-// whoami returns the bot's identity; empty before Run learned it.
-func (a *Adapter) whoami() identity {
+// whoami returns the bot's identity in ws; empty before Run learned it.
+func (a *Adapter) whoami(ws *workspace) identity {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.self
+	return ws.self
 }
 
-// identified blocks until Run has learned the bot's identity, or ctx ends.
-// Telling the bot's own posts from others' needs it.
-func (a *Adapter) identified(ctx context.Context) (identity, error) {
+// identified blocks until Run has learned who the bot is, or ctx ends, and
+// returns its identity in ws. Telling the bot's own posts from others'
+// needs it.
+func (a *Adapter) identified(ctx context.Context, ws *workspace) (identity, error) {
 	select {
 	case <-a.known:
-		return a.whoami(), nil
+		return a.whoami(ws), nil
 	case <-ctx.Done():
 		return identity{}, fmt.Errorf("slack: waiting to learn who the bot is: %w", ctx.Err())
 	}
@@ -372,9 +502,11 @@ func (a *Adapter) goBackground(f func(ctx context.Context)) bool {
 
 // Ready implements bridge.Checker: nil when the adapter knows who it is,
 // is connected (Socket Mode) and Slack accepts its calls; else what is
-// wrong and how to fix it. It does no I/O.
+// wrong and how to fix it. A workspace installed through OAuth that
+// refuses its token does not make the adapter unready: it is logged, and
+// dropped when Slack says the app was uninstalled there. It does no I/O.
 func (a *Adapter) Ready() error {
-	if a.whoami().userID == "" {
+	if !a.started() {
 		if err := a.health.err(); err != nil {
 			return err
 		}
@@ -389,9 +521,11 @@ func (a *Adapter) Ready() error {
 	return a.health.err()
 }
 
-// hasScope reports whether the bot token was granted scope.
-func (a *Adapter) hasScope(scope string) bool {
-	return slices.Contains(a.whoami().scopes, scope)
+// started reports whether Run knows who the bot is and takes events.
+func (a *Adapter) started() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.handler != nil
 }
 
 // sleep waits d or until ctx ends.

@@ -89,13 +89,17 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			if ev.Request == nil {
 				continue
 			}
-			if err := a.handleEvent(ctx, h, ev.Request.Payload); err != nil {
+			after, err := a.handleEvent(ctx, h, ev.Request.Payload)
+			if err != nil {
 				// Not acknowledged: Slack delivers it again.
 				a.logs.warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
 					logEnvelope, ev.Request.EnvelopeID, logAttempt, ev.Request.RetryAttempt)
 				continue
 			}
-			a.ack(ctx, client, ev.Request)
+			a.ack(ctx, client, ev.Request, nil)
+			if after != nil {
+				a.goBackground(after)
+			}
 		case socketmode.EventTypeInteractive:
 			if ev.Request == nil {
 				continue
@@ -105,14 +109,21 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 				a.logs.warn(a.log, "handle", "click not stored", bridge.LogErr, err, logEnvelope, ev.Request.EnvelopeID)
 				continue
 			}
-			a.ack(ctx, client, ev.Request)
+			a.ack(ctx, client, ev.Request, nil)
 			if after != nil {
 				a.goBackground(after)
 			}
 		case socketmode.EventTypeSlashCommand:
-			if ev.Request != nil {
-				a.ack(ctx, client, ev.Request)
+			if ev.Request == nil {
+				continue
 			}
+			var answer any
+			if c, ok := ev.Data.(slackapi.SlashCommand); ok {
+				if ans := a.handleCommand(ctx, h, c); ans != nil {
+					answer = ans
+				}
+			}
+			a.ack(ctx, client, ev.Request, answer)
 		}
 	}
 }
@@ -122,10 +133,10 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 // delivers the event again, which the store de-duplicates.
 const ackWait = time.Second
 
-func (a *Adapter) ack(ctx context.Context, client *socketmode.Client, req *socketmode.Request) {
+func (a *Adapter) ack(ctx context.Context, client *socketmode.Client, req *socketmode.Request, payload any) {
 	ctx, cancel := context.WithTimeout(ctx, ackWait)
 	defer cancel()
-	if err := client.AckCtx(ctx, req.EnvelopeID, nil); err != nil {
+	if err := client.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
 		a.logs.warn(a.log, "ack", "could not acknowledge an envelope; Slack will deliver it again", logEnvelope, req.EnvelopeID, bridge.LogErr, err)
 	}
 }

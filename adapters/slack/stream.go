@@ -64,8 +64,12 @@ func (s *streamSet) take(id string) *liveStream {
 // the app cannot stream, it posts text as a message that AppendStream
 // updates. It blocks on Slack and returns the message's ts.
 func (a *Adapter) StartStream(ctx context.Context, out bridge.Outbound, text string) (string, error) {
-	self := a.whoami()
-	channel := out.Room.Room
+	pl, err := a.place(out.Room)
+	if err != nil {
+		return "", err
+	}
+	self := a.whoami(pl.ws)
+	channel := pl.channel
 	dm := len(channel) > 0 && channel[0] == 'D'
 	if !a.cfg.NoStreaming && !a.noStream.Load() && out.Room.Thread != "" && self.teamID != "" && (dm || out.ReplyToUser != "") {
 		opts := []slackapi.MsgOption{slackapi.MsgOptionMarkdownText(text), slackapi.MsgOptionTS(out.Room.Thread)}
@@ -73,9 +77,9 @@ func (a *Adapter) StartStream(ctx context.Context, out bridge.Outbound, text str
 			opts = append(opts, slackapi.MsgOptionRecipientUserID(out.ReplyToUser), slackapi.MsgOptionRecipientTeamID(self.teamID))
 		}
 		var ts string
-		err := a.postCall(ctx, "chat.startStream", channel, func(ctx context.Context) error {
+		err := a.postCall(ctx, pl.ws, "chat.startStream", pl.room, func(ctx context.Context) error {
 			var err error
-			_, ts, err = a.api.StartStreamContext(ctx, channel, opts...)
+			_, ts, err = pl.ws.api.StartStreamContext(ctx, channel, opts...)
 			return err
 		})
 		switch code := errorCode(err); {
@@ -92,7 +96,7 @@ func (a *Adapter) StartStream(ctx context.Context, out bridge.Outbound, text str
 			a.log.Debug("cannot stream this reply; posting and updating it", logCode, code)
 		}
 	}
-	ts, err := a.postMessage(ctx, out.Room, post{text: mrkdwn(text) + streamingSuffix}, metadata(out.ID, 0, 1))
+	ts, err := a.postMessage(ctx, pl, out.Bot, post{text: mrkdwn(text) + streamingSuffix}, metadata(out.ID, 0, 1))
 	if err != nil {
 		return "", err
 	}
@@ -107,11 +111,15 @@ func (a *Adapter) AppendStream(ctx context.Context, room bridge.RoomKey, platfor
 	if ls == nil {
 		return errors.New("slack: append to a stream that is not open")
 	}
+	pl, err := a.place(room)
+	if err != nil {
+		return err
+	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	if ls.native {
-		err := a.call(ctx, "chat.appendStream", room.Room, func(ctx context.Context) error {
-			_, _, err := a.api.AppendStreamContext(ctx, room.Room, platformID, slackapi.MsgOptionMarkdownText(text))
+		err := a.call(ctx, pl.ws, "chat.appendStream", pl.room, func(ctx context.Context) error {
+			_, _, err := pl.ws.api.AppendStreamContext(ctx, pl.channel, platformID, slackapi.MsgOptionMarkdownText(text))
 			return err
 		})
 		if errorCode(err) != "message_not_in_streaming_state" {
@@ -123,7 +131,7 @@ func (a *Adapter) AppendStream(ctx context.Context, room bridge.RoomKey, platfor
 		// Slack ended the stream (it lives a few minutes): go on updating.
 		ls.native = false
 	}
-	if err := a.update(ctx, room.Room, platformID, post{text: mrkdwn(ls.text+text) + streamingSuffix}); err != nil {
+	if err := a.update(ctx, pl, platformID, post{text: mrkdwn(ls.text+text) + streamingSuffix}); err != nil {
 		return err
 	}
 	ls.text += text
@@ -140,8 +148,12 @@ func (a *Adapter) StopStream(ctx context.Context, room bridge.RoomKey, platformI
 		defer ls.mu.Unlock()
 	}
 	if ls != nil && ls.native {
-		err := a.call(ctx, "chat.stopStream", room.Room, func(ctx context.Context) error {
-			_, _, err := a.api.StopStreamContext(ctx, room.Room, platformID)
+		pl, err := a.place(room)
+		if err != nil {
+			return bridge.Parts{platformID}, err
+		}
+		err = a.call(ctx, pl.ws, "chat.stopStream", pl.room, func(ctx context.Context) error {
+			_, _, err := pl.ws.api.StopStreamContext(ctx, pl.channel, platformID)
 			return err
 		})
 		if err != nil && errorCode(err) != "message_not_in_streaming_state" {

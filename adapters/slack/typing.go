@@ -19,7 +19,11 @@ func (a *Adapter) Typing(ctx context.Context, t bridge.ReplyTarget, on bool) err
 	if t.Room.Room == "" {
 		return nil
 	}
-	switch a.thinking(t) {
+	pl, err := a.place(t.Room)
+	if err != nil {
+		return err
+	}
+	switch a.thinking(pl.ws, t) {
 	case ThinkingStatus:
 		thread := nonEmpty(t.Room.Thread, t.MessageID)
 		if thread == "" {
@@ -29,9 +33,9 @@ func (a *Adapter) Typing(ctx context.Context, t bridge.ReplyTarget, on bool) err
 		if on {
 			status = thinkingStatus
 		}
-		err := a.optional(ctx, "assistant.threads.setStatus", t.Room.Room, func(ctx context.Context) error {
-			return a.api.SetAssistantThreadsStatusContext(ctx, slackapi.AssistantThreadsSetStatusParameters{
-				ChannelID: t.Room.Room, ThreadTS: thread, Status: status})
+		err := a.optional(ctx, pl.ws, "assistant.threads.setStatus", pl.room, func(ctx context.Context) error {
+			return pl.ws.api.SetAssistantThreadsStatusContext(ctx, slackapi.AssistantThreadsSetStatusParameters{
+				ChannelID: pl.channel, ThreadTS: thread, Status: status})
 		})
 		if err == nil || a.cfg.Thinking == ThinkingStatus || ctx.Err() != nil {
 			return err
@@ -39,18 +43,18 @@ func (a *Adapter) Typing(ctx context.Context, t bridge.ReplyTarget, on bool) err
 		if !a.statusFail.Swap(true) {
 			a.log.Info("the assistant thread status is not available; showing a reaction instead", bridge.LogErr, err)
 		}
-		return a.react(ctx, t, on)
+		return a.react(ctx, pl, t, on)
 	case ThinkingReaction:
-		return a.react(ctx, t, on)
+		return a.react(ctx, pl, t, on)
 	}
 	return nil
 }
 
-// thinking picks the indicator for t.
-func (a *Adapter) thinking(t bridge.ReplyTarget) Thinking {
+// thinking picks the indicator for t in ws.
+func (a *Adapter) thinking(ws *workspace, t bridge.ReplyTarget) Thinking {
 	switch a.cfg.Thinking {
 	case ThinkingAuto:
-		if t.Room.Thread != "" && !a.statusFail.Load() && a.hasScope("assistant:write") {
+		if t.Room.Thread != "" && !a.statusFail.Load() && a.whoami(ws).hasScope("assistant:write") {
 			return ThinkingStatus
 		}
 		return ThinkingReaction
@@ -59,19 +63,19 @@ func (a *Adapter) thinking(t bridge.ReplyTarget) Thinking {
 	}
 }
 
-func (a *Adapter) react(ctx context.Context, t bridge.ReplyTarget, on bool) error {
+func (a *Adapter) react(ctx context.Context, pl place, t bridge.ReplyTarget, on bool) error {
 	if t.MessageID == "" {
 		return nil
 	}
-	item := slackapi.NewRefToMessage(t.Room.Room, t.MessageID)
+	item := slackapi.NewRefToMessage(pl.channel, t.MessageID)
 	var err error
 	if on {
-		err = a.optional(ctx, "reactions.add", t.Room.Room, func(ctx context.Context) error {
-			return a.api.AddReactionContext(ctx, a.cfg.ThinkingEmoji, item)
+		err = a.optional(ctx, pl.ws, "reactions.add", pl.room, func(ctx context.Context) error {
+			return pl.ws.api.AddReactionContext(ctx, a.cfg.ThinkingEmoji, item)
 		})
 	} else {
-		err = a.optional(ctx, "reactions.remove", t.Room.Room, func(ctx context.Context) error {
-			return a.api.RemoveReactionContext(ctx, a.cfg.ThinkingEmoji, item)
+		err = a.optional(ctx, pl.ws, "reactions.remove", pl.room, func(ctx context.Context) error {
+			return pl.ws.api.RemoveReactionContext(ctx, a.cfg.ThinkingEmoji, item)
 		})
 	}
 	switch errorCode(err) {

@@ -117,6 +117,8 @@ func splitPath(u *url.URL) ([]string, bool) {
 
 // ServeHTTP serves the API under /{WebhookID}/.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.active.Add(1)
+	defer s.requestDone()
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", "*")
 	if r.Method == http.MethodOptions {
@@ -161,6 +163,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, e)
 	case v != nil:
 		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+// requestDone ends a request; the last one lets a pending Close go on.
+func (s *Server) requestDone() {
+	if s.active.Add(-1) == 0 && s.closing.Load() {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -3,8 +3,10 @@ package chattest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/botbridge/botbridge/chat"
 )
@@ -31,6 +33,13 @@ func (f BotFunc) HandleMessage(ctx context.Context, r Replier, m chat.Message) {
 type Replier interface {
 	// Reply stores a bot message and emits its message_created (isBot true).
 	Reply(ctx context.Context, p chat.Payload) (chat.Message, error)
+	// ReplyAfter returns at once and, d from now (real time, not
+	// Options.Now), sends p as Reply does, as a bot answering late would (a
+	// human agent, a workflow, a reminder). The Server owns the wait: Close
+	// cancels it, and a late reply is not kept in the state file. It fails
+	// at once only for an invalid payload or a closed Server; a later
+	// failure (the conversation was deleted) is logged.
+	ReplyAfter(d time.Duration, p chat.Payload) error
 	// Stream emits one message_stream_delta per chunk (sequence 0, 1, ...),
 	// then stores final and emits message_stream_complete followed by its
 	// message_created. A nil final is the text of the chunks joined.
@@ -80,6 +89,33 @@ func (r *replier) Reply(ctx context.Context, p chat.Payload) (chat.Message, erro
 		return chat.Message{}, fmt.Errorf("reply: %w", err)
 	}
 	return m, nil
+}
+
+func (r *replier) ReplyAfter(d time.Duration, p chat.Payload) error {
+	if _, err := encodeBotPayload(p); err != nil {
+		return fmt.Errorf("reply after: %w", err)
+	}
+	s := r.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("reply after: the emulator is closing")
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := s.botMessage(s.ctx, r.conv, p, nil); err != nil && s.ctx.Err() == nil {
+			s.log.Info("late reply not sent", logConversation, r.conv, logErr, err)
+		}
+	}()
+	return nil
 }
 
 func (r *replier) Stream(ctx context.Context, chunks []string, final chat.Payload) (chat.Message, error) {

@@ -3,14 +3,18 @@ package chattest
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/botbridge/botbridge/chat"
 )
 
-// EchoBot returns a bot that answers every message with what it got: a text
-// with the same text, a markdown with the same markdown, and a short text
-// describing any other payload.
+// EchoBot returns a bot that answers every message with what it got: the
+// same text, markdown, image, audio, video or file payload (same links, same
+// title), and a short text describing any other payload. Media thus goes both
+// ways in a demo or an end-to-end test without the internet: the bot hands
+// back the very link the bridge gave it.
 func EchoBot() Bot {
 	return BotFunc(func(ctx context.Context, r Replier, m chat.Message) {
 		_, _ = r.Reply(ctx, echo(m.Payload))
@@ -19,9 +23,7 @@ func EchoBot() Bot {
 
 func echo(p chat.Payload) chat.Payload {
 	switch p := p.(type) {
-	case chat.Text:
-		return p
-	case chat.Markdown:
+	case chat.Text, chat.Markdown, chat.Image, chat.Audio, chat.Video, chat.File:
 		return p
 	}
 	return chat.Text{Text: "You sent " + Describe(p)}
@@ -82,13 +84,26 @@ const (
 )
 
 // DemoKeywords lists the words DemoBot answers to, as its help shows them.
-const DemoKeywords = "text, markdown, image, audio, video, file, location, card, carousel, choice, dropdown, bloc, stream, help"
+const DemoKeywords = "text, markdown, image, audio, video, file, location, card, carousel, choice, dropdown, bloc, stream, later, help"
+
+// DemoLaterHelp explains DemoBot's later keyword, in its help.
+const DemoLaterHelp = `"later 20" answers 20 seconds later (just "later": 30 seconds), to show a reply that comes long after the question`
+
+// DefaultLaterDelay is how long DemoBot's "later" waits without a number.
+const DefaultLaterDelay = 30 * time.Second
+
+// maxLaterDelay bounds "later", so that a typo does not leave a timer for
+// years.
+const maxLaterDelay = 24 * time.Hour
 
 // DemoBot returns a bot that shows every payload type. A message that is
 // exactly one of the keywords text, markdown, image, audio, video, file,
 // location, card, carousel, choice, dropdown or bloc (any case) gets one
-// payload of that type; "stream" gets a streamed reply; "help" the list of
-// keywords; anything else is echoed as EchoBot does.
+// payload of that type; "stream" gets a streamed reply; "later" an
+// acknowledgement at once and a text DefaultLaterDelay later ("later 20": 20
+// seconds; "later 1m30s" or "later 0.5" work too, up to 24 hours), through
+// Replier.ReplyAfter, so that the conversation goes on meanwhile; "help" the
+// list of keywords; anything else is echoed as EchoBot does (media included).
 func DemoBot() Bot {
 	return BotFunc(func(ctx context.Context, r Replier, m chat.Message) {
 		var word string
@@ -99,6 +114,10 @@ func DemoBot() Bot {
 			word = p.Markdown
 		}
 		word = strings.ToLower(strings.TrimSpace(word))
+		if rest, ok := strings.CutPrefix(word, "later"); ok && (rest == "" || rest[0] == ' ') {
+			later(ctx, r, strings.TrimSpace(rest))
+			return
+		}
 		if word == "stream" {
 			chunks := []string{"This ", "reply ", "arrives ", "word ", "by ", "word, ", "as ", "a ", "streamed ", "message."}
 			_, _ = r.Stream(ctx, chunks, nil)
@@ -110,6 +129,41 @@ func DemoBot() Bot {
 		}
 		_, _ = r.Reply(ctx, echo(m.Payload))
 	})
+}
+
+// later answers "later [delay]": an acknowledgement now, the late reply
+// after the delay.
+func later(ctx context.Context, r Replier, arg string) {
+	d, err := parseLater(arg)
+	if err != nil {
+		_, _ = r.Reply(ctx, chat.Text{Text: "I did not get that delay: " + DemoLaterHelp + "."})
+		return
+	}
+	if _, err := r.Reply(ctx, chat.Text{Text: fmt.Sprintf("OK, I will answer in %v. Go on talking meanwhile.", d)}); err != nil {
+		return
+	}
+	_ = r.ReplyAfter(d, chat.Text{Text: fmt.Sprintf("Here is the late reply you asked for %v ago.", d)})
+}
+
+// parseLater reads the delay of "later": empty for the default, a number of
+// seconds, or a Go duration such as 1m30s.
+func parseLater(arg string) (time.Duration, error) {
+	if arg == "" {
+		return DefaultLaterDelay, nil
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseFloat(arg, 64); err == nil {
+		if !(secs > 0 && secs <= maxLaterDelay.Seconds()) { // NaN too
+			return 0, fmt.Errorf("delay %s out of range", arg)
+		}
+		d = time.Duration(secs * float64(time.Second))
+	} else if d, err = time.ParseDuration(arg); err != nil {
+		return 0, err
+	}
+	if d <= 0 || d > maxLaterDelay {
+		return 0, fmt.Errorf("delay %v out of range", d)
+	}
+	return d, nil
 }
 
 func demoPayload(word string) chat.Payload {
@@ -125,7 +179,8 @@ func demoPayload(word string) chat.Payload {
 	}
 	switch word {
 	case "help":
-		return chat.Text{Text: "Send one of these words and I answer with that kind of message: " + DemoKeywords + ". Anything else, I repeat."}
+		return chat.Text{Text: "Send one of these words and I answer with that kind of message: " + DemoKeywords + ". " +
+			DemoLaterHelp + ". Anything else, I repeat; an image, audio, video or file comes back as it is."}
 	case chat.TypeText:
 		return chat.Text{Text: "This is a plain text message from the demo bot."}
 	case chat.TypeMarkdown:

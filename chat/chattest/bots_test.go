@@ -2,12 +2,15 @@ package chattest_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -54,10 +57,25 @@ func TestEchoBot(t *testing.T) {
 			t.Errorf("reply %s", r.Payload)
 		}
 	})
+	t.Run("sends media back as the same payload", func(t *testing.T) {
+		for _, p := range []string{
+			`{"type":"image","imageUrl":"https://x/cat.png"}`,
+			`{"type":"audio","audioUrl":"https://x/meow.mp3"}`,
+			`{"type":"video","videoUrl":"https://x/cat.mp4"}`,
+			`{"type":"file","fileUrl":"https://x/cat.pdf","title":"Cat facts"}`,
+			`{"type":"file","fileUrl":"https://x/dog.pdf"}`,
+		} {
+			e.do("POST", "/messages", key, map[string]any{"conversationId": conv, "payload": json.RawMessage(p)}).ok(t, nil)
+			st.nextOf(t, chat.SignalMessageCreated)
+			if r := botReply(t, e, st); !sameJSON(r.Payload, p) {
+				t.Errorf("reply %s, want %s", r.Payload, p)
+			}
+		}
+	})
 	t.Run("describes other payloads in a text", func(t *testing.T) {
-		e.do("POST", "/messages", key, map[string]any{"conversationId": conv, "payload": map[string]any{"type": "image", "imageUrl": "https://x/cat.png"}}).ok(t, nil)
+		e.do("POST", "/messages", key, map[string]any{"conversationId": conv, "payload": map[string]any{"type": "location", "latitude": 1.5, "longitude": 2}}).ok(t, nil)
 		st.nextOf(t, chat.SignalMessageCreated)
-		if r := botReply(t, e, st); !strings.Contains(string(r.Payload), "an image (https://x/cat.png)") {
+		if r := botReply(t, e, st); !strings.Contains(string(r.Payload), `You sent a location (1.5, 2)`) {
 			t.Errorf("reply %s", r.Payload)
 		}
 	})
@@ -136,10 +154,11 @@ func TestDemoBot(t *testing.T) {
 			t.Errorf("final %s, deltas %q", r.Payload, text.String())
 		}
 	})
-	t.Run("help lists the keywords", func(t *testing.T) {
+	t.Run("help lists the keywords and explains later", func(t *testing.T) {
 		e.sendText(key, conv, "HELP")
 		st.nextOf(t, chat.SignalMessageCreated)
-		if r := botReply(t, e, st); !strings.Contains(string(r.Payload), chattest.DemoKeywords) {
+		r := botReply(t, e, st)
+		if !strings.Contains(string(r.Payload), chattest.DemoKeywords) || !strings.Contains(string(r.Payload), "later 20") {
 			t.Errorf("help %s", r.Payload)
 		}
 	})
@@ -148,6 +167,97 @@ func TestDemoBot(t *testing.T) {
 		st.nextOf(t, chat.SignalMessageCreated)
 		if r := botReply(t, e, st); !sameJSON(r.Payload, `{"type":"text","text":"text please"}`) {
 			t.Errorf("echo %s", r.Payload)
+		}
+	})
+	t.Run("an image is sent back as an image", func(t *testing.T) {
+		p := `{"type":"image","imageUrl":"https://x/cat.png"}`
+		e.do("POST", "/messages", key, map[string]any{"conversationId": conv, "payload": json.RawMessage(p)}).ok(t, nil)
+		st.nextOf(t, chat.SignalMessageCreated)
+		if r := botReply(t, e, st); !sameJSON(r.Payload, p) {
+			t.Errorf("reply %s, want %s", r.Payload, p)
+		}
+	})
+	t.Run("later answers at once, then late, and the conversation goes on meanwhile", func(t *testing.T) {
+		e.sendText(key, conv, "Later 0.3")
+		st.nextOf(t, chat.SignalMessageCreated)
+		if r := botReply(t, e, st); !strings.Contains(string(r.Payload), "I will answer in 300ms") {
+			t.Errorf("acknowledgement %s", r.Payload)
+		}
+		e.sendText(key, conv, "meanwhile")
+		st.nextOf(t, chat.SignalMessageCreated)
+		if r := botReply(t, e, st); !sameJSON(r.Payload, `{"type":"text","text":"meanwhile"}`) {
+			t.Errorf("reply while waiting %s, want the echo before the late reply", r.Payload)
+		}
+		if r := botReply(t, e, st); !strings.Contains(string(r.Payload), "the late reply you asked for 300ms ago") {
+			t.Errorf("late reply %s", r.Payload)
+		}
+	})
+	t.Run("later takes seconds or a duration, 30 seconds by default", func(t *testing.T) {
+		for word, want := range map[string]string{"later": "30s", "later 20": "20s", "later 1m30s": "1m30s"} {
+			e.sendText(key, conv, word)
+			st.nextOf(t, chat.SignalMessageCreated)
+			if r := botReply(t, e, st); !strings.Contains(string(r.Payload), "I will answer in "+want+".") {
+				t.Errorf("%q: acknowledgement %s, want %s", word, r.Payload, want)
+			}
+		}
+	})
+	t.Run("later with a bad delay explains itself", func(t *testing.T) {
+		for _, word := range []string{"later tomorrow", "later -5", "later 0", "later 100000", "later nan"} {
+			e.sendText(key, conv, word)
+			st.nextOf(t, chat.SignalMessageCreated)
+			if r := botReply(t, e, st); !strings.Contains(string(r.Payload), "I did not get that delay") {
+				t.Errorf("%q: reply %s", word, r.Payload)
+			}
+		}
+	})
+	t.Run("laterally is echoed", func(t *testing.T) {
+		e.sendText(key, conv, "laterally")
+		st.nextOf(t, chat.SignalMessageCreated)
+		if r := botReply(t, e, st); !sameJSON(r.Payload, `{"type":"text","text":"laterally"}`) {
+			t.Errorf("reply %s", r.Payload)
+		}
+	})
+}
+
+func TestReplyAfter(t *testing.T) {
+	t.Run("Close cancels a pending late reply", func(t *testing.T) {
+		s, err := chattest.New(chattest.Options{Bot: chattest.DemoBot()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Start("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		e := &env{t: t, s: s, url: s.URL(), hc: &http.Client{Transport: &http.Transport{}}}
+		_, key := e.createUser("alice")
+		conv := e.createConv(key, "c1")
+		e.sendText(key, conv, "later 1h")
+		bridgetest.WaitFor(t, "the acknowledgement", func() bool { return len(s.Messages(conv)) == 2 })
+		closed := make(chan error, 1)
+		go func() { closed <- s.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(wait):
+			t.Fatal("Close waits for a late reply due in an hour")
+		}
+	})
+	t.Run("an invalid payload fails at once", func(t *testing.T) {
+		got := make(chan error, 1)
+		e := newEnv(t, chattest.Options{Bot: chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
+			got <- r.ReplyAfter(time.Millisecond, chat.Text{})
+		})})
+		_, key := e.createUser("alice")
+		e.sendText(key, e.createConv(key, "c1"), "hi")
+		select {
+		case err := <-got:
+			if !errors.Is(err, chat.ErrInvalidPayload) {
+				t.Errorf("ReplyAfter(empty text) = %v, want chat.ErrInvalidPayload", err)
+			}
+		case <-time.After(wait):
+			t.Fatal("the bot never ran")
 		}
 	})
 }

@@ -1,11 +1,17 @@
 // Package chattest is an in-process emulator of the Botpress Chat API that
 // speaks the real wire protocol over HTTP: the 21 operations, both ways of
-// authenticating, server-sent event streams with every realtime signal, and
-// the service's error bodies and quirks as described in spec/chat-api.md.
+// authenticating, server-sent event streams with every realtime signal,
+// webhooks of every signal to a Webhook URL, and the service's error bodies
+// and quirks as described in spec/chat-api.md.
 //
-// It serves tests (with controls to inject latency, failures and stream cuts)
-// and `botbridge demo` / `botbridge emulator` (with a pluggable Bot and an
-// optional state file).
+// It speaks HTTP/1.1, and on request HTTP/2 as well (Options.TLS, with a
+// generated certificate, or Options.H2C without TLS), so that tests and
+// benchmarks can measure streams multiplexed over one connection as against
+// Botpress Cloud.
+//
+// It serves tests (with controls to inject latency, failures, stream cuts and
+// lost webhooks) and `botbridge demo` / `botbridge emulator` (with a
+// pluggable Bot and an optional state file).
 //
 // Differences from the real service, on purpose: message_deleted carries the
 // ids the API shows (quirk 4 is not copied), getMessage reports the real sender
@@ -16,6 +22,8 @@ package chattest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +46,9 @@ const (
 	DefaultStreamBuffer = 1024
 )
 
+// closeGrace is how long Close lets requests in flight finish.
+const closeGrace = 500 * time.Millisecond
+
 // Log attribute keys.
 const (
 	logConversation = "conversation"
@@ -49,6 +60,7 @@ const (
 	logMessage      = "message"
 	logType         = "type"
 	logQueued       = "queued"
+	logDiscarded    = "discarded"
 )
 
 // Options configures a Server. The zero value is a shared-mode emulator with
@@ -84,6 +96,45 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the emulator's logs; nil discards them.
 	Logger *slog.Logger
+
+	// TLS makes Start serve HTTPS with a self-signed certificate generated
+	// for localhost, 127.0.0.1, ::1 and the host Start is given, offering
+	// HTTP/2 and HTTP/1.1 by ALPN, as Botpress Cloud does. Certificate
+	// returns the certificate for clients to trust, and Client a client
+	// that trusts it.
+	TLS bool
+	// H2C makes Start accept, besides HTTP/1.1, HTTP/2 without TLS from
+	// clients that speak it from the first byte (prior knowledge, h2c), so
+	// that HTTP/2 can be measured without TLS. Not with TLS.
+	H2C bool
+
+	// WebhookURL, when set, makes the emulator POST every signal of every
+	// conversation (user and bot messages alike, message_stream_* included)
+	// to this URL with a trailing slash appended, as the Chat integration
+	// does with its Webhook URL (spec §10): the body is the signal's JSON
+	// exactly as on the event stream, Content-Type application/json. Fire
+	// and forget: no retry, the answer is ignored, failures are logged. A
+	// conversation's signals go one at a time, in publication order (the
+	// next POST when the previous one was answered or failed); conversations
+	// go in parallel. SetWebhook changes it later.
+	WebhookURL string
+	// WebhookSecret, when set, goes with every webhook in the x-secret-key
+	// header.
+	WebhookSecret string
+	// WebhookTimeout bounds each webhook POST, connecting included; default
+	// 10s.
+	WebhookTimeout time.Duration
+	// WebhookConcurrency is the most webhook POSTs in flight at once;
+	// default 32.
+	WebhookConcurrency int
+	// WebhookQueue is the most signals waiting for the receiver (in flight
+	// included); beyond it signals are discarded and counted in
+	// WebhookStats.Discarded. Default 100000.
+	WebhookQueue int
+	// WebhookDropRate is the fraction of webhooks (0 to 1) dropped at random
+	// and never sent, to test a receiver that must make up for lost ones.
+	// See also DropWebhooks and DropWebhooksUntil.
+	WebhookDropRate float64
 }
 
 // Server is a running emulator. It is safe for concurrent use. Close it to
@@ -97,6 +148,7 @@ type Server struct {
 	log       *slog.Logger
 	bot       Bot
 	statePath string
+	tls, h2c  bool
 	manual    bool
 	secret    []byte
 	parser    *jwt.Parser
@@ -113,7 +165,8 @@ type Server struct {
 	closed  bool
 	saveReq chan struct{}
 
-	hub hub
+	hub      hub
+	webhooks webhooks
 
 	ctlMu    sync.Mutex
 	latency  time.Duration
@@ -122,10 +175,16 @@ type Server struct {
 	failNext failure
 
 	requests atomic.Int64
+	conns    atomic.Int64
+	active   atomic.Int64  // requests being served
+	closing  atomic.Bool   // Close waits for active to reach 0
+	idle     chan struct{} // signalled when active reaches 0 while closing
 
 	srvMu     sync.Mutex
 	srv       *http.Server
 	ln        net.Listener
+	cert      *x509.Certificate
+	client    *http.Client
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -149,10 +208,16 @@ func New(opts Options) (*Server, error) {
 		log:       opts.Logger,
 		bot:       opts.Bot,
 		statePath: opts.StatePath,
+		tls:       opts.TLS,
+		h2c:       opts.H2C,
 		manual:    opts.EncryptionKey != "",
 		botq:      make(map[chat.ConversationID]*botQueue),
 		saveReq:   make(chan struct{}, 1),
+		idle:      make(chan struct{}, 1),
 		epoch:     time.Now(),
+	}
+	if s.tls && s.h2c {
+		return nil, errors.New("chattest: Options.H2C is for plain HTTP; with TLS, HTTP/2 is negotiated")
 	}
 	if s.webhookID == "" {
 		s.webhookID = DefaultWebhookID
@@ -173,6 +238,9 @@ func New(opts Options) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.log = s.log.With("component", "chattest")
+	if err := s.webhooks.init(opts); err != nil {
+		return nil, fmt.Errorf("chattest: %w", err)
+	}
 
 	st, err := loadState(s.statePath)
 	if err != nil {
@@ -207,7 +275,7 @@ func New(opts Options) (*Server, error) {
 }
 
 // Start listens on addr (such as "127.0.0.1:0") and serves in the background
-// until Close.
+// until Close: plain HTTP/1.1, or as Options.TLS and Options.H2C say.
 func (s *Server) Start(addr string) error {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
@@ -217,36 +285,95 @@ func (s *Server) Start(addr string) error {
 	if s.ctx.Err() != nil {
 		return errors.New("chattest: start: server closed")
 	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		},
+		Protocols: new(http.Protocols),
+	}
+	srv.Protocols.SetHTTP1(true)
+	tr := &http.Transport{ForceAttemptHTTP2: true}
+	switch {
+	case s.tls:
+		host, _, _ := net.SplitHostPort(addr)
+		cert, leaf, err := selfSigned(host)
+		if err != nil {
+			return fmt.Errorf("chattest: start: %w", err)
+		}
+		srv.Protocols.SetHTTP2(true)
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		pool := x509.NewCertPool()
+		pool.AddCert(leaf)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		s.cert = leaf
+	case s.h2c:
+		srv.Protocols.SetUnencryptedHTTP2(true)
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetUnencryptedHTTP2(true)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("chattest: start: %w", err)
 	}
-	s.ln = ln
-	s.srv = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
+	s.ln, s.srv, s.client = ln, srv, &http.Client{Transport: tr}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.tls {
+			err = srv.ServeTLS(ln, "", "")
+		} else {
+			err = srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("serve", logErr, err)
 		}
 	}()
 	return nil
 }
 
-// URL returns the base URL of the API, "http://127.0.0.1:PORT/{WebhookID}",
-// after Start; it is empty before.
+// URL returns the base URL of the API, "http://127.0.0.1:PORT/{WebhookID}"
+// (https with Options.TLS), after Start; it is empty before.
 func (s *Server) URL() string {
 	s.srvMu.Lock()
 	defer s.srvMu.Unlock()
 	if s.ln == nil {
 		return ""
 	}
-	return "http://" + s.ln.Addr().String() + "/" + s.webhookID
+	scheme := "http://"
+	if s.tls {
+		scheme = "https://"
+	}
+	return scheme + s.ln.Addr().String() + "/" + s.webhookID
 }
+
+// Certificate returns the self-signed certificate served with Options.TLS,
+// after Start, for clients to trust (add it to a tls.Config's RootCAs); nil
+// otherwise.
+func (s *Server) Certificate() *x509.Certificate {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	return s.cert
+}
+
+// Client returns, after Start, an HTTP client for the emulator that speaks
+// what it serves: HTTP/2 over TLS trusting Certificate with Options.TLS,
+// HTTP/2 with prior knowledge with Options.H2C, HTTP/1.1 otherwise. Close
+// closes its idle connections. It is nil before Start.
+func (s *Server) Client() *http.Client {
+	s.srvMu.Lock()
+	defer s.srvMu.Unlock()
+	return s.client
+}
+
+// Connections returns how many connections the server accepted since Start,
+// whatever protocol they then spoke.
+func (s *Server) Connections() int { return int(s.conns.Load()) }
 
 // WebhookID returns the webhook id the routes are served under.
 func (s *Server) WebhookID() string { return s.webhookID }
@@ -262,20 +389,29 @@ func (s *Server) Close() error {
 		s.cancel()
 		s.hub.endAll(endCut)
 		s.srvMu.Lock()
-		srv := s.srv
+		srv, client := s.srv, s.client
 		s.srvMu.Unlock()
 		if srv != nil {
-			// Requests in flight get a moment to finish; a connection that
-			// was opened but never sent a request would hold Shutdown for
-			// 5 s (net/http treats it as active that long), so the rest are
-			// closed.
-			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-			if err := srv.Shutdown(ctx); err != nil {
-				_ = srv.Close()
+			// Requests in flight get a moment to finish, then every
+			// connection is closed. (Shutdown would wait longer: 5 s for a
+			// connection that was opened but never sent a request, and over
+			// HTTP/2 a second after its GOAWAY for the client to hang up.)
+			s.closing.Store(true)
+			if s.active.Load() > 0 {
+				t := time.NewTimer(closeGrace)
+				select {
+				case <-s.idle:
+				case <-t.C:
+				}
+				t.Stop()
 			}
-			cancel()
+			_ = srv.Close()
 		}
 		s.wg.Wait()
+		s.webhooks.client.CloseIdleConnections()
+		if client != nil {
+			client.CloseIdleConnections()
+		}
 		s.closeErr = s.save()
 	})
 	return s.closeErr

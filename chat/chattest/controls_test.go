@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -174,7 +175,7 @@ func TestRequestsAndOpenStreams(t *testing.T) {
 		t.Errorf("OpenStreams %d, want 1", n)
 	}
 	st.close()
-	waitFor(t, "the closed stream to be gone", func() bool { return e.s.OpenStreams() == 0 })
+	bridgetest.WaitFor(t, "the closed stream to be gone", func() bool { return e.s.OpenStreams() == 0 })
 }
 
 func TestCloseEndsStreamsAndBots(t *testing.T) {

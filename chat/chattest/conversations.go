@@ -163,7 +163,8 @@ func (c *call) listConversations() (any, *apiError) {
 	}{out, listMeta{encodeToken("c", next)}}, nil
 }
 
-// listenConversation takes the connection over from net/http (see runStream).
+// listenConversation takes an HTTP/1.1 connection over from net/http (see
+// runStream); over HTTP/2 it serves the stream until it ends (serveStream).
 // The stream is registered before its response head goes out, so it sees
 // every signal published after the client saw the stream open.
 func (c *call) listenConversation() (any, *apiError) {
@@ -172,22 +173,32 @@ func (c *call) listenConversation() (any, *apiError) {
 		return nil, e
 	}
 	s := c.s
-	defer s.mu.Unlock()
 	conv, e := c.memberOf(u, chat.ConversationID(c.params[0]), msgNotParticipant)
+	if e == nil && s.closed {
+		e = &apiError{http.StatusServiceUnavailable, "Unknown", "The emulator is closing"}
+	}
 	if e != nil {
+		s.mu.Unlock()
 		return nil, e
 	}
-	if s.closed {
-		return nil, &apiError{http.StatusServiceUnavailable, "Unknown", "The emulator is closing"}
+	st := &stream{user: u.ID, conv: conv.ID}
+	if c.r.ProtoMajor == 1 {
+		conn, _, err := http.NewResponseController(c.w).Hijack()
+		if err == nil {
+			st.conn = conn
+		}
 	}
-	conn, _, err := http.NewResponseController(c.w).Hijack()
-	if err != nil {
-		return nil, &apiError{http.StatusHTTPVersionNotSupported, "Unknown", "listenConversation needs an HTTP/1.1 connection on this emulator"}
+	if st.conn == nil {
+		st.woke, st.rc = make(chan struct{}, 1), http.NewResponseController(c.w)
 	}
-	st := &stream{user: u.ID, conv: conv.ID, conn: conn}
 	s.hub.add(st)
 	s.wg.Add(1)
-	go s.runStream(st)
+	s.mu.Unlock()
+	if st.conn != nil {
+		go s.runStream(st)
+	} else {
+		s.serveStream(c.w, c.r, st)
+	}
 	return nil, nil
 }
 

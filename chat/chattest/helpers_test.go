@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -29,8 +31,39 @@ type env struct {
 	hc  *http.Client
 }
 
+// protocolEnv names the environment variable that runs the emulator's tests
+// over another protocol: "h2c" (HTTP/2 without TLS) or "tls" (HTTPS, HTTP/2
+// by ALPN); the default is plain HTTP/1.1. Tests that set a protocol keep it.
+const protocolEnv = "CHATTEST_PROTOCOL"
+
+// protocol returns the protocol the tests run over: "h1", "h2c" or "tls".
+func protocol() string {
+	if p := os.Getenv(protocolEnv); p != "" {
+		return p
+	}
+	return "h1"
+}
+
+// newEnv starts an emulator and a client that speaks its protocol.
 func newEnv(t testing.TB, opts chattest.Options) *env {
 	t.Helper()
+	return newEnvOver(t, opts, protocol())
+}
+
+// newEnvOver is newEnv over protocol p, unless opts sets one.
+func newEnvOver(t testing.TB, opts chattest.Options, p string) *env {
+	t.Helper()
+	if !opts.H2C && !opts.TLS {
+		switch p {
+		case "h2c":
+			opts.H2C = true
+		case "tls":
+			opts.TLS = true
+		case "h1":
+		default:
+			t.Fatalf("%s=%q: want h1, h2c or tls", protocolEnv, p)
+		}
+	}
 	s, err := chattest.New(opts)
 	if err != nil {
 		t.Fatalf("New: %v", err)
@@ -43,7 +76,7 @@ func newEnv(t testing.TB, opts chattest.Options) *env {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return &env{t: t, s: s, url: s.URL(), hc: &http.Client{Transport: &http.Transport{}}}
+	return &env{t: t, s: s, url: s.URL(), hc: s.Client()}
 }
 
 type resp struct {
@@ -444,6 +477,12 @@ func (st *sse) nextOf(t *testing.T, typ string) signal {
 	return s
 }
 
+// abrupt reports whether a stream ended without the end of its body: the
+// connection dropped (HTTP/1.1) or the stream reset (HTTP/2).
+func abrupt(err error) bool {
+	return errors.Is(err, io.ErrUnexpectedEOF) || err != nil && strings.Contains(err.Error(), "stream error") && strings.Contains(err.Error(), "INTERNAL_ERROR")
+}
+
 // ended waits for the end of the stream, skipping frames, and returns how it
 // ended: io.EOF for a clean end of the body.
 func (st *sse) ended(t *testing.T) error {
@@ -476,21 +515,6 @@ func (st *sse) untilMarker(t *testing.T, marker string) []signal {
 			}
 		}
 		got = append(got, s)
-	}
-}
-
-// waitFor polls cond until it holds or the deadline passes; for state that
-// has no event to wait on (server-side counters).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
 	}
 }
 

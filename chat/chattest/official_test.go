@@ -35,8 +35,8 @@ func TestOfficialClient(t *testing.T) {
 		}
 	}
 	const key = "official-client-encryption-key"
-	shared := newEnv(t, chattest.Options{Bot: chattest.DemoBot()})
-	manual := newEnv(t, chattest.Options{Bot: chattest.DemoBot(), EncryptionKey: key})
+	shared := newEnvOver(t, chattest.Options{Bot: chattest.DemoBot()}, "h1") // node does not trust the TLS certificate
+	manual := newEnvOver(t, chattest.Options{Bot: chattest.DemoBot(), EncryptionKey: key}, "h1")
 
 	cmd := exec.CommandContext(t.Context(), node, "test.mjs")
 	cmd.Dir = dir

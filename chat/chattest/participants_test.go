@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -140,7 +141,7 @@ func TestRemoveParticipant(t *testing.T) {
 		}
 		e.do("GET", "/conversations/c1/messages", bob, nil).apiErr(t, http.StatusForbidden, "Forbidden", "")
 		e.do("GET", "/conversations/c2/messages", bob, nil).ok(t, nil)
-		waitFor(t, "bob's streams to be gone", func() bool { return e.s.OpenStreams() == 1 })
+		bridgetest.WaitFor(t, "bob's streams to be gone", func() bool { return e.s.OpenStreams() == 1 })
 	})
 	t.Run("answers 404 for a user who is not a participant or an unknown conversation", func(t *testing.T) {
 		e.do("DELETE", "/conversations/c1/participants/bob", alice, nil).apiErr(t, http.StatusNotFound, "ResourceNotFound", "")

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 	"github.com/golang-jwt/jwt/v5"
@@ -149,7 +150,7 @@ func TestStateFileWrittenWhileRunning(t *testing.T) {
 	e.createUser("alice")
 	// The file follows changes without a Close (a demo killed with SIGKILL
 	// keeps what was saved).
-	waitFor(t, "the state file to hold the user", func() bool {
+	bridgetest.WaitFor(t, "the state file to hold the user", func() bool {
 		b, err := os.ReadFile(path)
 		return err == nil && strings.Contains(string(b), `"id": "alice"`)
 	})

@@ -15,13 +15,15 @@ import (
 )
 
 // An open event stream costs one small goroutine, its connection and a few
-// fields; no buffer while idle. listenConversation hijacks the HTTP/1.1
+// fields; no buffer while idle. Over HTTP/1.1, listenConversation hijacks the
 // connection, so net/http's own goroutine and buffers for it go away, and
 // writes the chunked body itself. The stream's goroutine sits in a read of the
 // connection, which notices at once when the client goes away; a publisher
 // queues frames (encoded once per signal, shared by every stream of the
-// conversation) and wakes the goroutine by expiring that read. One ticker per
-// server sends the keepalives.
+// conversation) and wakes the goroutine by expiring that read. Over HTTP/2
+// (where a stream is not a connection and cannot be hijacked) the handler's
+// goroutine serves the stream and waits on a channel and the request's
+// context instead. One ticker per server sends the keepalives.
 
 // streamWriteTimeout bounds one batch of writes, so a consumer that stopped
 // reading is dropped even when no new frame overflows its queue.
@@ -40,11 +42,14 @@ const pingFrame = "event: message\ndata: ping\n\n"
 type stream struct {
 	user chat.UserID
 	conv chat.ConversationID
-	conn net.Conn
+	conn net.Conn                 // HTTP/1.1: the hijacked connection; nil otherwise
+	woke chan struct{}            // HTTP/2: wakes the handler; nil otherwise
+	rc   *http.ResponseController // HTTP/2: to reset the stream from outside the handler
 
 	mu     sync.Mutex
 	queue  [][]byte
 	ending int
+	served bool // HTTP/2: the handler returned, rc is no longer usable
 
 	lastWrite atomic.Int64 // nanoseconds since Server.epoch
 }
@@ -68,8 +73,18 @@ func (st *stream) push(frame []byte, limit int) bool {
 	return true
 }
 
-// wake interrupts the stream goroutine's read so that it looks at the queue.
-func (st *stream) wake() { _ = st.conn.SetReadDeadline(time.Unix(1, 0)) }
+// wake makes the stream's goroutine look at the queue: it interrupts its read
+// of the hijacked connection, or signals the handler.
+func (st *stream) wake() {
+	if st.conn == nil {
+		select {
+		case st.woke <- struct{}{}:
+		default:
+		}
+		return
+	}
+	_ = st.conn.SetReadDeadline(time.Unix(1, 0))
+}
 
 func (st *stream) end(kind int) bool {
 	st.mu.Lock()
@@ -82,9 +97,16 @@ func (st *stream) endLocked(kind int) bool {
 		return false
 	}
 	st.ending = kind
-	if kind == endCut {
+	switch {
+	case kind == endCut && st.conn != nil:
 		_ = st.conn.Close()
-	} else {
+	case kind == endCut && !st.served:
+		// The handler may be blocked in a write to a client that does
+		// not read (HTTP/2 flow control); a deadline in the past resets
+		// the stream at once and fails that write.
+		_ = st.rc.SetWriteDeadline(time.Unix(1, 0))
+		st.wake()
+	default:
 		st.wake()
 	}
 	return true
@@ -99,7 +121,8 @@ func (st *stream) take() ([][]byte, int) {
 	return q, st.ending
 }
 
-// write sends frames as one chunk of the chunked body, without copying them.
+// write sends frames as one chunk of the chunked body of a hijacked
+// connection, without copying them.
 func (st *stream) write(frames [][]byte) error {
 	n := 0
 	for _, f := range frames {
@@ -309,8 +332,8 @@ type streamAbortJSON struct {
 	ConversationID chat.ConversationID `json:"conversationId"`
 }
 
-// publish sends a signal to every stream of conv. Callers hold s.mu, so
-// signals go out in the order of the changes they announce.
+// publish sends a signal to every stream of conv and to the webhook. Callers
+// hold s.mu, so signals go out in the order of the changes they announce.
 func (s *Server) publish(conv chat.ConversationID, typ string, data any) {
 	b, err := json.Marshal(struct {
 		Type string `json:"type"`
@@ -320,6 +343,9 @@ func (s *Server) publish(conv chat.ConversationID, typ string, data any) {
 		// Only types of this package are published; they always encode.
 		s.log.Error("encode signal", logType, typ, logErr, err)
 		return
+	}
+	if !s.closed {
+		s.enqueueWebhook(conv, b)
 	}
 	frame := make([]byte, 0, len(b)+len("event: message\ndata: \n\n"))
 	frame = append(frame, "event: message\ndata: "...)
@@ -369,6 +395,58 @@ func (s *Server) runStream(st *stream) {
 		// Whatever a client sends after its request is ignored; an error
 		// other than the expired deadline of wake means it went away.
 		if _, err := st.conn.Read(rb[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+			return
+		}
+	}
+}
+
+// serveStream serves a stream from the handler's goroutine, where the
+// connection cannot be hijacked (HTTP/2). A cut resets the HTTP/2 stream
+// (http.ErrAbortHandler) rather than ending it cleanly.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, st *stream) {
+	defer s.wg.Done()
+	defer s.hub.remove(st)
+	defer func() {
+		st.mu.Lock()
+		st.served = true
+		st.mu.Unlock()
+	}()
+	rc := st.rc
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if err := rc.Flush(); err != nil {
+		return
+	}
+	st.lastWrite.Store(s.clock())
+	for {
+		frames, ending := st.take()
+		switch {
+		case ending == endCut:
+			panic(http.ErrAbortHandler)
+		case len(frames) > 0:
+			// An HTTP/2 write deadline runs even while nothing is
+			// written, so it is set for each batch and cleared after.
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+			for _, f := range frames {
+				if _, err := w.Write(f); err != nil {
+					return
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				return
+			}
+			_ = rc.SetWriteDeadline(time.Time{})
+			st.lastWrite.Store(s.clock())
+			continue
+		case ending == endClose:
+			return
+		}
+		select {
+		case <-st.woke:
+		case <-r.Context().Done():
 			return
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"reflect"
-	"regexp"
 	"strings"
 	"time"
 
@@ -50,37 +49,89 @@ type StoreConfig struct {
 	MaxSizeMB int `yaml:"max_size_mb"`
 }
 
-// HTTPConfig configures the HTTP listener for health, metrics and file
-// links.
+// HTTPConfig configures the HTTP listeners, public and admin, and the
+// limits that keep a slow or idle client from holding them.
 type HTTPConfig struct {
-	// Addr is host:port; empty turns the listener off.
+	// Addr is host:port of the public listener: file links (/files/), the
+	// Slack Events API (/slack/...) and later Botpress webhooks
+	// (/botpress/), what a reverse proxy passes on. Empty turns it off.
 	Addr string `yaml:"addr"`
-	// PublicURL is how the bot reaches this listener, for links to files
-	// people send; empty gives the bot the file's name and permalink.
+	// AdminAddr is host:port of the admin listener: /healthz, /readyz and
+	// /metrics, without authentication. Default DefaultAdminAddr, on
+	// loopback; empty turns it off.
+	AdminAddr string `yaml:"admin_addr"`
+	// PublicURL is how the bot reaches the public listener, for links to
+	// files people send; empty gives the bot the file's name and permalink.
 	PublicURL string `yaml:"public_url"`
+	// ReadHeaderTimeout is the longest a request's headers may take to
+	// arrive; default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout is the longest a whole request, body included, may take
+	// to arrive; default 15s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout is the longest an answer may take, from the end of the
+	// request's headers, except a file link's (FileTimeout); default 30s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// FileTimeout is the longest one file link may take to serve; default
+	// 10m.
+	FileTimeout time.Duration `yaml:"file_timeout"`
+	// IdleTimeout closes a keep-alive connection idle for this long;
+	// default 90s, longer than the usual proxy's 60s so that the proxy
+	// closes first.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// MaxHeaderKB caps a request's headers, in KiB; larger requests get
+	// 431. Default 64.
+	MaxHeaderKB int `yaml:"max_header_kb"`
+	// MaxConnections caps the open connections of each listener; past it,
+	// a new connection waits in the kernel's accept queue until one closes.
+	// Default 512.
+	MaxConnections int `yaml:"max_connections"`
 }
 
 // BridgeConfig tunes the engine.
 type BridgeConfig struct {
-	Workers        int           `yaml:"workers"`         // default 64
-	ListenerIdle   time.Duration `yaml:"listener_idle"`   // default 10m
-	StreamThrottle time.Duration `yaml:"stream_throttle"` // default 1s
-	TypingTimeout  time.Duration `yaml:"typing_timeout"`  // default 2m
-	Retention      time.Duration `yaml:"retention"`       // default 168h
-	DrainTimeout   time.Duration `yaml:"drain_timeout"`   // default 5s
+	Workers int `yaml:"workers"` // default 64
+	// ListenerIdle: default the watch window without a webhook, 10m with one.
+	ListenerIdle    time.Duration `yaml:"listener_idle"`
+	WatchWindow     time.Duration `yaml:"watch_window"`      // default 168h
+	MaxStreams      int           `yaml:"max_streams"`       // default 10000
+	SweepBudget     int           `yaml:"sweep_budget"`      // requests a minute per bot; default 300
+	SweepInterval   time.Duration `yaml:"sweep_interval"`    // default 15s
+	WebhookTimeout  time.Duration `yaml:"webhook_timeout"`   // default 30s
+	StreamThrottle  time.Duration `yaml:"stream_throttle"`   // default 1s
+	TypingTimeout   time.Duration `yaml:"typing_timeout"`    // default 2m
+	Retention       time.Duration `yaml:"retention"`         // default 168h
+	ForgetIdle      time.Duration `yaml:"forget_idle"`       // default 2160h (90 days)
+	NoAccessTimeout time.Duration `yaml:"no_access_timeout"` // default 30m
+	OfferTTL        time.Duration `yaml:"offer_ttl"`         // default 24h
+	DrainTimeout    time.Duration `yaml:"drain_timeout"`     // default 5s
 }
 
 // BotConfig is one Botpress bot.
 type BotConfig struct {
 	Name string `yaml:"name"`
-	// URL is the Chat API base URL, https://chat.botpress.cloud/<webhook id>.
-	URL string `yaml:"url"`
+	// URL is the Chat API base URL, https://chat.botpress.cloud/<webhook id>;
+	// the webhook id lets anyone talk to the bot, so it is a secret.
+	URL string `yaml:"url" secret:"true"`
 	// WebhookID with APIURL is the other way to give URL.
-	WebhookID string `yaml:"webhook_id"`
+	WebhookID string `yaml:"webhook_id" secret:"true"`
 	APIURL    string `yaml:"api_url"` // default https://chat.botpress.cloud
 	// EncryptionKey is the Chat integration's Encryption Key; empty uses
 	// createUser and keeps user keys in the store.
-	EncryptionKey string `yaml:"encryption_key"`
+	EncryptionKey string `yaml:"encryption_key" secret:"true"`
+	// WebhookSecret is the Chat integration's Webhook Secret: set, the bot's
+	// messages come by webhook to <http.public_url>/botpress/<name>.
+	WebhookSecret string `yaml:"webhook_secret" secret:"true"`
+	// DisplayName and IconURL are the name and picture the bot's Slack
+	// posts carry (with the chat:write.customize scope); Description is
+	// shown on the App Home tab.
+	DisplayName string `yaml:"display_name"`
+	IconURL     string `yaml:"icon_url"`
+	Description string `yaml:"description"`
+	// Events says how the bot is told of reactions, people joining and
+	// agent threads' context: message (default) or event (a Chat API
+	// custom event).
+	Events string `yaml:"events"`
 }
 
 // RouteConfig maps rooms to a bot; see bridge.Route.
@@ -94,16 +145,49 @@ type RouteConfig struct {
 	Users     []string `yaml:"users"`
 	AllowBots bool     `yaml:"allow_bots"`
 	ResetWord string   `yaml:"reset_word"`
+	// Team limits the route to one Slack workspace (team id, or enterprise
+	// id of an org-wide install).
+	Team string `yaml:"team"`
+	// CommandReplies is where answers to slash commands go: ephemeral
+	// (default) or channel.
+	CommandReplies string `yaml:"command_replies"`
+	// Welcome sends the bot an event when someone joins a room of the
+	// route.
+	Welcome bool `yaml:"welcome"`
+	// Prompts are suggested in new agent threads with the route's bot.
+	Prompts []PromptConfig `yaml:"prompts"`
+}
+
+// PromptConfig is a suggested prompt of an agent thread.
+type PromptConfig struct {
+	Title   string `yaml:"title"`
+	Message string `yaml:"message"`
 }
 
 // DefaultAPIURL is Botpress Cloud's Chat API.
 const DefaultAPIURL = "https://chat.botpress.cloud"
+
+// DefaultAdminAddr is where the admin listener (health, metrics) listens
+// unless http.admin_addr says otherwise: loopback only, and not 9090, the
+// port the single listener of earlier versions was shown on, so that their
+// configurations keep starting.
+const DefaultAdminAddr = "127.0.0.1:9091"
 
 // defaults returns the configuration before the file is applied.
 func defaults() Config {
 	return Config{
 		Log:   LogConfig{Level: "info", Format: "text"},
 		Store: StoreConfig{Driver: DriverSQLite, Path: "botbridge.db"},
+		HTTP: HTTPConfig{
+			AdminAddr:         DefaultAdminAddr,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       15 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			FileTimeout:       10 * time.Minute,
+			IdleTimeout:       90 * time.Second,
+			MaxHeaderKB:       64,
+			MaxConnections:    512,
+		},
 	}
 }
 
@@ -123,7 +207,11 @@ func LoadConfig(path string) (Config, error) {
 }
 
 // ParseConfig decodes a configuration, expanding ${VAR} in every string
-// value with lookup, and validates it.
+// value with lookup (see expand), and validates it.
+//
+// A field tagged secret:"true" holds a secret (a key, token, password or
+// webhook id): a ${VAR} in it must not expand to empty, and no error quotes
+// its text.
 func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error) {
 	cfg := defaults()
 	raw, err := io.ReadAll(r)
@@ -135,7 +223,7 @@ func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
 		return cfg, fmt.Errorf("%s (check the spelling and indentation against config.example.yaml)", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if err := expandEnv(reflect.ValueOf(&cfg).Elem(), "", lookup); err != nil {
+	if err := expandEnv(reflect.ValueOf(&cfg).Elem(), "", false, lookup); err != nil {
 		return cfg, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -144,46 +232,122 @@ func ParseConfig(r io.Reader, lookup func(string) (string, bool)) (Config, error
 	return cfg, nil
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
-
-// expandEnv replaces ${VAR} in every string of v, naming the field of a
-// variable that is not set.
-func expandEnv(v reflect.Value, path string, lookup func(string) (string, bool)) error {
+// expandEnv replaces the ${VAR} references in every string of v with the
+// variables' values from lookup; field names each error. See expand.
+func expandEnv(v reflect.Value, path string, secret bool, lookup func(string) (string, bool)) error {
 	switch v.Kind() {
 	case reflect.String:
-		var missing []string
-		s := envRef.ReplaceAllStringFunc(v.String(), func(m string) string {
-			name := m[2 : len(m)-1]
-			val, ok := lookup(name)
-			if !ok {
-				missing = append(missing, name)
-			}
-			return val
-		})
-		if len(missing) > 0 {
-			return fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+		s, err := expand(v.String(), path, secret, lookup)
+		if err != nil {
+			return err
 		}
 		v.SetString(s)
 	case reflect.Struct:
 		t := v.Type()
 		for i := range t.NumField() {
-			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-			if err := expandEnv(v.Field(i), join(path, name), lookup); err != nil {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if err := expandEnv(v.Field(i), join(path, name), f.Tag.Get("secret") == "true", lookup); err != nil {
 				return err
 			}
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
-			if err := expandEnv(v.Index(i), fmt.Sprintf("%s[%d]", path, i), lookup); err != nil {
+			if err := expandEnv(v.Index(i), fmt.Sprintf("%s[%d]", path, i), secret, lookup); err != nil {
 				return err
 			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			return expandEnv(v.Elem(), path, lookup)
+			return expandEnv(v.Elem(), path, secret, lookup)
 		}
 	}
 	return nil
+}
+
+// expand expands one value of the field at path:
+//
+//   - ${NAME} is the variable's value; a variable that is not set is an
+//     error, and so is an empty one in a secret field, where it would turn a
+//     feature off or leave it without its key without a word;
+//   - $$ is a literal $;
+//   - $NAME (a variable without braces) and ${NAME:-default} or any other
+//     shell form are errors that say what to write instead;
+//   - a $ before anything else (a digit, a space, the end) is kept.
+//
+// Errors never quote the text of a secret field, only variable names.
+func expand(s, path string, secret bool, lookup func(string) (string, bool)) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var (
+		b       strings.Builder
+		missing []string
+	)
+	for i := 0; i < len(s); {
+		if s[i] != '$' {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		rest := s[i+1:]
+		switch {
+		case strings.HasPrefix(rest, "$"):
+			b.WriteByte('$')
+			i += 2
+		case strings.HasPrefix(rest, "{"):
+			end := strings.IndexByte(rest, '}')
+			if end < 0 {
+				return "", fmt.Errorf("%s: a ${ has no closing }: write ${NAME} to read a variable, or $$ for a literal $", path)
+			}
+			inner := rest[1:end]
+			name := envName(inner)
+			switch {
+			case name == "":
+				if secret {
+					return "", fmt.Errorf("%s: a ${…} that is not a variable name: write ${NAME} (letters, digits and _), or $$ for a literal $", path)
+				}
+				return "", fmt.Errorf("%s: ${%s} is not a variable name: write ${NAME} (letters, digits and _), or $$ for a literal $", path, inner)
+			case name != inner:
+				return "", fmt.Errorf("%s: ${%s…}: only ${%s} is supported, without a default or any other shell form: set %s in the environment", path, name, name, name)
+			}
+			val, ok := lookup(name)
+			switch {
+			case !ok:
+				missing = append(missing, name)
+			case val == "" && secret:
+				return "", fmt.Errorf("%s: ${%s} is set but empty: give %s the value, or leave %s out of the file", path, name, name, path)
+			}
+			b.WriteString(val)
+			i += 1 + end + 1
+		case envName(rest) != "":
+			name := envName(rest)
+			if secret && s != "$"+name {
+				return "", fmt.Errorf("%s: a $ followed by a name: write ${NAME} to read a variable, or $$ for a literal $", path)
+			}
+			return "", fmt.Errorf("%s: $%s: write ${%s} to read the variable, or $$%s for a literal $", path, name, name, name)
+		default:
+			b.WriteByte('$')
+			i++
+		}
+	}
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: environment variable %s is not set", path, strings.Join(missing, ", "))
+	}
+	return b.String(), nil
+}
+
+// envName returns the variable name at the start of s: a letter or _, then
+// letters, digits and _; or "".
+func envName(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || i > 0 && '0' <= c && c <= '9' {
+			continue
+		}
+		return s[:i]
+	}
+	return s
 }
 
 func join(path, name string) string {
@@ -229,6 +393,9 @@ func (c *Config) Validate() error {
 	if c.Store.MaxSizeMB < 0 {
 		add("store.max_size_mb: must not be negative (0 is no cap)")
 	}
+	if c.HTTP.AdminAddr != "" && c.HTTP.AdminAddr == c.HTTP.Addr && !strings.HasSuffix(c.HTTP.Addr, ":0") {
+		add("http.admin_addr: %s is also http.addr: give the admin listener (health, metrics) another port", c.HTTP.AdminAddr)
+	}
 	if c.HTTP.PublicURL != "" {
 		if c.HTTP.Addr == "" {
 			add("http.public_url: needs http.addr, the listener that serves the files")
@@ -239,11 +406,27 @@ func (c *Config) Validate() error {
 	}
 	for _, d := range []struct {
 		name string
+		v    int64
+	}{
+		{"http.read_header_timeout", int64(c.HTTP.ReadHeaderTimeout)}, {"http.read_timeout", int64(c.HTTP.ReadTimeout)},
+		{"http.write_timeout", int64(c.HTTP.WriteTimeout)}, {"http.file_timeout", int64(c.HTTP.FileTimeout)},
+		{"http.idle_timeout", int64(c.HTTP.IdleTimeout)}, {"http.max_header_kb", int64(c.HTTP.MaxHeaderKB)},
+		{"http.max_connections", int64(c.HTTP.MaxConnections)},
+	} {
+		if d.v <= 0 {
+			add("%s: must be positive (leave it out for the default)", d.name)
+		}
+	}
+	for _, d := range []struct {
+		name string
 		v    time.Duration
 	}{
 		{"bridge.listener_idle", c.Bridge.ListenerIdle}, {"bridge.stream_throttle", c.Bridge.StreamThrottle},
 		{"bridge.typing_timeout", c.Bridge.TypingTimeout}, {"bridge.retention", c.Bridge.Retention},
-		{"bridge.drain_timeout", c.Bridge.DrainTimeout},
+		{"bridge.drain_timeout", c.Bridge.DrainTimeout}, {"bridge.watch_window", c.Bridge.WatchWindow},
+		{"bridge.webhook_timeout", c.Bridge.WebhookTimeout}, {"bridge.forget_idle", c.Bridge.ForgetIdle},
+		{"bridge.no_access_timeout", c.Bridge.NoAccessTimeout}, {"bridge.offer_ttl", c.Bridge.OfferTTL},
+		{"bridge.sweep_interval", c.Bridge.SweepInterval},
 	} {
 		if d.v < 0 {
 			add("%s: must not be negative", d.name)
@@ -251,6 +434,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Bridge.Workers < 0 {
 		add("bridge.workers: must not be negative")
+	}
+	if c.Bridge.MaxStreams < 0 {
+		add("bridge.max_streams: must not be negative")
+	}
+	if c.Bridge.SweepBudget < 0 {
+		add("bridge.sweep_budget: must not be negative")
+	}
+	if c.Bridge.ForgetIdle > 0 && c.Bridge.ForgetIdle < max(c.Bridge.Retention, 7*24*time.Hour) {
+		add("bridge.forget_idle: must be at least bridge.retention (and 168h): a conversation is forgotten only after its messages")
 	}
 	if len(c.Bots) == 0 {
 		add("bots: none configured; add one with a name and the Chat API url (https://chat.botpress.cloud/<webhook id>)")
@@ -268,8 +460,10 @@ func (c *Config) Validate() error {
 		if _, err := b.BaseURL(); err != nil {
 			add("%s: %v", field, err)
 		}
+		errs = append(errs, b.validateIdentity(field)...)
 	}
 	errs = append(errs, c.Slack.validate()...)
+	errs = append(errs, c.validateSlackAcross(names)...)
 	errs = append(errs, c.Matrix.validate()...)
 	if len(c.Routes) == 0 && len(c.Bots) > 1 {
 		add("routes: with several bots, routes must say which bot answers where")
@@ -297,8 +491,8 @@ func (b BotConfig) BaseURL() (string, error) {
 	case b.URL != "" && b.WebhookID != "":
 		return "", errors.New("url and webhook_id: give one of them, not both")
 	case b.URL != "":
-		if err := checkURL(b.URL); err != nil {
-			return "", fmt.Errorf("url: %v", err)
+		if err := checkSecretURL(b.URL); err != nil {
+			return "", fmt.Errorf("url: %v (https://chat.botpress.cloud/<webhook id>)", err)
 		}
 		return strings.TrimRight(b.URL, "/"), nil
 	case b.WebhookID != "":
@@ -310,23 +504,33 @@ func (b BotConfig) BaseURL() (string, error) {
 			return "", fmt.Errorf("api_url: %v", err)
 		}
 		if strings.ContainsAny(b.WebhookID, "/?#") {
-			return "", fmt.Errorf("webhook_id: %q is not a webhook id (the last part of the Chat API URL)", b.WebhookID)
+			return "", errors.New("webhook_id: is not a webhook id: give the last part of the Chat API URL, without /, ? or #")
 		}
 		return strings.TrimRight(api, "/") + "/" + b.WebhookID, nil
 	}
 	return "", errors.New("url: missing; give the Chat API URL (https://chat.botpress.cloud/<webhook id>) or webhook_id")
 }
 
+// checkURL checks that s is an absolute http or https URL; its errors quote
+// s.
 func checkURL(s string) error {
+	if err := checkSecretURL(s); err != nil {
+		return fmt.Errorf("%q %w", s, err)
+	}
+	return nil
+}
+
+// checkSecretURL is checkURL for a URL that holds a secret (a bot's URL
+// holds its webhook id): its errors do not quote it.
+func checkSecretURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("%q must start with https:// or http://", s)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("%q has no host", s)
+	switch {
+	case err != nil:
+		return errors.New("is not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with https:// or http://")
+	case u.Host == "":
+		return errors.New("has no host")
 	}
 	return nil
 }
@@ -357,6 +561,11 @@ func (c *Config) BridgeRoutes() []bridge.Route {
 			Users:     r.Users,
 			AllowBots: r.AllowBots,
 			ResetWord: r.ResetWord,
+			Team:      r.Team,
+			Welcome:   r.Welcome,
+			Prompts:   prompts(r.Prompts),
+
+			CommandReplies: bridge.CommandReply(r.CommandReplies),
 		})
 	}
 	return routes

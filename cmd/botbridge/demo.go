@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,14 +24,17 @@ const demoDrain = 10 * time.Second
 func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := newFlags("demo", stderr)
 	data := fs.String("data", "", "`dir`ectory for the bridge store and the emulator's state, so that a second run resumes the conversation; default: a temporary directory")
-	apiURL := fs.String("url", os.Getenv("BOTPRESS_URL"), "Chat API `URL` of a real bot: the full base URL, or the API URL with -webhook-id (env BOTPRESS_URL)")
-	webhookID := fs.String("webhook-id", os.Getenv("BOTPRESS_WEBHOOK_ID"), "webhook `id` of a real bot (env BOTPRESS_WEBHOOK_ID)")
-	key := fs.String("encryption-key", os.Getenv("BOTPRESS_ENCRYPTION_KEY"), "encryption `key` of the bot's Chat integration, if it has one (env BOTPRESS_ENCRYPTION_KEY)")
+	apiURL := fs.String("url", "", "Chat API `URL` of a real bot: the full base URL, or the API URL with -webhook-id (default: $BOTPRESS_URL)")
+	webhookID := fs.String("webhook-id", "", "webhook `id` of a real bot (default: $BOTPRESS_WEBHOOK_ID)")
+	key := fs.String("encryption-key", "", "encryption `key` of the bot's Chat integration, if it has one (default: $BOTPRESS_ENCRYPTION_KEY)")
 	botName := fs.String("bot", "demo", "emulated bot: demo or echo")
 	level := fs.String("log-level", "warn", "log level: debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// The environment is read only now: a default taken from it would be
+	// printed by -h and in usage errors, and these are secrets.
+	flagsFromEnv(fs, map[string]string{"url": "BOTPRESS_URL", "webhook-id": "BOTPRESS_WEBHOOK_ID", "encryption-key": "BOTPRESS_ENCRYPTION_KEY"})
 	log, err := newLogger(stderr, *level, "text")
 	if err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
@@ -88,10 +92,11 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	cfg.Store.Path = filepath.Join(dir, "botbridge.db")
 	cfg.Bots = []BotConfig{bot}
 	cfg.Bridge.StreamThrottle = 200 * time.Millisecond
+	cfg.HTTP.AdminAddr = "" // a demo opens no port
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	con := console.New(stdin, stdout, console.Options{Logger: log})
+	con := console.New(console.Config{In: stdin, Out: stdout, Logger: log})
 	svc, err := NewService(ctx, cfg, log, con)
 	if err != nil {
 		return err
@@ -101,7 +106,7 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if f, ok := stdin.(*os.File); ok && isTerminal(f) {
 		fmt.Fprintln(stderr, "botbridge demo: type a message and press Enter; the bot's answers start with \"bot> \".")
 		if bot.URL != "" && *apiURL == "" {
-			fmt.Fprintln(stderr, "The demo bot knows: help, text, markdown, image, audio, video, file, location, card, carousel, choice, dropdown, bloc, stream, !reset. Ctrl-D quits.")
+			fmt.Fprintf(stderr, "The demo bot knows: %s, !reset; %s. Ctrl-D quits.\n", chattest.DemoKeywords, chattest.DemoLaterHelp)
 		}
 	}
 
@@ -133,4 +138,17 @@ func cmdDemo(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// flagsFromEnv sets each flag of vars (flag name to environment variable)
+// that the command line did not set to the variable's value, when it is
+// set.
+func flagsFromEnv(fs *flag.FlagSet, vars map[string]string) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for name, env := range vars {
+		if v, ok := os.LookupEnv(env); ok && !given[name] {
+			fs.Set(name, v)
+		}
+	}
 }

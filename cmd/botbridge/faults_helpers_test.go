@@ -153,6 +153,7 @@ store:
   max_size_mb: %d
 http:
   addr: 127.0.0.1:0
+  admin_addr: 127.0.0.1:0
 bridge:
   drain_timeout: 2s
 bots:
@@ -187,7 +188,7 @@ type proc struct {
 	err  error         // of Wait, once done
 }
 
-// start runs the bridge on the configuration file and waits until its HTTP
+// start runs the bridge on the configuration file and waits until its admin
 // listener is up.
 func (w *world) start(cfg string) *proc {
 	w.t.Helper()
@@ -217,7 +218,7 @@ func (w *world) start(cfg string) *proc {
 	case <-p.done:
 		w.t.Fatalf("bridge run %d exited at start: %v", p.run, p.err)
 	case <-time.After(30 * time.Second):
-		w.t.Fatalf("bridge run %d: no HTTP listener after 30s", p.run)
+		w.t.Fatalf("bridge run %d: no admin listener after 30s", p.run)
 	}
 	return p
 }
@@ -360,19 +361,20 @@ type logLine struct {
 }
 
 // writer returns the standard error of run: it keeps each line and sends
-// the HTTP listener's address on addr.
+// the admin listener's address (of /readyz) on addr.
 func (s *logSink) writer(run int, addr chan<- string) io.Writer {
 	return &lineWriter{line: func(b []byte) {
 		var rec struct {
-			Level string `json:"level"`
-			Msg   string `json:"msg"`
-			Addr  string `json:"addr"`
+			Level    string `json:"level"`
+			Msg      string `json:"msg"`
+			Addr     string `json:"addr"`
+			Listener string `json:"listener"`
 		}
 		_ = json.Unmarshal(b, &rec)
 		s.mu.Lock()
 		s.lines = append(s.lines, logLine{run: run, level: rec.Level, msg: rec.Msg, raw: string(b)})
 		s.mu.Unlock()
-		if rec.Msg == "http listener started" {
+		if rec.Msg == "http listener started" && rec.Listener == "admin" {
 			select {
 			case addr <- rec.Addr:
 			default:

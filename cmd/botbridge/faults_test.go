@@ -218,7 +218,8 @@ func TestFullStoreAcknowledgesNothingItCannotStore(t *testing.T) {
 		t.Logf("%d lines, the first: %s", len(lines), lines[0])
 	})
 	t.Run("readiness names the store and SQLite's error", func(t *testing.T) {
-		wait, stop := context.WithTimeout(ctx, 3*time.Second)
+		// /readyz reuses the store's check for 2 s (storeCheckTTL).
+		wait, stop := context.WithTimeout(ctx, 5*time.Second)
 		defer stop()
 		r, err := p.waitReady(wait, func(r readiness) bool { return r.Status == http.StatusServiceUnavailable })
 		if err != nil || !strings.Contains(r.Checks["store"], "database or disk is full") {

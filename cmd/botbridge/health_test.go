@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -20,14 +23,22 @@ import (
 func runService(t *testing.T, url string) (*Service, *bridgetest.Adapter) {
 	t.Helper()
 	cfg := defaults()
-	cfg.Store.Path = filepath.Join(t.TempDir(), "b.db")
-	cfg.HTTP.Addr = "127.0.0.1:0"
 	cfg.Bots = []BotConfig{{Name: "b", URL: url}}
+	return runConfig(t, cfg, testLog(t))
+}
+
+// runConfig runs a Service of cfg, on a store in a temporary directory and
+// the admin listener on a free port, with an in-memory adapter, until the
+// test ends.
+func runConfig(t *testing.T, cfg Config, log *slog.Logger) (*Service, *bridgetest.Adapter) {
+	t.Helper()
+	cfg.Store.Path = filepath.Join(t.TempDir(), "b.db")
+	cfg.HTTP.AdminAddr = "127.0.0.1:0"
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	ad := bridgetest.NewAdapter(bridge.PlatformConsole)
-	svc, err := NewService(t.Context(), cfg, testLog(t), ad)
+	svc, err := NewService(t.Context(), cfg, log, ad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +80,7 @@ func TestMetricsCountTheFlow(t *testing.T) {
 	if err := svc.Engine.WaitIdle(ctx, 50*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	code, body := get(t, "http://"+svc.HTTPAddr()+"/metrics")
+	code, body := get(t, "http://"+svc.AdminAddr()+"/metrics")
 	if code != http.StatusOK {
 		t.Fatalf("/metrics: %d", code)
 	}
@@ -93,6 +104,9 @@ func TestMetricsCountTheFlow(t *testing.T) {
 	}
 }
 
+// TestReadyzNamesWhatIsNotReady runs two bots whose Chat API fails, one
+// with 503 and one that does not answer: /readyz names both and what to
+// check, without their addresses, which only the log shows.
 func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 	em, err := chattest.New(chattest.Options{Bot: chattest.EchoBot()})
 	if err != nil {
@@ -103,8 +117,20 @@ func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 	}
 	defer em.Close()
 	em.FailRequests(http.StatusServiceUnavailable, 0, time.Now().Add(time.Hour))
-	svc, _ := runService(t, em.URL())
-	code, body := get(t, "http://"+svc.HTTPAddr()+"/readyz")
+	// A port nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close()
+
+	var logs syncBuf
+	cfg := defaults()
+	cfg.Bots = []BotConfig{{Name: "failing", URL: em.URL()}, {Name: "gone", URL: "http://" + gone + "/webhook"}}
+	cfg.Routes = []RouteConfig{{Bot: "failing"}}
+	svc, _ := runConfig(t, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
+	code, body := get(t, "http://"+svc.AdminAddr()+"/readyz")
 	var got struct {
 		Ready  bool              `json:"ready"`
 		Checks map[string]string `json:"checks"`
@@ -115,7 +141,80 @@ func TestReadyzNamesWhatIsNotReady(t *testing.T) {
 	if code != http.StatusServiceUnavailable || got.Ready {
 		t.Errorf("/readyz with Botpress down: %d %s", code, body)
 	}
-	if !strings.Contains(got.Checks["bot.b"], "503") || got.Checks["store"] != "ok" {
-		t.Errorf("checks = %v; want bot.b naming the 503 and the store ok", got.Checks)
+	t.Logf("/readyz: %d %s", code, body)
+	if c := got.Checks["bot.failing"]; !strings.Contains(c, "503") || !strings.Contains(c, "check bots[0].url") {
+		t.Errorf("bot.failing: %q; want the 503 and what to check", c)
+	}
+	if c := got.Checks["bot.gone"]; !strings.Contains(c, "does not answer") || !strings.Contains(c, "check bots[1].url") {
+		t.Errorf("bot.gone: %q; want that it does not answer and what to check", c)
+	}
+	if got.Checks["store"] != "ok" {
+		t.Errorf("store: %q, want ok", got.Checks["store"])
+	}
+	emHost := strings.TrimPrefix(strings.Split(em.URL(), "/")[2], "http://")
+	for _, addr := range []string{gone, emHost, "127.0.0.1", "webhook"} {
+		if strings.Contains(body, addr) {
+			t.Errorf("/readyz shows %q: %s", addr, body)
+		}
+	}
+	logs.wait(t, gone)
+}
+
+// TestReadyzWritesTheStoreAtMostEveryFewSeconds probes /readyz 1,000 times
+// and counts the store's heartbeat writes with triggers on its table.
+func TestReadyzWritesTheStoreAtMostEveryFewSeconds(t *testing.T) {
+	svc, _ := runService(t, startEmulator(t))
+	db, err := svc.Store.SQL()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`CREATE TABLE test_heartbeats (at INTEGER)`,
+		`CREATE TRIGGER test_heartbeat_insert AFTER INSERT ON cursors WHEN NEW.name = 'store.heartbeat'
+			BEGIN INSERT INTO test_heartbeats VALUES (NEW.updated_ms); END`,
+		`CREATE TRIGGER test_heartbeat_update AFTER UPDATE ON cursors WHEN NEW.name = 'store.heartbeat'
+			BEGIN INSERT INTO test_heartbeats VALUES (NEW.updated_ms); END`,
+	} {
+		if _, err := db.ExecContext(t.Context(), q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const probes = 1000
+	start := time.Now()
+	for range probes {
+		if code, body := get(t, "http://"+svc.AdminAddr()+"/readyz"); code != http.StatusOK {
+			t.Fatalf("/readyz: %d %s", code, body)
+		}
+	}
+	elapsed := time.Since(start)
+	var writes int
+	if err := db.QueryRowContext(t.Context(), `SELECT count(*) FROM test_heartbeats`).Scan(&writes); err != nil {
+		t.Fatal(err)
+	}
+	// One write, then one each time the last is older than storeCheckTTL.
+	most := 1 + int(elapsed/storeCheckTTL)
+	t.Logf("%d probes in %v wrote the heartbeat %d times", probes, elapsed.Round(time.Millisecond), writes)
+	if writes > most {
+		t.Errorf("%d probes in %v wrote the store %d times; want at most %d, one per %v", probes, elapsed.Round(time.Millisecond), writes, most, storeCheckTTL)
+	}
+}
+
+func TestRedactKeepsAddressesOutOfReadyz(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`chat: hello: Get "https://chat.botpress.cloud/wh-secret/hello/": dial tcp 10.1.2.3:443: connect: connection refused`,
+			`chat: hello: Get "…": dial tcp …: connect: connection refused`},
+		{`dial tcp [fd00::1]:8008: i/o timeout`, `dial tcp …: i/o timeout`},
+		{`dial tcp: lookup matrix.internal on 127.0.0.53:53: no such host`, `dial tcp: lookup … on …: no such host`},
+		{`dial tcp botpress.internal:8080: connection reset`, `dial tcp …: connection reset`},
+		{`x509: certificate is valid for a.internal, b.internal, not c.internal`, `x509: certificate is not valid for this host`},
+		{`slack: invalid_auth: check slack.bot_token`, `slack: invalid_auth: check slack.bot_token`},
+		{`matrix: cannot reach the homeserver at https://mx.internal:8448: timeout: check matrix.homeserver_url and the network`,
+			`matrix: cannot reach the homeserver at …: timeout: check matrix.homeserver_url and the network`},
+		{`the last write failed 3s ago and none succeeded since: database or disk is full (13)`,
+			`the last write failed 3s ago and none succeeded since: database or disk is full (13)`},
+	} {
+		if got := redact(errors.New(c.in)); got != c.want {
+			t.Errorf("redact(%q)\n = %q\nwant %q", c.in, got, c.want)
+		}
 	}
 }

@@ -151,12 +151,16 @@ func TestCheckConfigAndVersion(t *testing.T) {
 	}
 }
 
+// TestRunServesHealthAndStopsCleanly checks that the admin listener serves
+// health and metrics, and the public one none of them.
 func TestRunServesHealthAndStopsCleanly(t *testing.T) {
 	dir := t.TempDir()
 	em := startEmulator(t)
 	cfg := defaults()
 	cfg.Store.Path = filepath.Join(dir, "b.db")
 	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.AdminAddr = "127.0.0.1:0"
+	cfg.HTTP.PublicURL = "https://botbridge.example"
 	cfg.Bots = []BotConfig{{Name: "b", URL: em}}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -169,14 +173,30 @@ func TestRunServesHealthAndStopsCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(ctx) }()
-	for _, path := range []string{"/healthz", "/readyz"} {
-		resp, err := http.Get("http://" + svc.HTTPAddr() + path)
+	for _, c := range []struct {
+		addr, path string
+		want       int
+	}{
+		{svc.AdminAddr(), "/healthz", http.StatusOK},
+		{svc.AdminAddr(), "/readyz", http.StatusOK},
+		{svc.AdminAddr(), "/metrics", http.StatusOK},
+		{svc.AdminAddr(), "/files/healthz", http.StatusNotFound},
+		{svc.HTTPAddr(), "/files/healthz", http.StatusOK},
+		{svc.HTTPAddr(), "/healthz", http.StatusNotFound},
+		{svc.HTTPAddr(), "/readyz", http.StatusNotFound},
+		{svc.HTTPAddr(), "/metrics", http.StatusNotFound},
+	} {
+		resp, err := http.Get("http://" + c.addr + c.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Errorf("%s: %s", path, resp.Status)
+		if resp.StatusCode != c.want {
+			listener := "public"
+			if c.addr == svc.AdminAddr() {
+				listener = "admin"
+			}
+			t.Errorf("%s on the %s listener: %s, want %d", c.path, listener, resp.Status, c.want)
 		}
 	}
 	cancel()

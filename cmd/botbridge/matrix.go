@@ -16,18 +16,22 @@ import (
 type MatrixConfig struct {
 	HomeserverURL string `yaml:"homeserver_url"`
 	UserID        string `yaml:"user_id"`
-	AccessToken   string `yaml:"access_token"`
-	Password      string `yaml:"password"`
+	AccessToken   string `yaml:"access_token" secret:"true"`
+	Password      string `yaml:"password" secret:"true"`
 	DeviceName    string `yaml:"device_name"` // default botbridge
 	// Encryption turns end-to-end encryption on; it needs PickleKey.
 	Encryption bool   `yaml:"encryption"`
-	PickleKey  string `yaml:"pickle_key"`
+	PickleKey  string `yaml:"pickle_key" secret:"true"`
 	// MaxFileMB caps files both ways, in MiB; default 20.
 	MaxFileMB        int64         `yaml:"max_file_mb"`
 	DownloadTimeout  time.Duration `yaml:"download_timeout"` // default 30s
 	AllowPrivateURLs bool          `yaml:"allow_private_urls"`
 	SyncTimeout      time.Duration `yaml:"sync_timeout"`    // default 30s
 	DecryptTimeout   time.Duration `yaml:"decrypt_timeout"` // default 1h
+	// MaxPendingPerSender and MaxPendingPerRoom cap the encrypted messages
+	// that wait for their keys; defaults 50 and 200.
+	MaxPendingPerSender int `yaml:"max_pending_per_sender"`
+	MaxPendingPerRoom   int `yaml:"max_pending_per_room"`
 }
 
 // minPickleKey is the shortest pickle key accepted: it guards the
@@ -69,6 +73,12 @@ func (c MatrixConfig) validate() []error {
 	if c.MaxFileMB < 0 {
 		add("matrix.max_file_mb: must not be negative")
 	}
+	if c.MaxPendingPerSender < 0 {
+		add("matrix.max_pending_per_sender: must not be negative (0 is the default, 50)")
+	}
+	if c.MaxPendingPerRoom < 0 {
+		add("matrix.max_pending_per_room: must not be negative (0 is the default, 200)")
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
@@ -81,34 +91,47 @@ func (c MatrixConfig) validate() []error {
 }
 
 // matrixAdapter builds the Matrix adapter when the configuration enables it,
-// else returns nil. The bot joins the rooms it is invited to when a route
-// would answer the inviter there.
+// else returns nil.
 func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
-	c := s.Config.Matrix
-	if c.HomeserverURL == "" {
+	if s.Config.Matrix.HomeserverURL == "" {
 		return nil, nil
 	}
+	opts, err := s.matrixOptions()
+	if err != nil {
+		return nil, err
+	}
+	return matrix.New(opts)
+}
+
+// matrixOptions turns the configuration into the adapter's options. The
+// adapter asks the routes (Router.Admits) whether to join a room it is
+// invited to, and whether to keep a message it cannot decrypt yet.
+func (s *Service) matrixOptions() (matrix.Options, error) {
+	c := s.Config.Matrix
 	router := s.Router
 	db, err := s.Store.SQL()
 	if err != nil {
-		return nil, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)
+		return matrix.Options{}, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)
 	}
 	opts := matrix.Options{
-		HomeserverURL:    c.HomeserverURL,
-		UserID:           id.UserID(c.UserID),
-		AccessToken:      c.AccessToken,
-		Password:         c.Password,
-		DeviceName:       c.DeviceName,
-		Store:            s.Store,
-		DB:               db,
-		AllowInvite:      func(inv matrix.Invite) bool { return allowInvite(router, inv) },
-		MaxFileBytes:     c.MaxFileMB << 20,
-		DownloadTimeout:  c.DownloadTimeout,
-		AllowPrivateURLs: c.AllowPrivateURLs,
-		SyncTimeout:      c.SyncTimeout,
-		DecryptTimeout:   c.DecryptTimeout,
-		Logger:           s.Log,
-		OnDecryptFailure: s.Metrics.DecryptionFailed,
+		HomeserverURL:       c.HomeserverURL,
+		UserID:              id.UserID(c.UserID),
+		AccessToken:         c.AccessToken,
+		Password:            c.Password,
+		DeviceName:          c.DeviceName,
+		Store:               s.Store,
+		DB:                  db,
+		Admit:               router.Admits,
+		MaxFileBytes:        c.MaxFileMB << 20,
+		DownloadTimeout:     c.DownloadTimeout,
+		AllowPrivateURLs:    c.AllowPrivateURLs,
+		SyncTimeout:         c.SyncTimeout,
+		DecryptTimeout:      c.DecryptTimeout,
+		MaxPendingPerSender: c.MaxPendingPerSender,
+		MaxPendingPerRoom:   c.MaxPendingPerRoom,
+		Logger:              s.Log,
+		OnDecryptFailure:    s.Metrics.DecryptionFailed,
+		OnSenderTrust:       s.Metrics.SenderTrust,
 		OnRateLimit: func(wait time.Duration) {
 			s.Metrics.RateLimited(bridge.PlatformMatrix, wait)
 		},
@@ -116,16 +139,5 @@ func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
 	if c.Encryption {
 		opts.PickleKey = c.PickleKey
 	}
-	return matrix.New(opts)
-}
-
-// allowInvite reports whether a route answers the inviter in the room:
-// the first route matching the room decides, as for messages.
-func allowInvite(router *bridge.Router, inv matrix.Invite) bool {
-	return router.Admits(bridge.Inbound{
-		Room:     bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: string(inv.Room)},
-		RoomName: inv.Alias,
-		Sender:   bridge.Sender{ID: string(inv.Inviter)},
-		DM:       inv.Direct,
-	})
+	return opts, nil
 }

@@ -3,19 +3,20 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
-	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
+	"github.com/botbridge/botbridge/store"
 )
 
 func TestMatrixConfigErrorsNameTheField(t *testing.T) {
@@ -32,6 +33,7 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 		{"encryption without a pickle key", base + "  access_token: t\n  encryption: true\n", "matrix.pickle_key: must be at least 16"},
 		{"a pickle key without encryption", base + "  access_token: t\n  pickle_key: a-long-enough-pickle-key\n", "matrix.pickle_key: set, but matrix.encryption is false"},
 		{"a negative timeout", base + "  access_token: t\n  sync_timeout: -1s\n", "matrix.sync_timeout: must not be negative"},
+		{"a negative cap", base + "  access_token: t\n  max_pending_per_room: -1\n", "matrix.max_pending_per_room: must not be negative"},
 		{"an unknown key", base + "  acess_token: t\n", "acess_token"},
 	}
 	for _, c := range cases {
@@ -54,30 +56,77 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 	})
 }
 
-func TestMatrixInvitesFollowTheRoutes(t *testing.T) {
-	router, err := bridge.NewRouter([]bridge.Route{
-		{Bot: "b", Platform: bridge.PlatformSlack},
-		{Bot: "b", Platform: bridge.PlatformMatrix, DM: bridge.DMOnly, Users: []string{"@ann:x"}},
-		{Bot: "b", Platform: bridge.PlatformMatrix, Rooms: []string{"#support*"}},
-	}, []string{"b"})
+func TestMatrixAdmitsWhomTheRoutesLetIn(t *testing.T) {
+	yaml := `bots:
+  - name: b
+    url: https://x/y
+routes:
+  - bot: b
+    platform: slack
+  - bot: b
+    platform: matrix
+    dm: only
+    users: ["@ann:x"]
+  - bot: b
+    platform: matrix
+    rooms: ["#support*"]
+matrix:
+  homeserver_url: https://matrix.example.org
+  access_token: t
+`
+	cfg, err := ParseConfig(strings.NewReader(yaml), env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "botbridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	router, err := bridge.NewRouter(cfg.BridgeRoutes(), cfg.botNames())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Service{Config: cfg, Store: st, Metrics: NewMetrics(nil), Router: router}
+	opts, err := s.matrixOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opts.Admit == nil {
+		t.Fatal("no admission check")
+	}
+	in := func(room, alias, sender string, dm bool) bridge.Inbound {
+		return bridge.Inbound{Room: bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: room}, RoomName: alias,
+			Sender: bridge.Sender{ID: sender}, DM: dm}
+	}
 	cases := []struct {
 		name string
-		inv  matrix.Invite
+		in   bridge.Inbound
 		want bool
 	}{
-		{"an allowed person's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@ann:x", Direct: true}, true},
-		{"someone else's direct chat", matrix.Invite{Room: "!a:x", Inviter: "@bob:x", Direct: true}, false},
-		{"a room whose alias a route names", matrix.Invite{Room: "!b:x", Alias: "#support-eu:x", Inviter: "@bob:x"}, true},
-		{"another room", matrix.Invite{Room: "!c:x", Alias: "#random:x", Inviter: "@ann:x"}, false},
+		{"an allowed person's direct chat", in("!a:x", "", "@ann:x", true), true},
+		{"someone else's direct chat", in("!a:x", "", "@bob:x", true), false},
+		{"a room whose confirmed alias a route names", in("!b:x", "#support-eu:x", "@bob:x", false), true},
+		{"another room", in("!c:x", "#random:x", "@ann:x", false), false},
 	}
 	for _, c := range cases {
-		if got := allowInvite(router, c.inv); got != c.want {
-			t.Errorf("%s: allowed = %v, want %v", c.name, got, c.want)
+		if got := opts.Admit(c.in); got != c.want {
+			t.Errorf("%s: admitted = %v, want %v", c.name, got, c.want)
 		}
 	}
+
+	t.Run("sender trust is a metric", func(t *testing.T) {
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("forwarded")
+		opts.OnSenderTrust("unverified")
+		rec := httptest.NewRecorder()
+		s.Metrics.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		for _, want := range []string{`botbridge_matrix_sender_trust_total{state="forwarded"} 2`, `botbridge_matrix_sender_trust_total{state="unverified"} 1`} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
 }
 
 func TestRunAnswersOnMatrix(t *testing.T) {
@@ -94,7 +143,7 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 
 	cfg := defaults()
 	cfg.Store.Path = filepath.Join(t.TempDir(), "botbridge.db")
-	cfg.HTTP.Addr = "127.0.0.1:0"
+	cfg.HTTP.AdminAddr = "127.0.0.1:0"
 	cfg.Bots = []BotConfig{{Name: "echo", URL: startEmulator(t)}}
 	cfg.Matrix = MatrixConfig{HomeserverURL: hs.URL, UserID: string(botID), Password: "the bot's password",
 		Encryption: true, PickleKey: "the test's pickle key"}
@@ -116,8 +165,8 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 		}
 	}()
 
-	eventually(t, "/readyz to answer 200", func() bool {
-		resp, err := http.Get("http://" + svc.HTTPAddr() + "/readyz")
+	bridgetest.WaitFor(t, "/readyz to answer 200", func() bool {
+		resp, err := http.Get("http://" + svc.AdminAddr() + "/readyz")
 		if err != nil {
 			return false
 		}
@@ -127,41 +176,26 @@ func TestRunAnswersOnMatrix(t *testing.T) {
 	// Dendrite on SQLite without cgo sometimes answers 500 when several
 	// clients write at once; that is not what this test is about.
 	var room *mautrix.RespCreateRoom
-	eventually(t, "the room to be created", func() bool {
+	bridgetest.WaitFor(t, "the room to be created", func() bool {
 		room, err = alice.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{botID}})
 		return err == nil
 	})
-	eventually(t, "the bot to join", func() bool {
+	bridgetest.WaitFor(t, "the bot to join", func() bool {
 		m, err := alice.JoinedMembers(ctx, room.RoomID)
 		return err == nil && len(m.Joined) == 2
 	})
 	txn := mautrix.ReqSendEvent{TransactionID: alice.TxnID()}
-	eventually(t, "the message to be sent", func() bool {
+	bridgetest.WaitFor(t, "the message to be sent", func() bool {
 		_, err := alice.SendMessageEvent(ctx, room.RoomID, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgText, Body: "hello from Matrix"}, txn)
 		return err == nil
 	})
-	eventually(t, "the bot's answer", func() bool {
+	bridgetest.WaitFor(t, "the bot's answer", func() bool {
 		msgs, err := alice.Messages(ctx, room.RoomID, "", "", mautrix.DirectionBackward, nil, 20)
 		return err == nil && slices.ContainsFunc(msgs.Chunk, func(evt *event.Event) bool {
 			_ = evt.Content.ParseRaw(evt.Type)
 			return evt.Sender == botID && evt.Type == event.EventMessage && evt.Content.AsMessage().Body == "hello from Matrix"
 		})
 	})
-}
-
-// eventually polls cond until it holds, failing the test after 30s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(30 * time.Second)
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("waited 30s for %s", what)
-		}
-	}
 }
 
 func TestCheckConfigOnlineChecksMatrix(t *testing.T) {

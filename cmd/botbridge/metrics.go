@@ -30,6 +30,7 @@ type Metrics struct {
 	rateLimitWaits    *prometheus.CounterVec
 	rateLimitSeconds  *prometheus.CounterVec
 	decryptFailures   *prometheus.CounterVec
+	senderTrust       *prometheus.CounterVec
 }
 
 var _ bridge.Metrics = (*Metrics)(nil)
@@ -84,6 +85,10 @@ func NewMetrics(stats func(context.Context) (store.Stats, error)) *Metrics {
 		Name: "botbridge_matrix_decryption_failures_total",
 		Help: "Matrix events that could not be decrypted, by reason.",
 	}, []string{"reason"})).(*prometheus.CounterVec)
+	m.senderTrust = f(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "botbridge_matrix_sender_trust_total",
+		Help: "Matrix messages decrypted, by how far their sender can be trusted (verified, unverified, unknown-device, forwarded…).",
+	}, []string{"state"})).(*prometheus.CounterVec)
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "botbridge_build_info",
 		Help:        "Always 1; its label is the running version.",
@@ -143,6 +148,11 @@ func (m *Metrics) RateLimited(p bridge.Platform, wait time.Duration) {
 // DecryptionFailed counts a Matrix event that could not be decrypted.
 func (m *Metrics) DecryptionFailed(reason string) {
 	m.decryptFailures.WithLabelValues(reason).Inc()
+}
+
+// SenderTrust counts a decrypted Matrix message by the trust of its sender.
+func (m *Metrics) SenderTrust(state string) {
+	m.senderTrust.WithLabelValues(state).Inc()
 }
 
 // storeCollector reads the outbox and delivery gauges from the store at

@@ -14,6 +14,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/slack"
+	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -105,6 +106,9 @@ func checkSlack(ctx context.Context, c SlackConfig) []check {
 	defer cancel()
 	api := slackapi.New(c.BotToken, opts...)
 	var out []check
+	if c.BotToken == "" { // several workspaces only: their tokens are in the store
+		return append(out, checkAppToken(ctx, c, opts)...)
+	}
 	auth, err := api.AuthTestContext(ctx)
 	if err != nil {
 		err = fmt.Errorf("auth.test: %w: check slack.bot_token (the Bot User OAuth Token, xoxb-…)", err)
@@ -112,15 +116,21 @@ func checkSlack(ctx context.Context, c SlackConfig) []check {
 		err = errors.New("auth.test: the token is not a bot token: use the Bot User OAuth Token, xoxb-…")
 	}
 	out = append(out, check{what: "slack.bot_token", err: err})
-	if c.mode() == slack.ModeSocket {
-		app := slackapi.New(c.BotToken, append(opts, slackapi.OptionAppLevelToken(c.AppToken))...)
-		_, _, err := app.StartSocketModeContext(ctx)
-		if err != nil {
-			err = fmt.Errorf("apps.connections.open: %w: check slack.app_token (an app-level token with connections:write, xapp-…) and that Socket Mode is on in the app", err)
-		}
-		out = append(out, check{what: "slack.app_token", err: err})
+	return append(out, checkAppToken(ctx, c, opts)...)
+}
+
+// checkAppToken checks the app token in Socket Mode with
+// apps.connections.open (which only hands out a URL).
+func checkAppToken(ctx context.Context, c SlackConfig, opts []slackapi.Option) []check {
+	if c.mode() != slack.ModeSocket {
+		return nil
 	}
-	return out
+	app := slackapi.New(c.BotToken, append(opts, slackapi.OptionAppLevelToken(c.AppToken))...)
+	_, _, err := app.StartSocketModeContext(ctx)
+	if err != nil {
+		err = fmt.Errorf("apps.connections.open: %w: check slack.app_token (an app-level token with connections:write, xapp-…) and that Socket Mode is on in the app", err)
+	}
+	return []check{{what: "slack.app_token", err: err}}
 }
 
 // checkMatrix checks that the homeserver URL serves the Matrix client API
@@ -155,11 +165,12 @@ func checkMatrix(ctx context.Context, c MatrixConfig) []check {
 	return out
 }
 
-// checkPublicURL asks the bridge's own /healthz through the public URL.
+// checkPublicURL asks the public listener's health answer under /files/
+// through the public URL, the way the bot fetches file links.
 func checkPublicURL(ctx context.Context, public string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	u := strings.TrimRight(public, "/") + "/healthz"
+	u := strings.TrimRight(public, "/") + filesHealthPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
@@ -172,7 +183,7 @@ func checkPublicURL(ctx context.Context, public string) error {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64))
 	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "ok" {
-		return fmt.Errorf("%s answered %s, not botbridge's /healthz: point http.public_url at the listener of http.addr", u, resp.Status)
+		return fmt.Errorf("%s answered %s, not botbridge: point http.public_url at the listener of http.addr, through a proxy that passes %s", u, resp.Status, media.FilesPath)
 	}
 	return nil
 }

@@ -65,4 +65,21 @@ func TestCheckConfigOnline(t *testing.T) {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
 	})
+	t.Run("the public URL reaches the public listener, not the admin one", func(t *testing.T) {
+		cfg := defaults()
+		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.HTTP.PublicURL = "https://botbridge.example"
+		cfg.Bots = []BotConfig{{Name: "b", URL: startEmulator(t)}}
+		svc, _ := runConfig(t, cfg, testLog(t))
+		for _, c := range []struct{ addr, want string }{
+			{svc.HTTPAddr(), "ok    http.public_url"},
+			{svc.AdminAddr(), "warn  http.public_url: http://" + svc.AdminAddr() + "/files/healthz answered 404 Not Found, not botbridge"},
+		} {
+			path := writeFile(t, "bots:\n  - name: b\n    url: "+em.URL()+"\n    encryption_key: right-key\nhttp:\n  addr: 127.0.0.1:0\n  public_url: http://"+c.addr+"\n")
+			_, out, errOut := runMain(t, "", "check-config", "-online", "-config", path)
+			if !strings.Contains(out, c.want) {
+				t.Errorf("output lacks %q:\n%s%s", c.want, out, errOut)
+			}
+		}
+	})
 }

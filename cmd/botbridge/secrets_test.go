@@ -111,6 +111,7 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	var logs syncBuf
 	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := defaults()
+	cfg.HTTP.AdminAddr = ""
 	cfg.Store.Path = t.TempDir() + "/b.db"
 	cfg.Bots = []BotConfig{
 		{Name: "keyed", URL: wrongKey.URL(), EncryptionKey: encKey},
@@ -178,4 +179,47 @@ func TestSecretsNeverReachTheLogs(t *testing.T) {
 	if m := jwtPattern.FindString(all); m != "" {
 		t.Errorf("a user key appears in the output: %s", m)
 	}
+}
+
+// TestHelpPrintsNoSecret sets the variables demo reads its defaults from to
+// known values and checks that no command's -h, usage error or refusal of a
+// bad value prints them.
+func TestHelpPrintsNoSecret(t *testing.T) {
+	const (
+		url       = "https://chat.example/SECRET-URL-WEBHOOK-81c2"
+		webhookID = "SECRET-WEBHOOK-ID-3f0a"
+		key       = "SECRET-DEMO-KEY-9d4e"
+	)
+	t.Setenv("BOTPRESS_URL", url)
+	t.Setenv("BOTPRESS_WEBHOOK_ID", webhookID)
+	t.Setenv("BOTPRESS_ENCRYPTION_KEY", key)
+	check := func(t *testing.T, out string) {
+		t.Helper()
+		for _, s := range []string{url, webhookID, key, "SECRET-"} {
+			if strings.Contains(out, s) {
+				t.Errorf("the output shows %q:\n%s", s, out)
+			}
+		}
+	}
+	for _, args := range [][]string{
+		{"demo", "-h"}, {"demo", "-bogus"}, {"demo", "stray"}, {"-h"},
+		{"run", "-h"}, {"check-config", "-h"}, {"emulator", "-h"}, {"version", "-h"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			_, out, errOut := runMain(t, "", args...)
+			check(t, out+errOut)
+			if args[0] == "demo" && args[1] == "-h" && !strings.Contains(errOut, "(default: $BOTPRESS_ENCRYPTION_KEY)") {
+				t.Errorf("demo -h does not say where the key comes from:\n%s", errOut)
+			}
+		})
+	}
+	t.Run("a bad URL from the environment", func(t *testing.T) {
+		t.Setenv("BOTPRESS_URL", "chat.example/SECRET-URL-WEBHOOK-81c2")
+		t.Setenv("BOTPRESS_WEBHOOK_ID", "")
+		code, out, errOut := runMain(t, "", "demo")
+		if code != exitUsage || !strings.Contains(errOut, "url: must start with https://") {
+			t.Errorf("exit %d, stderr %q; want %d saying what is wrong with the url", code, errOut, exitUsage)
+		}
+		check(t, out+errOut)
+	})
 }

@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"regexp"
 	"sync"
 	"time"
+
+	"golang.org/x/net/netutil"
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/media"
@@ -19,7 +22,7 @@ import (
 )
 
 // Service is the whole botbridge process: store, Chat API clients, adapters,
-// engine and HTTP listener, built from a Config. Its parts are exported so
+// engine and HTTP listeners, built from a Config. Its parts are exported so
 // that end-to-end tests can run it on a temporary directory and :0 ports.
 type Service struct {
 	Config   Config
@@ -38,11 +41,20 @@ type Service struct {
 	ready readiness
 
 	// routes are HTTP handlers of adapters (the Slack Events API), served on
-	// the HTTP listener; builders of adapters add them.
+	// the public listener; builders of adapters add them.
 	routes map[string]http.Handler
 
-	httpLn  net.Listener
-	httpSrv *http.Server
+	// public serves what the outside needs (file links, the platforms'
+	// webhooks) on http.addr; admin serves health and metrics on
+	// http.admin_addr. Either is nil when its address is empty.
+	public, admin *listener
+}
+
+// listener is one of the service's HTTP listeners.
+type listener struct {
+	name string // public or admin, for the log
+	ln   net.Listener
+	srv  *http.Server
 }
 
 // NewService opens the store and builds every part from cfg. extra adapters
@@ -77,7 +89,7 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 			return fmt.Errorf("bot %s: %w", bc.Name, err)
 		}
 		s.bots[bc.Name] = client
-		spec := bridge.BotSpec{Name: bc.Name, API: client}
+		spec := bridge.BotSpec{Name: bc.Name, API: client, WebhookSecret: bc.WebhookSecret, Notify: bridge.Notify(bc.Events)}
 		if bc.EncryptionKey != "" {
 			if spec.Signer, err = chat.NewSigner(bc.EncryptionKey); err != nil {
 				return fmt.Errorf("bot %s: %w", bc.Name, err)
@@ -123,35 +135,99 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		linker = files
 	}
 	s.Engine, err = bridge.New(bridge.Config{
-		Store:          s.Store,
-		Bots:           bots,
-		Router:         s.Router,
-		Adapters:       s.Adapters,
-		Files:          linker,
-		Metrics:        s.Metrics,
-		Logger:         s.Log,
-		Workers:        cfg.Bridge.Workers,
-		ListenerIdle:   cfg.Bridge.ListenerIdle,
-		StreamThrottle: cfg.Bridge.StreamThrottle,
-		TypingTimeout:  cfg.Bridge.TypingTimeout,
-		Retention:      cfg.Bridge.Retention,
-		DrainTimeout:   cfg.Bridge.DrainTimeout,
+		Store:           s.Store,
+		Bots:            bots,
+		Router:          s.Router,
+		Adapters:        s.Adapters,
+		Files:           linker,
+		Metrics:         s.Metrics,
+		Logger:          s.Log,
+		Workers:         cfg.Bridge.Workers,
+		ListenerIdle:    cfg.Bridge.ListenerIdle,
+		WatchWindow:     cfg.Bridge.WatchWindow,
+		MaxStreams:      cfg.Bridge.MaxStreams,
+		SweepBudget:     cfg.Bridge.SweepBudget,
+		SweepInterval:   cfg.Bridge.SweepInterval,
+		WebhookTimeout:  cfg.Bridge.WebhookTimeout,
+		StreamThrottle:  cfg.Bridge.StreamThrottle,
+		TypingTimeout:   cfg.Bridge.TypingTimeout,
+		Retention:       cfg.Bridge.Retention,
+		ForgetIdle:      cfg.Bridge.ForgetIdle,
+		NoAccessTimeout: cfg.Bridge.NoAccessTimeout,
+		OfferTTL:        cfg.Bridge.OfferTTL,
+		DrainTimeout:    cfg.Bridge.DrainTimeout,
 	})
 	if err != nil {
 		return err
 	}
+	for _, b := range cfg.Bots {
+		if b.WebhookSecret != "" {
+			s.routes[bridge.WebhookPath] = s.Engine.WebhookHandler()
+			if cfg.HTTP.Addr == "" {
+				return fmt.Errorf("http.addr: must be set: bot %s has a webhook_secret, and its webhooks come to the public HTTP listener", b.Name)
+			}
+		}
+	}
 	if len(s.routes) > 0 && cfg.HTTP.Addr == "" {
-		return errors.New("http.addr: must be set: the Slack Events API needs the HTTP listener")
+		return errors.New("http.addr: must be set: the Slack Events API needs the public HTTP listener")
 	}
 	if cfg.HTTP.Addr != "" {
-		ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+		ln, err := listen("http.addr", cfg.HTTP.Addr, cfg.HTTP.MaxConnections)
 		if err != nil {
-			return fmt.Errorf("http.addr: %w", err)
+			return err
 		}
-		s.httpLn = ln
-		s.httpSrv = &http.Server{Handler: s.handler(files), ReadHeaderTimeout: 10 * time.Second}
+		s.public = &listener{name: "public", ln: ln, srv: s.newHTTPServer(s.publicHandler(files))}
+	}
+	if cfg.HTTP.AdminAddr != "" {
+		ln, err := listen("http.admin_addr", cfg.HTTP.AdminAddr, cfg.HTTP.MaxConnections)
+		if err != nil {
+			if s.public != nil {
+				s.public.ln.Close()
+			}
+			return err
+		}
+		s.admin = &listener{name: "admin", ln: ln, srv: s.newHTTPServer(s.adminHandler())}
 	}
 	return nil
+}
+
+// listen opens a TCP listener at addr, the value of the config key field,
+// that holds at most maxConns connections open: past them, new connections
+// wait in the kernel's accept queue until one closes.
+func listen(field, addr string, maxConns int) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: give a free host:port", field, err)
+	}
+	return netutil.LimitListener(ln, maxConns), nil
+}
+
+// newHTTPServer returns a server of h with the limits of the http section:
+// a request must arrive within ReadTimeout, its answer leave within
+// WriteTimeout (file links have FileTimeout), an idle connection closes
+// after IdleTimeout, and headers are capped.
+func (s *Service) newHTTPServer(h http.Handler) *http.Server {
+	c := s.Config.HTTP
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
+		ReadTimeout:       c.ReadTimeout,
+		WriteTimeout:      c.WriteTimeout,
+		IdleTimeout:       c.IdleTimeout,
+		MaxHeaderBytes:    c.MaxHeaderKB << 10,
+		ErrorLog:          slog.NewLogLogger(s.Log.With(bridge.LogComponent, "http").Handler(), slog.LevelWarn),
+	}
+}
+
+// streaming gives h, whose answer streams (a file link), d from now to
+// answer instead of the server's WriteTimeout, which would cut a large file
+// short. ReadTimeout needs no change: a file link is a GET without a body,
+// and net/http clears the read deadline once the request has been read.
+func streaming(d time.Duration, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		h.ServeHTTP(w, r)
+	})
 }
 
 // platformAdapters builds the adapters the configuration enables.
@@ -188,24 +264,33 @@ func (s *Service) fileSecret(ctx context.Context) ([]byte, error) {
 	return hex.DecodeString(v)
 }
 
-// HTTPAddr returns the address the HTTP listener is bound to, or "".
-func (s *Service) HTTPAddr() string {
-	if s.httpLn == nil {
+// HTTPAddr returns the address the public listener is bound to, or "".
+func (s *Service) HTTPAddr() string { return s.public.addr() }
+
+// AdminAddr returns the address the admin listener is bound to, or "".
+func (s *Service) AdminAddr() string { return s.admin.addr() }
+
+func (l *listener) addr() string {
+	if l == nil {
 		return ""
 	}
-	return s.httpLn.Addr().String()
+	return l.ln.Addr().String()
 }
 
-func (s *Service) handler(files *media.Links) http.Handler {
+// filesHealthPath answers "ok" on the public listener, under the prefix a
+// reverse proxy passes for file links, so that check-config -online can
+// tell that http.public_url reaches botbridge. A file link's sealed token is
+// far longer than "healthz", so no link can take this path.
+const filesHealthPath = media.FilesPath + "healthz"
+
+// publicHandler serves what must be reachable from outside: file links and
+// the adapters' and bots' webhooks. Never health or metrics: those are the
+// admin listener's.
+func (s *Service) publicHandler(files *media.Links) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.Metrics.Handler())
+	mux.HandleFunc("GET "+filesHealthPath, healthz)
 	if files != nil {
-		mux.Handle(media.FilesPath, files)
+		mux.Handle(media.FilesPath, streaming(s.Config.HTTP.FileTimeout, files))
 	}
 	for pattern, h := range s.routes {
 		mux.Handle(pattern, h)
@@ -213,9 +298,26 @@ func (s *Service) handler(files *media.Links) http.Handler {
 	return mux
 }
 
+// adminHandler serves health and metrics, for the operator's probes and
+// Prometheus.
+func (s *Service) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.Metrics.Handler())
+	return mux
+}
+
+// healthz answers 200 "ok" while the process runs.
+func healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
 // readyz answers 200 when the store can be read and written, every adapter
 // is connected and every bot's Chat API answers, else 503; the JSON body
-// says which part is not ready and why.
+// says which part is not ready and what to check, without the addresses
+// that errors carry (the log has those).
 func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	checks, ready := s.ready.check(r.Context(), s)
 	w.Header().Set("Content-Type", "application/json")
@@ -226,74 +328,143 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
 }
 
-// readiness runs the checks of /readyz, reusing the bots' answers for a few
-// seconds so that frequent probes do not become Chat API traffic.
+// readiness runs the checks of /readyz. It reuses the store's result for
+// storeCheckTTL, as the check writes, and the bots' for botCheckTTL, so that
+// frequent probes become neither store writes nor Chat API traffic. It logs
+// a part's error when its state changes.
 type readiness struct {
 	mu       sync.Mutex
+	storeAt  time.Time
+	storeErr error
 	botsAt   time.Time
-	botState map[string]string
+	botErrs  map[string]error
+	// logged is the last state logged of each check, "ok" or its error.
+	logged map[string]string
 }
 
-// botCheckTTL is how long a bot's reachability is reused.
-const botCheckTTL = 15 * time.Second
+const (
+	// storeCheckTTL is how long the store's check (a write) is reused.
+	storeCheckTTL = 2 * time.Second
+	// botCheckTTL is how long a bot's reachability is reused.
+	botCheckTTL = 15 * time.Second
+	// checkTimeout bounds the checks of one probe.
+	checkTimeout = 5 * time.Second
+)
 
 func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, bool) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// The checks' results are shared with other probes: a probe that hangs
+	// up must not cut them short.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
-	checks := map[string]string{}
-	ready := true
-	fail := func(name string, err error) {
-		checks[name] = err.Error()
-		ready = false
-	}
-	if err := s.Store.Ping(ctx); err != nil {
-		fail("store", err)
-	} else {
-		checks["store"] = "ok"
-	}
-	for _, a := range s.Adapters {
-		name := "adapter." + string(a.Platform())
-		checks[name] = "ok"
-		if c, ok := a.(bridge.Checker); ok {
-			if err := c.Ready(); err != nil {
-				fail(name, err)
-			}
-		}
-	}
 	rd.mu.Lock()
 	defer rd.mu.Unlock()
-	if rd.botState == nil || time.Since(rd.botsAt) > botCheckTTL {
-		rd.botState = map[string]string{}
-		for name, c := range s.bots {
-			if err := c.Hello(ctx); err != nil {
-				rd.botState[name] = fmt.Sprintf("the Chat API does not answer: %v", err)
+	log := s.Log.With(bridge.LogComponent, "readyz")
+	checks := map[string]string{}
+	ready := true
+	// set records a check: ok, or the public text of its error, and logs
+	// the error itself when the check's state changed.
+	set := func(name string, err error, public string, attrs ...any) {
+		state := "ok"
+		if err != nil {
+			state, ready = err.Error(), false
+		}
+		checks[name] = "ok"
+		if err != nil {
+			checks[name] = public
+		}
+		if rd.logged == nil {
+			rd.logged = map[string]string{}
+		}
+		if prev, seen := rd.logged[name]; prev != state && (seen || err != nil) {
+			if err != nil {
+				log.Warn("not ready: "+name, append(attrs, bridge.LogErr, err)...)
 			} else {
-				rd.botState[name] = "ok"
+				log.Info("ready again: "+name, attrs...)
 			}
+		}
+		rd.logged[name] = state
+	}
+
+	if rd.storeAt.IsZero() || time.Since(rd.storeAt) > storeCheckTTL {
+		rd.storeErr = s.Store.Ping(ctx)
+		rd.storeAt = time.Now()
+	}
+	set("store", rd.storeErr, redact(rd.storeErr)+": check the disk and store.path; the log has the details")
+	for _, a := range s.Adapters {
+		var err error
+		if c, ok := a.(bridge.Checker); ok {
+			err = c.Ready()
+		}
+		set("adapter."+string(a.Platform()), err, redact(err), bridge.LogPlatform, a.Platform())
+	}
+	if rd.botErrs == nil || time.Since(rd.botsAt) > botCheckTTL {
+		rd.botErrs = map[string]error{}
+		for name, c := range s.bots {
+			rd.botErrs[name] = c.Hello(ctx)
 		}
 		rd.botsAt = time.Now()
 	}
-	for name, state := range rd.botState {
-		checks["bot."+name] = state
-		if state != "ok" {
-			ready = false
+	for i, b := range s.Config.Bots {
+		err, ok := rd.botErrs[b.Name]
+		if !ok {
+			continue
 		}
+		set("bot."+b.Name, err, botNotReady(fmt.Sprintf("bots[%d]", i), err), bridge.LogBot, b.Name)
 	}
 	return checks, ready
 }
 
-// Run runs the engine and the HTTP listener until ctx ends, then drains and
-// returns nil; it returns an error when a part fails for good.
+// botNotReady says why a bot's Chat API check failed and what to check,
+// without the URL, which holds the webhook id.
+func botNotReady(field string, err error) string {
+	if e, ok := errors.AsType[*chat.Error](err); ok {
+		return fmt.Sprintf("the Chat API answered %d %s: check %s.url and Botpress; the log has the details", e.Status, http.StatusText(e.Status), field)
+	}
+	return fmt.Sprintf("the Chat API does not answer (%s): check %s.url and the network; the log has the details", redact(err), field)
+}
+
+// Patterns of what /readyz must not show of an error: URLs (they can hold a
+// webhook id), IP addresses, host:port, and hosts named in DNS and TLS
+// errors.
+var (
+	redactURL      = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>]*[^\s"'<>:.,;)]`)
+	redactIPv6     = regexp.MustCompile(`\[[0-9A-Fa-f:.%]+\](:\d+)?`)
+	redactHostPort = regexp.MustCompile(`\b[A-Za-z0-9][A-Za-z0-9.-]*:\d{1,5}\b`)
+	redactIPv4     = regexp.MustCompile(`\b\d{1,3}(\.\d{1,3}){3}\b`)
+	redactLookup   = regexp.MustCompile(`\blookup [^\s:]+`)
+	redactCert     = regexp.MustCompile(`certificate is valid for [^:]*`)
+)
+
+// redact returns err's text without the addresses it names, or "" for nil.
+func redact(err error) string {
+	if err == nil {
+		return ""
+	}
+	t := err.Error()
+	t = redactURL.ReplaceAllString(t, "…")
+	t = redactIPv6.ReplaceAllString(t, "…")
+	t = redactHostPort.ReplaceAllString(t, "…")
+	t = redactIPv4.ReplaceAllString(t, "…")
+	t = redactLookup.ReplaceAllString(t, "lookup …")
+	t = redactCert.ReplaceAllString(t, "certificate is not valid for this host")
+	return t
+}
+
+// Run runs the engine and the HTTP listeners until ctx ends, then drains
+// and returns nil; it returns an error when a part fails for good.
 func (s *Service) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	httpErr := make(chan error, 1)
-	if s.httpSrv != nil {
+	httpErr := make(chan error, 2)
+	for _, l := range s.listeners() {
 		wg.Go(func() {
-			if err := s.httpSrv.Serve(s.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				httpErr <- fmt.Errorf("http: %w", err)
+			if err := l.srv.Serve(l.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				httpErr <- fmt.Errorf("http %s listener: %w", l.name, err)
 			}
 		})
-		s.Log.Info("http listener started", "addr", s.HTTPAddr())
+		s.Log.Info("http listener started", "listener", l.name, "addr", l.addr())
+	}
+	if a := s.AdminAddr(); a != "" && !isLoopback(a) {
+		s.Log.Warn("the admin listener (/metrics, /readyz) is not on a loopback address: it has no authentication, keep it off public networks", "addr", a)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -306,19 +477,43 @@ func (s *Service) Run(ctx context.Context) error {
 		cancel()
 		<-engineErr
 	}
-	if s.httpSrv != nil {
-		shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		s.httpSrv.Shutdown(shutdown)
-		done()
+	shutdown, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	for _, l := range s.listeners() {
+		l.srv.Shutdown(shutdown)
 	}
+	done()
 	wg.Wait()
 	return err
 }
 
-// Close closes the store (and the HTTP listener if Run never ran).
+// listeners returns the listeners that are configured.
+func (s *Service) listeners() []*listener {
+	var out []*listener
+	for _, l := range []*listener{s.public, s.admin} {
+		if l != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// isLoopback reports whether the host of addr is a loopback address.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Close closes the store (and the HTTP listeners if Run never ran).
 func (s *Service) Close() error {
-	if s.httpLn != nil {
-		s.httpLn.Close()
+	for _, l := range s.listeners() {
+		l.ln.Close()
 	}
 	return s.Store.Close()
 }

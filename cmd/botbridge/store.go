@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/botbridge/botbridge/adapters/matrix"
+	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/store"
 	"github.com/botbridge/botbridge/store/postgres"
@@ -18,9 +20,15 @@ const (
 )
 
 // Store is the store the service runs on, of either driver: the bridge's
-// store, plus what the service reads of it itself.
+// store, the adapters' parts of it, plus what the service reads of it
+// itself.
 type Store interface {
 	bridge.Store
+	// PendingEvents keeps the Matrix adapter's undecryptable events
+	// (matrix.Store with the Cursors of bridge.Store).
+	matrix.PendingEvents
+	// Installs keeps the Slack workspaces installed through OAuth.
+	slack.Installs
 	// Stats counts the work waiting in the store, for /metrics.
 	Stats(ctx context.Context) (store.Stats, error)
 	// SQL returns a database/sql pool on the store, for components with

@@ -73,7 +73,8 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	f, ok := s.st.Files[id]
-	authed := token == s.opts.BotToken && slices.Contains(s.opts.Scopes, "files:read")
+	in := s.tokens[token]
+	authed := in != nil && !in.revoked && slices.Contains(in.scopes, "files:read")
 	s.mu.Unlock()
 
 	if !authed {
@@ -138,7 +139,7 @@ func (s *Server) applyResponse(ru responseURL, req *apiRequest) error {
 	// slack-go's response_url body always carries an empty metadata object.
 	args := cloneValues(req.args)
 	args.Del("metadata")
-	next, err := s.botMessage(c, args)
+	next, err := s.botMessage(s.installFor(s.teamOf(c.ID)), c, args)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ const TeamDomain = "slacktest"
 type EventCallback struct {
 	Token               string          `json:"token"`
 	TeamID              string          `json:"team_id"`
+	EnterpriseID        *string         `json:"enterprise_id,omitempty"`
 	ContextTeamID       string          `json:"context_team_id"`
 	ContextEnterpriseID *string         `json:"context_enterprise_id"`
 	APIAppID            string          `json:"api_app_id"`
@@ -41,26 +42,48 @@ type Authorization struct {
 	IsEnterpriseInstall bool    `json:"is_enterprise_install"`
 }
 
-// callback wraps an inner event. The caller holds s.mu.
+// callback wraps an inner event about channel, for the install that
+// serves the channel's team. The caller holds s.mu.
 func (s *Server) callback(eventType, channel string, inner obj) EventCallback {
+	team := s.team(s.teamOf(channel))
+	in := s.installFor(team.ID)
+	orgWide := in != nil && in.orgWide
+	return s.callbackFor(eventType, team.ID, team.EnterpriseID, orgWide, channel, inner)
+}
+
+// callbackFor wraps an inner event of a team (in an enterprise, for an
+// org-wide install when orgWide), as Slack does: team_id, enterprise_id and
+// the authorization of the install the event is delivered for. The caller
+// holds s.mu.
+func (s *Server) callbackFor(eventType, teamID, enterprise string, orgWide bool, channel string, inner obj) EventCallback {
 	ev, _ := json.Marshal(inner)
-	ctx, _ := json.Marshal(obj{"et": eventType, "tid": s.opts.TeamID, "aid": s.opts.AppID, "cid": channel})
-	return EventCallback{
-		Token:         VerificationToken,
-		TeamID:        s.opts.TeamID,
-		ContextTeamID: s.opts.TeamID,
-		APIAppID:      s.opts.AppID,
-		Event:         ev,
-		Type:          "event_callback",
-		EventID:       s.newID("Ev"),
-		EventTime:     s.now().Unix(),
-		Authorizations: []Authorization{{
-			TeamID: s.opts.TeamID,
-			UserID: s.opts.BotUserID,
-			IsBot:  true,
-		}},
-		EventContext: "4-" + base64.RawURLEncoding.EncodeToString(ctx),
+	ctx, _ := json.Marshal(obj{"et": eventType, "tid": teamID, "aid": s.opts.AppID, "cid": channel})
+	auth := Authorization{TeamID: teamID, UserID: s.opts.BotUserID, IsBot: true, IsEnterpriseInstall: orgWide}
+	id := teamID
+	if orgWide {
+		id = enterprise
 	}
+	if in := s.installByID(id); in != nil {
+		auth.UserID = in.botUserID
+	}
+	cb := EventCallback{
+		Token:          VerificationToken,
+		TeamID:         teamID,
+		ContextTeamID:  teamID,
+		APIAppID:       s.opts.AppID,
+		Event:          ev,
+		Type:           "event_callback",
+		EventID:        s.newID("Ev"),
+		EventTime:      s.now().Unix(),
+		Authorizations: []Authorization{auth},
+		EventContext:   "4-" + base64.RawURLEncoding.EncodeToString(ctx),
+	}
+	if enterprise != "" {
+		e := enterprise
+		cb.EnterpriseID, cb.ContextEnterpriseID, auth.EnterpriseID = &e, &e, &e
+		cb.Authorizations[0] = auth
+	}
+	return cb
 }
 
 // eventMessage renders m as a message event's message, filling what a

@@ -12,15 +12,19 @@ import (
 // The Web API methods. Each is an apiMethod: it runs with s.mu held.
 
 func (s *Server) authTest(r *apiRequest) (obj, error) {
-	return obj{
+	out := obj{
 		"url":                   r.base + "/",
 		"team":                  "Slacktest",
 		"user":                  s.opts.BotName,
-		"team_id":               s.opts.TeamID,
-		"user_id":               s.opts.BotUserID,
-		"bot_id":                s.opts.BotID,
-		"is_enterprise_install": false,
-	}, nil
+		"team_id":               r.inst.teamID,
+		"user_id":               r.inst.botUserID,
+		"bot_id":                r.inst.botID,
+		"is_enterprise_install": r.inst.orgWide,
+	}
+	if r.inst.enterprise != "" {
+		out["enterprise_id"] = r.inst.enterprise
+	}
+	return out, nil
 }
 
 func (s *Server) appsConnectionsOpen(r *apiRequest) (obj, error) {
@@ -42,7 +46,7 @@ func (s *Server) usersInfo(r *apiRequest) (obj, error) {
 }
 
 func (s *Server) conversationsInfo(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessInfo)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessInfo)
 	if err != nil {
 		return nil, err
 	}
@@ -50,7 +54,7 @@ func (s *Server) conversationsInfo(r *apiRequest) (obj, error) {
 }
 
 func (s *Server) conversationsMembers(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessInfo)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessInfo)
 	if err != nil {
 		return nil, err
 	}
@@ -82,7 +86,7 @@ func inRange(ts string, args url.Values) bool {
 }
 
 func (s *Server) conversationsHistory(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessHistory)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessHistory)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +103,7 @@ func (s *Server) conversationsHistory(r *apiRequest) (obj, error) {
 }
 
 func (s *Server) conversationsReplies(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessHistory)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessHistory)
 	if err != nil {
 		return nil, err
 	}
@@ -151,11 +155,11 @@ func (s *Server) post(m Message) *Message {
 }
 
 func (s *Server) chatPostMessage(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessWrite)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessWrite)
 	if err != nil {
 		return nil, err
 	}
-	m, err := s.botMessage(c, r.args)
+	m, err := s.botMessage(r.inst, c, r.args)
 	if err != nil {
 		return nil, err
 	}
@@ -165,7 +169,7 @@ func (s *Server) chatPostMessage(r *apiRequest) (obj, error) {
 }
 
 func (s *Server) chatPostEphemeral(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessWrite)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +180,7 @@ func (s *Server) chatPostEphemeral(r *apiRequest) (obj, error) {
 	if !slices.Contains(c.Members, user) {
 		return nil, errCode("user_not_in_channel")
 	}
-	m, err := s.botMessage(c, r.args)
+	m, err := s.botMessage(r.inst, c, r.args)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +193,7 @@ func (s *Server) chatPostEphemeral(r *apiRequest) (obj, error) {
 // ownMessage finds a message of the bot for chat.update, chat.delete and the
 // stream methods. The caller holds s.mu.
 func (s *Server) ownMessage(r *apiRequest, notOwn string) (*Channel, *Message, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessWrite)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessWrite)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -197,7 +201,7 @@ func (s *Server) ownMessage(r *apiRequest, notOwn string) (*Channel, *Message, e
 	if m == nil || !visible(m) {
 		return nil, nil, errCode("message_not_found")
 	}
-	if m.BotID != s.opts.BotID {
+	if m.BotID != r.inst.botID {
 		return nil, nil, errCode(notOwn)
 	}
 	return c, m, nil
@@ -248,7 +252,7 @@ func (s *Server) chatDelete(r *apiRequest) (obj, error) {
 }
 
 func (s *Server) chatStartStream(r *apiRequest) (obj, error) {
-	c, err := s.channelFor(r.args.Get("channel"), accessWrite)
+	c, err := s.channelOf(r, r.args.Get("channel"), accessWrite)
 	if err != nil {
 		return nil, err
 	}
@@ -273,8 +277,8 @@ func (s *Server) chatStartStream(r *apiRequest) (obj, error) {
 	p := s.post(Message{
 		Channel:  c.ID,
 		ThreadTS: s.threadParent(c.ID, r.args.Get("thread_ts")),
-		User:     s.opts.BotUserID,
-		BotID:    s.opts.BotID,
+		User:     r.inst.botUserID,
+		BotID:    r.inst.botID,
 		Text:     md,
 		Stream:   st,
 	})
@@ -367,7 +371,7 @@ func (s *Server) reactionTarget(r *apiRequest) (*Message, string, error) {
 	if name == "" {
 		return nil, "", errCode("invalid_name")
 	}
-	c, err := s.channelFor(channel, accessHistory)
+	c, err := s.channelOf(r, channel, accessHistory)
 	if err != nil {
 		return nil, "", err
 	}
@@ -386,11 +390,11 @@ func (s *Server) reactionsAdd(r *apiRequest) (obj, error) {
 	i := slices.IndexFunc(m.Reactions, func(re Reaction) bool { return re.Name == name })
 	switch {
 	case i < 0:
-		m.Reactions = append(m.Reactions, Reaction{Name: name, Users: []string{s.opts.BotUserID}})
-	case slices.Contains(m.Reactions[i].Users, s.opts.BotUserID):
+		m.Reactions = append(m.Reactions, Reaction{Name: name, Users: []string{r.inst.botUserID}})
+	case slices.Contains(m.Reactions[i].Users, r.inst.botUserID):
 		return nil, errCode("already_reacted")
 	default:
-		m.Reactions[i].Users = append(m.Reactions[i].Users, s.opts.BotUserID)
+		m.Reactions[i].Users = append(m.Reactions[i].Users, r.inst.botUserID)
 	}
 	return obj{}, nil
 }
@@ -401,10 +405,10 @@ func (s *Server) reactionsRemove(r *apiRequest) (obj, error) {
 		return nil, err
 	}
 	i := slices.IndexFunc(m.Reactions, func(re Reaction) bool { return re.Name == name })
-	if i < 0 || !slices.Contains(m.Reactions[i].Users, s.opts.BotUserID) {
+	if i < 0 || !slices.Contains(m.Reactions[i].Users, r.inst.botUserID) {
 		return nil, errCode("no_reaction")
 	}
-	users := slices.DeleteFunc(slices.Clone(m.Reactions[i].Users), func(u string) bool { return u == s.opts.BotUserID })
+	users := slices.DeleteFunc(slices.Clone(m.Reactions[i].Users), func(u string) bool { return u == r.inst.botUserID })
 	if len(users) == 0 {
 		m.Reactions = slices.Delete(m.Reactions, i, i+1)
 	} else {
@@ -427,7 +431,7 @@ func (s *Server) filesGetUploadURLExternal(r *apiRequest) (obj, error) {
 		Name:     name,
 		Title:    name,
 		Mimetype: mimeByName(name),
-		User:     s.opts.BotUserID,
+		User:     r.inst.botUserID,
 		Length:   length,
 		AltText:  r.args.Get("alt_txt"),
 		Created:  s.now(),
@@ -451,7 +455,7 @@ func (s *Server) filesCompleteUploadExternal(r *apiRequest) (obj, error) {
 		return nil, errCode("internal_error")
 	}
 	for _, sum := range summaries {
-		if f, ok := s.st.Files[sum.ID]; !ok || !f.Uploaded || f.User != s.opts.BotUserID {
+		if f, ok := s.st.Files[sum.ID]; !ok || !f.Uploaded || f.User != r.inst.botUserID {
 			return nil, errCode("file_not_found")
 		}
 	}
@@ -464,7 +468,7 @@ func (s *Server) filesCompleteUploadExternal(r *apiRequest) (obj, error) {
 	}
 	var channels []*Channel
 	for _, t := range targets {
-		c, err := s.channelFor(t, accessWrite)
+		c, err := s.channelOf(r, t, accessWrite)
 		if err != nil {
 			return nil, err
 		}
@@ -493,8 +497,8 @@ func (s *Server) filesCompleteUploadExternal(r *apiRequest) (obj, error) {
 		s.post(Message{
 			Channel:  c.ID,
 			ThreadTS: s.threadParent(c.ID, r.args.Get("thread_ts")),
-			User:     s.opts.BotUserID,
-			BotID:    s.opts.BotID,
+			User:     r.inst.botUserID,
+			BotID:    r.inst.botID,
 			Text:     r.args.Get("initial_comment"),
 			Blocks:   blocks,
 			Files:    slices.Clone(ids),
@@ -523,7 +527,7 @@ func (s *Server) assistantThreadsSetStatus(r *apiRequest) (obj, error) {
 	if thread == "" {
 		return nil, errInvalidArguments("missing required field: thread_ts")
 	}
-	if _, err := s.channelFor(channel, accessWrite); err != nil {
+	if _, err := s.channelOf(r, channel, accessWrite); err != nil {
 		return nil, err
 	}
 	st := Status{Channel: channel, ThreadTS: thread, Status: r.args.Get("status"), Time: s.now()}

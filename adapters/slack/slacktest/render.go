@@ -39,13 +39,16 @@ func (s *Server) messageObject(base string, m *Message, event, withMeta bool) ob
 	}
 	if m.BotID != "" {
 		o["bot_id"] = m.BotID
-		if m.BotID == s.opts.BotID {
+		if s.isBotID(m.BotID) {
 			o["app_id"] = s.opts.AppID
 			o["bot_profile"] = s.botProfile()
 		}
 	}
 	if m.Username != "" {
 		o["username"] = m.Username
+	}
+	if m.IconURL != "" {
+		o["icons"] = obj{"image_48": m.IconURL}
 	}
 	if m.ClientMsgID != "" {
 		o["client_msg_id"] = m.ClientMsgID

@@ -7,20 +7,31 @@
 // Events API and interactivity requests for apps that use HTTP instead of
 // Socket Mode.
 //
-// Tests set the scene (users, channels, messages, files), change it as
-// people would (invite or remove the bot, archive and unarchive channels),
-// inject faults (rate limits, failing methods, refused or dropped
-// connections, images Slack cannot fetch, unacknowledged envelopes delivered
-// again), send envelopes
-// built by the event helpers, and wait on the recorded State with WaitFor or
-// WaitAck instead of sleeping. Every method is safe for concurrent use.
+// Tests set the scene (users, channels, messages, files, workspaces), change
+// it as people would (invite or remove the bot, archive and unarchive
+// channels, react, type slash commands, open the Home tab or an assistant
+// thread, install and uninstall the app), inject faults (rate limits,
+// failing methods, refused or dropped connections, images Slack cannot
+// fetch, unacknowledged envelopes delivered again), send envelopes built by
+// the event helpers, and wait on the recorded State with WaitFor or WaitAck
+// instead of sleeping. Every method is safe for concurrent use.
 //
-// Web API methods: auth.test, apps.connections.open, users.info,
-// conversations.info, conversations.members, conversations.history,
-// conversations.replies, chat.postMessage, chat.update, chat.delete,
-// chat.postEphemeral, chat.startStream, chat.appendStream, chat.stopStream,
-// reactions.add, reactions.remove, files.getUploadURLExternal,
-// files.completeUploadExternal, files.info and assistant.threads.setStatus.
+// Several workspaces: the app is installed in the workspace of Options
+// (TeamID, BotToken) from the start; teams added with AddTeam install it
+// through OAuth v2 (the /oauth/v2/authorize page, then oauth.v2.access),
+// in one team or org-wide for an Enterprise Grid org. Each install has its
+// own bot token, bot user and bot id; a token reaches only the channels of
+// the teams its install serves, events name the team (and enterprise) of
+// their channel, and Uninstall revokes a token (token_revoked).
+//
+// Web API methods: auth.test, apps.connections.open, oauth.v2.access,
+// users.info, conversations.info, conversations.members,
+// conversations.history, conversations.replies, chat.postMessage,
+// chat.update, chat.delete, chat.postEphemeral, chat.startStream,
+// chat.appendStream, chat.stopStream, reactions.add, reactions.remove,
+// files.getUploadURLExternal, files.completeUploadExternal, files.info,
+// views.publish, assistant.threads.setStatus,
+// assistant.threads.setSuggestedPrompts and assistant.threads.setTitle.
 // Any other method answers unknown_method. Messages are held to Slack's
 // documented limits (50 blocks, 25 elements per actions block, 100 options
 // per menu, 3,000 characters of section text, 40,000 of message text; see
@@ -60,6 +71,8 @@ const (
 	DefaultAppID        = "A0000APP1"
 	DefaultBotName      = "botbridge"
 	DefaultPingInterval = 10 * time.Second
+	DefaultClientID     = "0000000000.0000000001"
+	DefaultClientSecret = "fakeclientsecret"
 )
 
 // MaxRetryAttempts is how many times Slack delivers an unacknowledged event
@@ -126,6 +139,11 @@ type Options struct {
 	AppID     string
 	// BotName is the bot user's name; default DefaultBotName.
 	BotName string
+	// ClientID and ClientSecret are the app's OAuth credentials, which
+	// /oauth/v2/authorize and oauth.v2.access check; defaults
+	// DefaultClientID and DefaultClientSecret.
+	ClientID     string
+	ClientSecret string
 	// Scopes are the bot token's OAuth scopes: a method needing another one
 	// answers missing_scope with needed and provided. Nil means
 	// DefaultScopes().
@@ -191,7 +209,10 @@ type Channel struct {
 	// IsMember reports that the bot is a member; DMs always have the bot.
 	IsMember bool
 	// User is the other party of a DM.
-	User          string
+	User string
+	// Team is the workspace of the conversation; default Options.TeamID.
+	// Only an install serving it may use it (see Team).
+	Team          string
 	Topic         string
 	Purpose       string
 	IsArchived    bool
@@ -233,6 +254,10 @@ type Server struct {
 	failures     map[string]failure
 	lastTS       int64 // microseconds of the last timestamp handed out
 	seq          int   // for generated ids
+	teams        map[string]Team
+	installs     []*install          // in the order they were made
+	tokens       map[string]*install // by bot token
+	codes        map[string]grant    // OAuth codes not yet exchanged
 }
 
 type rateLimit struct {
@@ -266,6 +291,8 @@ func New(opts Options) (*Server, error) {
 	def(&opts.TeamID, DefaultTeamID)
 	def(&opts.AppID, DefaultAppID)
 	def(&opts.BotName, DefaultBotName)
+	def(&opts.ClientID, DefaultClientID)
+	def(&opts.ClientSecret, DefaultClientSecret)
 	switch {
 	case !strings.HasPrefix(opts.BotToken, "xoxb-"):
 		return nil, errors.New("slacktest: new: BotToken must start with xoxb-")
@@ -306,12 +333,19 @@ func New(opts Options) (*Server, error) {
 		conns:        make(map[int]*socketConn),
 		rateLimits:   make(map[string]rateLimit),
 		failures:     make(map[string]failure),
+		teams:        make(map[string]Team),
+		tokens:       make(map[string]*install),
+		codes:        make(map[string]grant),
 		st: State{
 			Messages: make(map[string][]Message),
 			Files:    make(map[string]File),
 		},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	home := &install{id: opts.TeamID, teamID: opts.TeamID, token: opts.BotToken, botUserID: opts.BotUserID,
+		botID: opts.BotID, scopes: opts.Scopes}
+	s.installs = append(s.installs, home)
+	s.tokens[home.token] = home
 	s.users[opts.BotUserID] = User{
 		ID:       opts.BotUserID,
 		Name:     opts.BotName,
@@ -429,8 +463,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case p == "/signin":
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = fmt.Fprint(w, "<!DOCTYPE html><html><body>Sign in to your workspace</body></html>")
-	case strings.HasPrefix(p, "/actions/"):
+	case strings.HasPrefix(p, "/actions/"), strings.HasPrefix(p, "/commands/"):
 		s.serveResponseURL(w, r)
+	case p == "/oauth/v2/authorize":
+		s.serveAuthorize(w, r)
 	default:
 		http.NotFound(w, r)
 	}
@@ -451,13 +487,20 @@ func (s *Server) AddChannel(c Channel) {
 	if c.Type == "" {
 		c.Type = Public
 	}
+	if c.Team == "" {
+		c.Team = s.opts.TeamID
+	}
+	bot := s.opts.BotUserID
+	if in := s.installFor(c.Team); in != nil {
+		bot = in.botUserID
+	}
 	c.Members = slices.Clone(c.Members)
 	if c.Type == IM {
 		c.IsMember = true
-		c.Members = []string{c.User, s.opts.BotUserID}
+		c.Members = []string{c.User, bot}
 	}
-	if c.IsMember && !slices.Contains(c.Members, s.opts.BotUserID) {
-		c.Members = append(c.Members, s.opts.BotUserID)
+	if c.IsMember && !slices.Contains(c.Members, bot) {
+		c.Members = append(c.Members, bot)
 	}
 	if c.Created.IsZero() {
 		c.Created = s.now()
@@ -483,7 +526,7 @@ func (s *Server) JoinChannel(channel, user string) (Message, error) {
 	if !slices.Contains(c.Members, user) {
 		c.Members = append(c.Members, user)
 	}
-	if user == s.opts.BotUserID {
+	if s.isBotUser(user) {
 		c.IsMember = true
 	}
 	return s.channelMessage(channel, user, "channel_join", "<@"+user+"> has joined the channel"), nil
@@ -562,7 +605,7 @@ func (s *Server) memberChange(channel string) (*Channel, error) {
 // leave removes user from c's members. The caller holds s.mu.
 func (s *Server) leave(c *Channel, user string) {
 	c.Members = slices.DeleteFunc(c.Members, func(m string) bool { return m == user })
-	if user == s.opts.BotUserID {
+	if s.isBotUser(user) {
 		c.IsMember = false
 	}
 }

@@ -33,6 +33,53 @@ type State struct {
 	Envelopes []SentEnvelope
 	// Acks holds every acknowledgement read from a Socket Mode connection.
 	Acks []Ack
+	// Views holds the Home tab published for each user (views.publish),
+	// the latest one.
+	Views map[string]View
+	// Prompts holds every assistant.threads.setSuggestedPrompts call that
+	// succeeded, and Titles every assistant.threads.setTitle.
+	Prompts []SuggestedPrompts
+	Titles  []Title
+}
+
+// View is a Home tab published with views.publish.
+type View struct {
+	// User sees it; Token published it.
+	User  string
+	Token string
+	// Type is "home"; Blocks its blocks; PrivateMetadata and ExternalID as
+	// given.
+	Type            string
+	Blocks          json.RawMessage
+	PrivateMetadata string
+	ExternalID      string
+	// Hash is the view's hash Slack handed out; a publish with an older
+	// hash fails with hash_conflict.
+	Hash string
+	Time time.Time
+}
+
+// SuggestedPrompts is one assistant.threads.setSuggestedPrompts call.
+type SuggestedPrompts struct {
+	Channel  string
+	ThreadTS string
+	Title    string
+	Prompts  []Prompt
+	Time     time.Time
+}
+
+// Prompt is a suggested prompt: what people see, and the message it sends.
+type Prompt struct {
+	Title   string `json:"title"`
+	Message string `json:"message"`
+}
+
+// Title is one assistant.threads.setTitle call.
+type Title struct {
+	Channel  string
+	ThreadTS string
+	Title    string
+	Time     time.Time
 }
 
 // Call is one Web API call as the fake saw it.
@@ -75,9 +122,12 @@ type Message struct {
 	// BotID is set for messages of an app or integration; with an empty
 	// User it makes a legacy "bot_message".
 	BotID string
-	// Username is the display name given to chat.postMessage or to a
-	// bot_message.
+	// Username is the display name given to chat.postMessage (kept with
+	// the chat:write.customize scope only) or to a bot_message.
 	Username string
+	// IconURL is the icon_url given to chat.postMessage (kept with the
+	// chat:write.customize scope only).
+	IconURL string
 	// Subtype is the message subtype, such as "channel_join"; empty for
 	// ordinary messages.
 	Subtype string
@@ -352,6 +402,12 @@ func (st *State) clone() *State {
 		Connections: slices.Clone(st.Connections),
 		Envelopes:   slices.Clone(st.Envelopes),
 		Acks:        slices.Clone(st.Acks),
+		Views:       maps.Clone(st.Views),
+		Titles:      slices.Clone(st.Titles),
+	}
+	for _, p := range st.Prompts {
+		p.Prompts = slices.Clone(p.Prompts)
+		out.Prompts = append(out.Prompts, p)
 	}
 	for i := range out.Calls {
 		out.Calls[i].Args = cloneValues(out.Calls[i].Args)

@@ -25,7 +25,7 @@ type apiMethod func(s *Server, r *apiRequest) (obj, error)
 
 // methods are the Web API methods the fake implements.
 func methods() map[string]apiMethod {
-	return map[string]apiMethod{
+	out := map[string]apiMethod{
 		"auth.test":                    (*Server).authTest,
 		"apps.connections.open":        (*Server).appsConnectionsOpen,
 		"users.info":                   (*Server).usersInfo,
@@ -46,7 +46,12 @@ func methods() map[string]apiMethod {
 		"files.completeUploadExternal": (*Server).filesCompleteUploadExternal,
 		"files.info":                   (*Server).filesInfo,
 		"assistant.threads.setStatus":  (*Server).assistantThreadsSetStatus,
+		"oauth.v2.access":              (*Server).oauthV2Access,
 	}
+	for name, m := range moreMethods() {
+		out[name] = m
+	}
+	return out
 }
 
 // apiError is a Slack error answer: {"ok":false,"error":code,...}.
@@ -74,6 +79,9 @@ type apiRequest struct {
 	bad string
 	// base is the URL the client reached the fake at, for URLs in answers.
 	base string
+	// inst is the install whose bot token the call carries (nil for
+	// apps.connections.open and oauth.v2.access).
+	inst *install
 }
 
 // parseRequest reads a Web API request the ways Slack accepts it: query
@@ -187,11 +195,17 @@ func (s *Server) answer(method string, req *apiRequest) (int, obj, http.Header) 
 	if req.bad != "" {
 		return fail(errCode(req.bad))
 	}
-	if err := s.checkToken(method, req.token); err != nil {
-		return fail(err)
+	if method != "oauth.v2.access" {
+		inst, err := s.checkToken(method, req.token)
+		if err != nil {
+			return fail(err)
+		}
+		req.inst = inst
 	}
-	if method != "apps.connections.open" {
-		header.Set("X-OAuth-Scopes", strings.Join(s.opts.Scopes, ","))
+	scopes := s.opts.Scopes
+	if req.inst != nil {
+		scopes = req.inst.scopes
+		header.Set("X-OAuth-Scopes", strings.Join(scopes, ","))
 	}
 	if rl, ok := s.rateLimits[method]; ok {
 		if rl.n--; rl.n <= 0 {
@@ -213,12 +227,12 @@ func (s *Server) answer(method string, req *apiRequest) (int, obj, http.Header) 
 			s.failures[method] = f
 		}
 		if f.code == "missing_scope" {
-			return http.StatusOK, s.missingScope(needed), header
+			return http.StatusOK, s.missingScope(needed, scopes), header
 		}
 		return fail(errCode(f.code))
 	}
-	if len(needed) > 0 && !slices.ContainsFunc(needed, func(sc string) bool { return slices.Contains(s.opts.Scopes, sc) }) {
-		return http.StatusOK, s.missingScope(needed), header
+	if len(needed) > 0 && !slices.ContainsFunc(needed, func(sc string) bool { return slices.Contains(scopes, sc) }) {
+		return http.StatusOK, s.missingScope(needed, scopes), header
 	}
 	out, err := impl(s, req)
 	if err != nil {
@@ -240,31 +254,37 @@ func errorBody(err error) obj {
 	return body
 }
 
-func (s *Server) missingScope(needed []string) obj {
+func (s *Server) missingScope(needed, provided []string) obj {
 	n := "unknown"
 	if len(needed) > 0 {
 		n = needed[0]
 	}
-	return obj{"ok": false, "error": "missing_scope", "needed": n, "provided": strings.Join(s.opts.Scopes, ",")}
+	return obj{"ok": false, "error": "missing_scope", "needed": n, "provided": strings.Join(provided, ",")}
 }
 
 // checkToken checks the token a method needs: the app token for
-// apps.connections.open, the bot token for every other method.
-func (s *Server) checkToken(method, token string) error {
-	want, other := s.opts.BotToken, s.opts.AppToken
-	if method == "apps.connections.open" {
-		want, other = other, want
+// apps.connections.open, a bot token of a live install for every other
+// method, whose install it returns. A revoked bot token answers
+// token_revoked.
+func (s *Server) checkToken(method, token string) (*install, error) {
+	in, isBot := s.tokens[token]
+	switch {
+	case token == "":
+		return nil, errCode("not_authed")
+	case method == "apps.connections.open" && token == s.opts.AppToken:
+		return nil, nil
+	case method == "apps.connections.open" && isBot:
+		return nil, errCode("not_allowed_token_type")
+	case method == "apps.connections.open":
+		return nil, errCode("invalid_auth")
+	case token == s.opts.AppToken:
+		return nil, errCode("not_allowed_token_type")
+	case !isBot:
+		return nil, errCode("invalid_auth")
+	case in.revoked:
+		return nil, errCode("token_revoked")
 	}
-	switch token {
-	case "":
-		return errCode("not_authed")
-	case want:
-		return nil
-	case other:
-		return errCode("not_allowed_token_type")
-	default:
-		return errCode("invalid_auth")
-	}
+	return in, nil
 }
 
 // neededScopes returns the scopes of which a method needs one, or nil.
@@ -283,6 +303,8 @@ func (s *Server) neededScopes(method string, args url.Values) []string {
 		return []string{"chat:write"}
 	case "assistant.threads.setStatus":
 		return []string{"chat:write", "assistant:write"}
+	case "assistant.threads.setSuggestedPrompts", "assistant.threads.setTitle":
+		return []string{"assistant:write"}
 	case "reactions.add", "reactions.remove":
 		return []string{"reactions:write"}
 	case "files.getUploadURLExternal", "files.completeUploadExternal":
@@ -353,6 +375,20 @@ func (s *Server) channelFor(arg string, a access) (*Channel, error) {
 	return c, nil
 }
 
+// channelOf resolves a channel argument as channelFor does, for the install
+// of the call: a conversation of a team it does not serve is not found.
+// The caller holds s.mu.
+func (s *Server) channelOf(r *apiRequest, arg string, a access) (*Channel, error) {
+	c, err := s.channelFor(arg, a)
+	if err != nil {
+		return nil, err
+	}
+	if r.inst != nil && !r.inst.covers(s.team(s.teamOf(c.ID))) {
+		return nil, errCode("channel_not_found")
+	}
+	return c, nil
+}
+
 // threadParent returns the ts of the thread a reply to ts joins: ts itself
 // for a top-level message, its parent for a reply, and "" when there is no
 // such message (Slack then posts the reply in the channel). The caller holds
@@ -371,16 +407,23 @@ func (s *Server) threadParent(channel, ts string) string {
 	return p.TS
 }
 
-// botMessage returns the message of the bot an argument set describes, with
-// Slack's checks of text, blocks, attachments and metadata. The caller holds
-// s.mu.
-func (s *Server) botMessage(c *Channel, args url.Values) (Message, error) {
+// botMessage returns the message of the bot of install in (nil: the
+// default one) an argument set describes, with Slack's checks of text,
+// blocks, attachments and metadata. username and icon_url are kept only
+// with the chat:write.customize scope, as Slack ignores them without it.
+// The caller holds s.mu.
+func (s *Server) botMessage(in *install, c *Channel, args url.Values) (Message, error) {
+	if in == nil {
+		in = s.installs[0]
+	}
 	m := Message{
-		Channel:  c.ID,
-		User:     s.opts.BotUserID,
-		BotID:    s.opts.BotID,
-		Username: args.Get("username"),
-		Text:     args.Get("text"),
+		Channel: c.ID,
+		User:    in.botUserID,
+		BotID:   in.botID,
+		Text:    args.Get("text"),
+	}
+	if slices.Contains(in.scopes, "chat:write.customize") {
+		m.Username, m.IconURL = args.Get("username"), args.Get("icon_url")
 	}
 	var err error
 	if m.Blocks, err = s.blocksArg(args, "blocks"); err != nil {

@@ -21,6 +21,8 @@ const InboundVersion = 1
 // that renaming a field of the domain type does not break rows written
 // before. Version 1 has the field names bridge.Inbound had when the form
 // was introduced; rows written earlier carry no version and the same names.
+// Fields added since are optional, so that rows without them still decode
+// as version 1 (storedExtra).
 type storedInbound struct {
 	V         int           `json:"v"`
 	Key       string        `json:"key"`
@@ -35,6 +37,7 @@ type storedInbound struct {
 	Action    *storedAction `json:"action,omitempty"`
 	Edited    bool          `json:"edited,omitempty"`
 	Time      time.Time     `json:"time"`
+	storedExtra
 }
 
 type storedRoom struct {
@@ -79,6 +82,7 @@ func EncodeInbound(in bridge.Inbound) ([]byte, error) {
 	if a := in.Action; a != nil {
 		s.Action = &storedAction{Value: a.Value, Label: a.Label, MessageID: a.MessageID}
 	}
+	s.storedExtra = encodeExtra(in)
 	return json.Marshal(s)
 }
 
@@ -106,5 +110,6 @@ func DecodeInbound(body []byte) (bridge.Inbound, error) {
 	if a := s.Action; a != nil {
 		in.Action = &bridge.Action{Value: a.Value, Label: a.Label, MessageID: a.MessageID}
 	}
+	s.decodeExtra(&in)
 	return in, nil
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/store/storetest"
 )
 
@@ -27,7 +26,7 @@ func openSubject(tb testing.TB, now func() time.Time) storetest.Subject {
 			_, err := mustSQL(tb, db).ExecContext(ctx, query)
 			return err
 		},
-		Another: func(tb testing.TB) bridge.Store {
+		Another: func(tb testing.TB) storetest.Store {
 			other := openDB(tb, path)
 			other.Now = now
 			return other

@@ -65,7 +65,7 @@ func openSubject(tb testing.TB, now func() time.Time) storetest.Subject {
 			_, err := raw.Exec(ctx, query)
 			return err
 		},
-		Another: func(tb testing.TB) bridge.Store {
+		Another: func(tb testing.TB) storetest.Store {
 			other := open(tb, dsn)
 			other.Now = now
 			return other

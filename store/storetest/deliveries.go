@@ -271,6 +271,44 @@ func testDeliveryTargets(t *testing.T, open Opener) {
 		check("with a room of its own", d, own)
 	})
 
+	t.Run("a private reply target goes to the conversation's deliveries", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		it := e.mapConv(convKey("C1"), "cmd-1", "conv_1")
+		private := bridge.ReplyTarget{Room: roomKey("C1", ""), UserID: "U1", Ephemeral: true}
+		if err := e.db.MarkInboundSent(ctx, it.ID, 1, "m", true, private); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := e.db.Conversation(ctx, it.Conversation); err != nil || c.Reply != private {
+			t.Errorf("conversation's reply target %+v, %v; want %+v", c.Reply, err, private)
+		}
+		d := newDelivery("msg_1", it.Conversation, e.clk.Now())
+		d.Target = bridge.ReplyTarget{} // to the conversation's reply target
+		if stored := e.addDelivery(d); stored.Target != private {
+			t.Errorf("delivery target %+v, want %+v", stored.Target, private)
+		}
+		own := bridge.ReplyTarget{Room: roomKey("C1", "T1"), UserID: "U2", Ephemeral: true}
+		d = newDelivery("msg_2", it.Conversation, e.clk.Now())
+		d.Target = own
+		if stored := e.addDelivery(d); stored.Target != own {
+			t.Errorf("own private target %+v, want %+v", stored.Target, own)
+		}
+		pending, err := e.db.PendingDeliveries(ctx, 0)
+		if err != nil || len(pending) != 2 || pending[0].Target != private || pending[1].Target != own {
+			t.Errorf("pending %+v, %v", pending, err)
+		}
+		if got, err := e.db.Delivery(ctx, "msg_2"); err != nil || got.Target != own {
+			t.Errorf("Delivery = %+v, %v", got.Target, err)
+		}
+		public := bridge.ReplyTarget{Room: roomKey("C1", ""), UserID: "U1"}
+		if err := e.db.MarkInboundSent(ctx, e.enqueue(convKey("C1"), newInbound("ev2", roomKey("C1", ""), e.clk.Now())).ID, 1, "m", true, public); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := e.db.Conversation(ctx, it.Conversation); err != nil || c.Reply != public {
+			t.Errorf("after a public message: reply target %+v, %v; want %+v", c.Reply, err, public)
+		}
+	})
+
 	t.Run("the platform ids of posted parts read back", func(t *testing.T) {
 		e := newEnv(t, open)
 		ctx := t.Context()

@@ -512,4 +512,33 @@ func testInboundForms(t *testing.T, open Opener) {
 			t.Errorf("PendingInbound: %v; want ErrStore", err)
 		}
 	})
+
+	t.Run("inbound that is not a message round-trips", func(t *testing.T) {
+		e := newEnv(t, open)
+		key := convKey("C1")
+		command := newInbound("cmd", key.Room, e.clk.Now())
+		command.Command = &bridge.Command{Name: "/ask", Reset: true, Ephemeral: true, Bot: "sales"}
+		command.MessageID = ""
+		event := newInbound("ev", key.Room, e.clk.Now())
+		event.Text = ""
+		event.Event = &bridge.Event{Name: bridge.EventContext, Text: "viewing #general", Data: map[string]string{"channelId": "C9"}}
+		event.Team = "E1"
+		reaction := newInbound("react", key.Room, e.clk.Now())
+		reaction.Text = ""
+		reaction.Reaction = &bridge.Reaction{Emoji: "+1", Removed: true, MessageID: "1700.5", ChatMessageID: "msg_1"}
+		for _, in := range []bridge.Inbound{command, event, reaction} {
+			it := e.enqueue(key, in)
+			got, err := e.db.NextInbound(t.Context(), it.Conversation)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameItem(t, got, it)
+			if !reflect.DeepEqual(got.Inbound, in) {
+				t.Errorf("reads back as %+v, want %+v", got.Inbound, in)
+			}
+			if err := e.db.MarkInboundSent(t.Context(), got.ID, 1, "m", true, bridge.ReplyTarget{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }

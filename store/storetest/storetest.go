@@ -1,7 +1,8 @@
-// Package storetest is the contract suite of bridge.Store: the tests every
+// Package storetest is the contract suite of botbridge's store (Store:
+// bridge.Store and the parts of it the adapters declare): the tests every
 // implementation passes (the SQLite store in package store, the PostgreSQL
-// store in store/postgres), written from the doc comments of the interface's
-// methods, and benchmarks of the methods on the hot path.
+// store in store/postgres), written from the doc comments of the
+// interfaces' methods, and benchmarks of the methods on the hot path.
 //
 // An implementation's test calls Run with an Opener that makes a new, empty
 // store:
@@ -22,10 +23,34 @@ import (
 	"github.com/botbridge/botbridge/chat"
 )
 
+// Store is what a store of botbridge implements: bridge.Store, and the
+// parts of the store the adapters declare for themselves, with the same
+// methods (the Matrix adapter's matrix.PendingEvents, the Slack adapter's
+// slack.Installs), which the suite tests too.
+type Store interface {
+	bridge.Store
+	// AddMatrixPending keeps an encrypted event of the account's that waits
+	// for its keys; one kept already stays as it is.
+	AddMatrixPending(ctx context.Context, account, room, eventID, sender, event string, since time.Time) error
+	// DeleteMatrixPending forgets a waiting event; one not kept is not an
+	// error.
+	DeleteMatrixPending(ctx context.Context, account, eventID string) error
+	// MatrixPending calls each for every event the account keeps, oldest
+	// first, and returns each's first error.
+	MatrixPending(ctx context.Context, account string, each func(eventID, event string, since time.Time) error) error
+	// PutWorkspace stores or replaces a workspace that installed the app.
+	PutWorkspace(ctx context.Context, w bridge.Workspace) error
+	// Workspaces lists the installed workspaces of a platform, by id.
+	Workspaces(ctx context.Context, platform bridge.Platform) ([]bridge.Workspace, error)
+	// DeleteWorkspace forgets an installed workspace; ErrNotFound when there
+	// is none.
+	DeleteWorkspace(ctx context.Context, platform bridge.Platform, id string) error
+}
+
 // Subject is one store under test.
 type Subject struct {
 	// Store is the store, new and empty, on the clock the Opener was given.
-	Store bridge.Store
+	Store Store
 	// Row runs a query and scans its one row into dest. The suite checks
 	// with it what the interface does not show (the reason kept for a
 	// failure, the rows Prune left). Queries use only SQL that SQLite and
@@ -38,7 +63,7 @@ type Subject struct {
 	// Another opens a second handle on the same store, on the same clock, as
 	// a second process on the same machine or another one would; the suite
 	// races the two. The Opener closes it with tb.Cleanup.
-	Another func(tb testing.TB) bridge.Store
+	Another func(tb testing.TB) Store
 	// Close closes Store; the suite calls it to check a closed store's
 	// errors, and the Opener's cleanup may call it again.
 	Close func() error
@@ -67,6 +92,10 @@ func Run(t *testing.T, open Opener) {
 		{"Offers", testOffers},
 		{"Indicators", testIndicators},
 		{"Prune", testPrune},
+		{"Posts", testPosts},
+		{"EnqueueInboundTo", testEnqueueInboundTo},
+		{"MatrixPending", testMatrixPending},
+		{"Workspaces", testWorkspaces},
 		{"Races", testRaces},
 		{"Concurrency", testConcurrency},
 		{"Failures", testFailures},
@@ -100,7 +129,7 @@ func (c *clock) Advance(d time.Duration) time.Time {
 // env is one test's store and clock, with the helpers the tests share.
 type env struct {
 	tb  testing.TB
-	db  bridge.Store
+	db  Store
 	clk *clock
 	s   Subject
 }

@@ -12,7 +12,7 @@ import (
 )
 
 const convColumns = `id, bot, scope, platform, room, thread, "user", generation, chat_id,
-	reply_room, reply_thread, reply_message, reply_user, cursor_ms, active_ms`
+	reply_room, reply_thread, reply_message, reply_user, cursor_ms, active_ms, reply_ephemeral`
 
 func scanConversation(row pgx.Row) (bridge.Conversation, error) {
 	var (
@@ -23,7 +23,7 @@ func scanConversation(row pgx.Row) (bridge.Conversation, error) {
 		cursorMS, activeMS  int64
 	)
 	err := row.Scan(&c.ID, &c.Key.Bot, &scope, &platform, &c.Key.Room.Room, &c.Key.Room.Thread, &c.Key.User,
-		&c.Generation, &chatID, &replyRoom, &replyThr, &c.Reply.MessageID, &c.Reply.UserID, &cursorMS, &activeMS)
+		&c.Generation, &chatID, &replyRoom, &replyThr, &c.Reply.MessageID, &c.Reply.UserID, &cursorMS, &activeMS, &c.Reply.Ephemeral)
 	if err != nil {
 		return c, err
 	}

@@ -388,3 +388,51 @@ func TestStoppedServer(t *testing.T) {
 		t.Errorf("Ping with the server stopped: %v; want ErrStore saying to check that PostgreSQL runs", err)
 	}
 }
+
+// TestPostsOfRepliesBeforeTheMigration checks that migration 0004 fills
+// posts with the replies posted before it (the contract suite checks Post
+// itself).
+func TestPostsOfRepliesBeforeTheMigration(t *testing.T) {
+	dsn := pg.DSN(t)
+	raw := rawPool(t, dsn)
+	ctx := t.Context()
+	if _, err := raw.Exec(ctx, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := fs.Glob(pgmigrations.FS, "*.sql")
+	slices.Sort(files)
+	for i, f := range files {
+		if f >= "0004" {
+			break
+		}
+		body, _ := fs.ReadFile(pgmigrations.FS, f)
+		if _, err := raw.Exec(ctx, string(body)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if _, err := raw.Exec(ctx, "INSERT INTO schema_version VALUES ($1, $2, 1)", i+1, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.Exec(ctx, `INSERT INTO conversations (id, bot, scope, platform, room, active_ms, created_ms) VALUES (7, 'bot', 'room', 'slack', 'C1', 1, 1);
+		INSERT INTO deliveries (message_id, conversation, bot, platform, room, payload, state, platform_id, created_ms, received_ms)
+		VALUES ('msg_old', 7, 'bot', 'slack', 'C1', '{"type":"text","text":"hi"}', 'posted', '["1600.1","1600.2"]', 1, 1),
+		       -- the form before parts were explicit, which the migration must get past
+		       ('msg_legacy', 7, 'bot', 'slack', 'C1', '{"type":"text","text":"hi"}', 'posted', '1500.1', 1, 1),
+		       -- a part posted again later: the later delivery's
+		       ('msg_again', 7, 'bot', 'slack', 'C1', '{"type":"text","text":"hi"}', 'posted', '["1600.2","",""]', 1, 1),
+		       ('msg_failed', 7, 'bot', 'slack', 'C1', '{"type":"text","text":"hi"}', 'failed', '["1600.3"]', 1, 1);`); err != nil {
+		t.Fatal(err)
+	}
+	db := open(t, dsn)
+	room := bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C1"}
+	for part, want := range map[string]chat.MessageID{"1600.1": "msg_old", "1600.2": "msg_again"} {
+		if p, err := db.Post(ctx, room, part); err != nil || p.MessageID != want || p.Conversation != 7 {
+			t.Errorf("Post(%s) = %+v, %v; want %s", part, p, err, want)
+		}
+	}
+	for _, part := range []string{"1500.1", "1600.3", ""} {
+		if _, err := db.Post(ctx, room, part); !errors.Is(err, bridge.ErrNotFound) {
+			t.Errorf("Post(%q): %v, want ErrNotFound", part, err)
+		}
+	}
+}

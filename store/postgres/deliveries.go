@@ -14,7 +14,7 @@ import (
 )
 
 const deliveryColumns = `seq, message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
-	payload, platform_id, created_ms, received_ms`
+	payload, platform_id, created_ms, received_ms, ephemeral`
 
 func scanDelivery(row pgx.Row) (bridge.Delivery, error) {
 	var (
@@ -24,7 +24,7 @@ func scanDelivery(row pgx.Row) (bridge.Delivery, error) {
 		createdMS, receivedMS int64
 	)
 	err := row.Scan(&d.Seq, &msgID, &d.Conversation, &d.Bot, &platform, &d.Target.Room.Room, &d.Target.Room.Thread,
-		&d.Target.MessageID, &d.Target.UserID, &payload, &posted, &createdMS, &receivedMS)
+		&d.Target.MessageID, &d.Target.UserID, &payload, &posted, &createdMS, &receivedMS, &d.Target.Ephemeral)
 	if err != nil {
 		return d, err
 	}
@@ -48,26 +48,27 @@ func scanDelivery(row pgx.Row) (bridge.Delivery, error) {
 // another at the same moment: ON CONFLICT waits for it) or the
 // conversation does not exist.
 const addDeliverySQL = `WITH conv AS (
-	SELECT id, platform, room, thread, reply_room, reply_thread, reply_message, reply_user
+	SELECT id, platform, room, thread, reply_room, reply_thread, reply_message, reply_user, reply_ephemeral
 	FROM conversations WHERE id = $2
 ), stored AS (
 	INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
-		payload, created_ms, received_ms)
+		payload, created_ms, received_ms, ephemeral)
 	SELECT $1, conv.id, $3,
 		CASE WHEN $5::text <> '' THEN $4 ELSE conv.platform END,
 		CASE WHEN $5::text <> '' THEN $5 WHEN conv.reply_room <> '' THEN conv.reply_room ELSE conv.room END,
 		CASE WHEN $5::text <> '' THEN $6 WHEN conv.reply_room <> '' THEN conv.reply_thread ELSE conv.thread END,
 		CASE WHEN $5::text <> '' THEN $7 ELSE conv.reply_message END,
 		CASE WHEN $5::text <> '' THEN $8 ELSE conv.reply_user END,
-		$9, $10, $11
+		$9, $10, $11,
+		CASE WHEN $5::text <> '' THEN $12 ELSE conv.reply_ephemeral END
 	FROM conv
 	ON CONFLICT (message_id) DO NOTHING
-	RETURNING seq, conversation, platform, room, thread, reply_message, reply_user
+	RETURNING seq, conversation, platform, room, thread, reply_message, reply_user, ephemeral
 ), moved AS (
 	UPDATE conversations SET cursor_ms = greatest(cursor_ms, $10), active_ms = $11
 	WHERE id IN (SELECT conversation FROM stored)
 )
-SELECT seq, platform, room, thread, reply_message, reply_user FROM stored`
+SELECT seq, platform, room, thread, reply_message, reply_user, ephemeral FROM stored`
 
 // AddDelivery implements bridge.Store. Of two processes storing the same
 // message at once, one stores it and the other returns what it stored.
@@ -94,8 +95,9 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 		out := d
 		err := db.pool.QueryRow(ctx, addDeliverySQL, string(d.MessageID), d.Conversation, d.Bot,
 			string(t.Room.Platform), t.Room.Room, t.Room.Thread, t.MessageID, t.UserID,
-			string(payload), ms(d.CreatedAt), ms(d.ReceivedAt)).
-			Scan(&out.Seq, &platform, &out.Target.Room.Room, &out.Target.Room.Thread, &out.Target.MessageID, &out.Target.UserID)
+			string(payload), ms(d.CreatedAt), ms(d.ReceivedAt), t.Ephemeral).
+			Scan(&out.Seq, &platform, &out.Target.Room.Room, &out.Target.Room.Thread, &out.Target.MessageID, &out.Target.UserID,
+				&out.Target.Ephemeral)
 		if err == nil {
 			out.Target.Room.Platform = bridge.Platform(platform)
 			d, created = out, true
@@ -132,10 +134,10 @@ func (db *DB) insertDelivery(ctx context.Context, tx pgx.Tx, d bridge.Delivery) 
 	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
 	dt := d.Target
 	err = tx.QueryRow(ctx, `INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
-		reply_message, reply_user, payload, created_ms, received_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-		RETURNING seq`,
+		reply_message, reply_user, payload, created_ms, received_ms, ephemeral)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING seq`,
 		string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
-		dt.MessageID, dt.UserID, string(payload), ms(d.CreatedAt), ms(d.ReceivedAt)).Scan(&d.Seq)
+		dt.MessageID, dt.UserID, string(payload), ms(d.CreatedAt), ms(d.ReceivedAt), dt.Ephemeral).Scan(&d.Seq)
 	return d, err
 }
 

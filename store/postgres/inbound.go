@@ -282,11 +282,12 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 			UPDATE inbound SET parts_sent = $2, chat_message = $3, state = $4, done_ms = $5
 			WHERE id = $1 AND state = 'pending' RETURNING conversation
 		), conv AS (
-			UPDATE conversations SET reply_room = $6, reply_thread = $7, reply_message = $8, reply_user = $9, active_ms = $10
+			UPDATE conversations SET reply_room = $6, reply_thread = $7, reply_message = $8, reply_user = $9, active_ms = $10,
+				reply_ephemeral = $12
 			WHERE $11 AND id IN (SELECT conversation FROM item)
 		)
 		SELECT count(*) FROM item`, id, parts, string(msg), state, doneMS,
-		reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, done)
+		reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, done, reply.Ephemeral)
 	if err != nil {
 		return err
 	}

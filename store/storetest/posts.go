@@ -93,6 +93,18 @@ func testPosts(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("a delivery whose parts repeat an id is posted", func(t *testing.T) {
+		e := newEnv(t, open)
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		d := e.addDelivery(newDelivery("msg_1", it.Conversation, e.clk.Now()))
+		if err := e.db.MarkDelivered(t.Context(), d.MessageID, bridge.Parts{"1700.5", "1700.5"}); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := e.db.Post(t.Context(), roomKey("C1", ""), "1700.5"); err != nil || p.MessageID != "msg_1" {
+			t.Errorf("Post = %+v, %v; want msg_1", p, err)
+		}
+	})
+
 	t.Run("posts go with their pruned delivery", func(t *testing.T) {
 		e := newEnv(t, open)
 		it := e.mapConv(convKey("C1"), "ev1", "conv_1")

@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/store/postgres"
 	"github.com/botbridge/botbridge/store/postgres/pgtest"
 	"github.com/botbridge/botbridge/store/storetest"

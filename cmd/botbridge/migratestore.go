@@ -261,6 +261,13 @@ func readTable(ctx context.Context, tx *sql.Tx, t table) ([][]any, int, error) {
 			return nil, 0, err
 		}
 		for i, v := range vals {
+			if t.types[i] == "boolean" {
+				// SQLite keeps flags as integers 0 and 1.
+				if n, ok := v.(int64); ok {
+					vals[i] = n != 0
+				}
+				continue
+			}
 			if t.types[i] != "text" {
 				continue
 			}

@@ -92,6 +92,7 @@ func TestOnPostgres(t *testing.T) {
 		cfg := defaults()
 		cfg.Store = StoreConfig{Driver: DriverPostgres, DSN: pg.DSN(t)}
 		cfg.HTTP.Addr = "127.0.0.1:0"
+		cfg.HTTP.AdminAddr = "127.0.0.1:0"
 		cfg.Bots = []BotConfig{{Name: "b", URL: startEmulator(t)}}
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
@@ -131,11 +132,11 @@ func TestOnPostgres(t *testing.T) {
 		if err := svc.Engine.WaitIdle(wait, 50*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		code, body := get(t, "http://"+svc.HTTPAddr()+"/readyz")
+		code, body := get(t, "http://"+svc.AdminAddr()+"/readyz")
 		if code != 200 || !strings.Contains(body, `"store":"ok"`) {
 			t.Errorf("/readyz: %d %s", code, body)
 		}
-		_, body = get(t, "http://"+svc.HTTPAddr()+"/metrics")
+		_, body = get(t, "http://"+svc.AdminAddr()+"/metrics")
 		for _, want := range []string{"botbridge_outbox_pending 0", "botbridge_deliveries_pending 0", "botbridge_store_up 1"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("/metrics lacks %s", want)
@@ -151,8 +152,9 @@ func TestOnPostgres(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s%s", code, out, errOut)
 		}
-		for _, want := range []string{"copied " + path, "conversations 4", "inbound 6", "deliveries 4", "users 2",
-			"participants 2", "threads 1", "cursors 2", "offers 1", "indicators 1", "1 texts held NUL"} {
+		for _, want := range []string{"copied " + path, "conversations 4", "inbound 8", "deliveries 5", "users 2",
+			"participants 2", "threads 1", "cursors 2", "offers 1", "indicators 1", "posts 2", "matrix_pending 1",
+			"workspaces 1", "1 texts held NUL"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output %q lacks %q", out, want)
 			}
@@ -172,31 +174,46 @@ func TestOnPostgres(t *testing.T) {
 		}
 		defer db.Close()
 		ctx := t.Context()
-		for name, read := range map[string]func(bridge.Store) (any, error){
-			"PendingInbound":    func(s bridge.Store) (any, error) { return s.PendingInbound(ctx, 0) },
-			"PendingDeliveries": func(s bridge.Store) (any, error) { return s.PendingDeliveries(ctx, 0) },
-			"Conversation":      func(s bridge.Store) (any, error) { return s.Conversation(ctx, 2) },
-			"User":              func(s bridge.Store) (any, error) { return s.User(ctx, "b", bridge.PlatformSlack, "U1") },
-			"Indicators":        func(s bridge.Store) (any, error) { return s.Indicators(ctx) },
-			"Delivery":          func(s bridge.Store) (any, error) { return s.Delivery(ctx, "m-posted") },
+		for name, read := range map[string]func(Store) (any, error){
+			"PendingInbound":    func(s Store) (any, error) { return s.PendingInbound(ctx, 0) },
+			"PendingDeliveries": func(s Store) (any, error) { return s.PendingDeliveries(ctx, 0) },
+			"Conversation":      func(s Store) (any, error) { return s.Conversation(ctx, 2) },
+			"User":              func(s Store) (any, error) { return s.User(ctx, "b", bridge.PlatformSlack, "U1") },
+			"Indicators":        func(s Store) (any, error) { return s.Indicators(ctx) },
+			"Delivery":          func(s Store) (any, error) { return s.Delivery(ctx, "m-posted") },
+			"Post": func(s Store) (any, error) {
+				return s.Post(ctx, bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C1"}, "1.3")
+			},
+			"Workspaces": func(s Store) (any, error) { return s.Workspaces(ctx, bridge.PlatformSlack) },
+			"MatrixPending": func(s Store) (any, error) {
+				var events []string
+				err := s.MatrixPending(ctx, "@bot:hs", func(id, event string, since time.Time) error {
+					events = append(events, fmt.Sprint(id, event, since))
+					return nil
+				})
+				return events, err
+			},
 		} {
 			want, err := read(lite)
 			if err != nil {
 				t.Fatalf("%s on SQLite: %v", name, err)
 			}
-			got, err := read(db)
+			got, err := read(pgStore{db})
 			if err != nil || !reflect.DeepEqual(got, want) {
 				t.Errorf("%s on PostgreSQL:\n got %+v, %v\nwant %+v", name, got, err, want)
 			}
 		}
 		key := bridge.ConvKey{Bot: "b", Scope: bridge.ScopeRoom, Room: bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "C9"}}
 		it, _, err := db.EnqueueInbound(ctx, key, bridge.Inbound{Key: "new", Room: key.Room}, bridge.RoomKey{})
-		if err != nil || it.ID != 7 || it.Conversation != 5 {
-			t.Errorf("new item %d in conversation %d, %v; want 7 in 5, after the copied ids", it.ID, it.Conversation, err)
+		if err != nil || it.ID != 9 || it.Conversation != 5 {
+			t.Errorf("new item %d in conversation %d, %v; want 9 in 5, after the copied ids", it.ID, it.Conversation, err)
 		}
 		d, _, err := db.AddDelivery(ctx, bridge.Delivery{MessageID: "m-new", Conversation: it.Conversation, Payload: chat.Text{Text: "x"}})
-		if err != nil || d.Seq != 5 {
-			t.Errorf("new delivery seq %d, %v; want 5", d.Seq, err)
+		if err != nil || d.Seq != 6 {
+			t.Errorf("new delivery seq %d, %v; want 6", d.Seq, err)
+		}
+		if err := db.AddMatrixPending(ctx, "@bot:hs", "!r:hs", "$new", "@ann:hs", "{}", time.Now()); err != nil {
+			t.Errorf("new waiting Matrix event: %v", err)
 		}
 
 		code, out, errOut = runMain(t, "", "migrate-store", "-from", "sqlite:"+path, "-to", "postgres:"+dsn)
@@ -228,10 +245,12 @@ func TestOnPostgres(t *testing.T) {
 }
 
 // fillSQLite makes a SQLite store with rows in every table: 4
-// conversations (one a reset), 6 inbound messages (pending, sent, failed
-// with a NUL in its reason, the reset), 4 deliveries (pending, posted,
-// failed, the reset's notice), users, participants, a thread, cursors, an
-// offer and an indicator.
+// conversations (one a reset, one replying privately), 8 inbound messages
+// (pending, sent, failed with a NUL in its reason, the reset, a private
+// command, a reaction),
+// 5 deliveries (pending, posted, failed, private, the reset's notice),
+// users, participants, a thread, cursors, an offer, an indicator, the
+// posted parts, a waiting Matrix event and an installed workspace.
 func fillSQLite(t *testing.T, path string) {
 	t.Helper()
 	ctx := t.Context()
@@ -289,6 +308,15 @@ func fillSQLite(t *testing.T, path string) {
 	must(db.PutOffer(ctx, bridge.Offer{Room: room("C1"), Bot: "b", Conversation: a.Conversation, MessageID: "1.2",
 		Options: []chat.ChoiceOption{{Label: "A", Value: "a"}}, Expires: now.Add(time.Hour)}))
 	must(db.SetIndicator(ctx, bridge.ReplyTarget{Room: room("C1"), MessageID: "1.1", UserID: "U1"}, true))
+	_, _, err = db.EnqueueInboundTo(ctx, a.Conversation, bridge.Inbound{Key: "react", Room: room("C1"), Time: now,
+		Reaction: &bridge.Reaction{Emoji: "+1", MessageID: "1.3", ChatMessageID: "m-posted"}, Team: "T1"})
+	must(err)
+	cmd := enqueue(key("C2"), "cmd", bridge.RoomKey{})
+	must(db.MarkInboundSent(ctx, cmd.ID, 1, "msg_cmd", true, bridge.ReplyTarget{Room: room("C2"), UserID: "U1", Ephemeral: true}))
+	add("m-private", cmd.Conversation)
+	must(db.AddMatrixPending(ctx, "@bot:hs", "!r:hs", "$e1", "@ann:hs", `{"type":"m.room.encrypted"}`, now))
+	must(db.PutWorkspace(ctx, bridge.Workspace{Platform: bridge.PlatformSlack, ID: "E1", EnterpriseID: "E1", OrgWide: true,
+		BotUserID: "U9", Scopes: []string{"chat:write", "commands"}, SealedToken: []byte{0, 1, 0xff}, InstalledAt: now}))
 }
 
 // compareTables checks that every table of the SQLite store at path has
@@ -314,8 +342,8 @@ func compareTables(t *testing.T, path, dsn string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tables) != 9 {
-		t.Errorf("%d tables, want botbridge's 9", len(tables))
+	if len(tables) != 12 {
+		t.Errorf("%d tables, want botbridge's 12", len(tables))
 	}
 	str := func(v any) string {
 		switch v := v.(type) {
@@ -325,6 +353,11 @@ func compareTables(t *testing.T, path, dsn string) {
 			return postgres.Storable(string(v))
 		case string:
 			return postgres.Storable(v)
+		case bool: // SQLite's flags are 0 and 1
+			if v {
+				return "1"
+			}
+			return "0"
 		}
 		return fmt.Sprint(v)
 	}

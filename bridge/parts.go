@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -69,7 +70,7 @@ func messageParts(in Inbound, files FileLinker) ([]chat.Payload, error) {
 		}
 		out = append(out, chat.Text{Text: in.Action.Value})
 	case strings.TrimSpace(in.Text) != "":
-		for _, t := range SplitText(in.Text, maxTextBytes, jsonSize) {
+		for _, t := range render.SplitText(in.Text, maxTextBytes, jsonSize) {
 			out = append(out, chat.Text{Text: t})
 		}
 	case in.notice():

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/bridge/retry"
 	"github.com/botbridge/botbridge/chat"
 )
@@ -319,7 +320,7 @@ func (p *poster) posted(ctx context.Context, d Delivery, out Outbound, posted Pa
 		return p.store.MarkDelivered(ctx, d.MessageID, posted)
 	})
 	if _, ok := p.adapters[d.Target.Room.Platform].(TextChoices); ok {
-		if opts := Offered(out.Payload); len(opts) > 0 {
+		if opts := render.Offered(out.Payload); len(opts) > 0 {
 			o := Offer{Room: d.Target.Room, Bot: d.Bot, Conversation: d.Conversation, MessageID: posted.First(),
 				Options: opts, Expires: p.now().Add(p.offerTTL)}
 			err := recordAccepted(ctx, func(ctx context.Context) error { return p.store.PutOffer(ctx, o) })

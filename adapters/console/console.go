@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/render"
 )
 
 // Platform is the console's platform name.
@@ -168,8 +169,8 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 	if out.Room.Platform != Platform {
 		return nil, bridge.Permanent(fmt.Errorf("console: room %s is not a console room", out.Room))
 	}
-	text := bridge.PlainText(out.Payload)
-	if len(bridge.Offered(out.Payload)) > 0 {
+	text := render.PlainText(out.Payload)
+	if len(render.Offered(out.Payload)) > 0 {
 		text += "\n(answer with a number or a label)"
 	}
 	var b strings.Builder

@@ -41,6 +41,9 @@ func (a *Adapter) connect(ctx context.Context) error {
 	if err := a.openStores(ctx); err != nil {
 		return err
 	}
+	if err := a.setUpIdentity(ctx); err != nil {
+		return err
+	}
 	if name, err := a.cli.GetOwnDisplayName(ctx); err == nil {
 		a.mu.Lock()
 		a.displayName = name.DisplayName
@@ -164,7 +167,9 @@ func (a *Adapter) republishKeys(ctx context.Context) error {
 		return fmt.Errorf("matrix: upload the device's keys again: %w", err)
 	}
 	a.log.Info("uploaded the device's encryption keys again after a new login", logDevice, a.device)
-	return nil
+	// The device's signature went with its keys; sign it again.
+	a.identity.done = false
+	return a.setUpIdentity(ctx)
 }
 
 // loggedIn records who the adapter is. The user and device are fixed by the
@@ -216,6 +221,9 @@ func (a *Adapter) openStores(ctx context.Context) error {
 	}
 	a.cli.Crypto = helper
 	a.crypto = helper
+	if a.verify, err = newVerifier(ctx, a); err != nil {
+		return err
+	}
 	a.log.Info("end-to-end encryption ready", logUser, a.user, logDevice, a.device)
 	return nil
 }

@@ -1,6 +1,8 @@
 package matrix
 
 import (
+	"context"
+
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -33,3 +35,14 @@ func RenderMax(p chat.Payload, max int) []*event.MessageEventContent {
 	}
 	return out
 }
+
+// DeviceID returns the device a logged in as.
+func DeviceID(a *Adapter) id.DeviceID { return a.device }
+
+// Decrypt decrypts evt with a's crypto store, as the sync loop would.
+func Decrypt(ctx context.Context, a *Adapter, evt *event.Event) (*event.Event, error) {
+	return a.crypto.Decrypt(ctx, evt)
+}
+
+// KeycapNumber is keycapNumber.
+var KeycapNumber = keycapNumber

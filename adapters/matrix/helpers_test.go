@@ -167,7 +167,10 @@ func retryServer(t *testing.T, hs *matrixtest.Homeserver, what string, fn func()
 				t.Fatalf("%s: %v", what, err)
 			}
 		case errors.Is(err, mautrix.MUnknownToken),
-			errors.As(err, &he) && he.Response != nil && he.Response.StatusCode >= 500:
+			errors.As(err, &he) && he.Response != nil && he.Response.StatusCode >= 500,
+			// No answer at all: Dendrite exited (it panics on a locked
+			// database in its roomserver) or is exiting.
+			errors.As(err, &he) && he.Response == nil && t.Context().Err() == nil:
 			heal(t, hs, fmt.Sprintf("%s: %v", what, err))
 		default:
 			t.Fatalf("%s: %v", what, err)
@@ -208,7 +211,16 @@ func options(t *testing.T, hs *matrixtest.Homeserver, acc account, st *store.DB,
 		// The tests' media server is on loopback.
 		AllowPrivateURLs: true,
 		Logger:           testLogger(t),
+		RecoveryKeyOut:   testWriter{t},
 	}
+}
+
+// testWriter writes to the test's log.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // runAdapter runs a until the test ends and checks that Run returns nil.
@@ -244,8 +256,10 @@ func newPerson(t *testing.T, hs *matrixtest.Homeserver, prefix string, encrypted
 	return newPersonAs(t, hs, localpart(prefix), encrypted)
 }
 
-// newPersonAs is newPerson with the exact localpart given.
-func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encrypted bool) *person {
+// newPersonAs is newPerson with the exact localpart given. setup, if
+// given, runs after the client has its crypto and before its sync starts,
+// when it may still add handlers to the syncer.
+func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encrypted bool, setup ...func(*mautrix.Client)) *person {
 	t.Helper()
 	cli := registerAndLogIn(t, hs, localpart, "password of "+localpart)
 	syncer := fastRetrySyncer{mautrix.NewDefaultSyncer()}
@@ -254,6 +268,9 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 	if encrypted {
 		matrixtest.WithCrypto(t, cli)
 	}
+	for _, fn := range setup {
+		fn(cli)
+	}
 	record := func(ctx context.Context, evt *event.Event) {
 		p.mu.Lock()
 		p.events = append(p.events, evt)
@@ -261,17 +278,26 @@ func newPersonAs(t *testing.T, hs *matrixtest.Homeserver, localpart string, encr
 		p.changed = make(chan struct{})
 		p.mu.Unlock()
 	}
-	for _, typ := range []event.Type{event.EventMessage, event.StateMember, event.EphemeralEventTyping, event.EphemeralEventReceipt} {
+	for _, typ := range []event.Type{event.EventMessage, event.EventReaction, event.StateMember, event.EphemeralEventTyping, event.EphemeralEventReceipt} {
 		syncer.OnEventType(typ, record)
 	}
-	startSync(t, cli)
+	startSync(t, hs, cli)
 	return p
 }
 
 // startSync runs cli's sync loop until the test ends; it returns after the
-// first /sync response.
-func startSync(t *testing.T, cli *mautrix.Client) {
+// first /sync response. The sync filter is made first, through
+// retryServer: mautrix's loop gives up at once when making it fails, which
+// it does when Dendrite's database is locked (see heal).
+func startSync(t *testing.T, hs *matrixtest.Homeserver, cli *mautrix.Client) {
 	t.Helper()
+	retryServer(t, hs, string(cli.UserID)+": make the sync filter", func() error {
+		resp, err := cli.CreateFilter(t.Context(), cli.Syncer.GetFilterJSON(cli.UserID))
+		if err != nil {
+			return err
+		}
+		return cli.Store.SaveFilterID(t.Context(), cli.UserID, resp.FilterID)
+	})
 	first := make(chan struct{})
 	var once sync.Once
 	cli.Syncer.(mautrix.ExtensibleSyncer).OnSync(func(context.Context, *mautrix.RespSync, string) bool {

@@ -16,50 +16,49 @@ import (
 )
 
 // inbound turns a timeline event into a message for the bridge, decrypting
-// it first in encrypted rooms, or a reaction into a bridge.Reaction (which
-// the bridge keeps when it is on a message of the bot). It returns false
-// for what the bot does not get: its own events, state, redacted or
-// undecryptable events.
+// it first in encrypted rooms, or a reaction: a keycap answer to the
+// standing choice, else a bridge.Reaction (which the bridge keeps when it is
+// on a message of the bot). It returns false for what the bot does not get:
+// its own events, state, redacted or undecryptable events.
 func (a *Adapter) inbound(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
 	if evt.Sender == a.user || evt.StateKey != nil {
 		return bridge.Inbound{}, false
 	}
 	if evt.Type.Type == event.EventEncrypted.Type {
 		dec, ok := a.decrypt(ctx, evt)
-		if !ok {
+		if !ok || a.verification(ctx, dec) {
 			return bridge.Inbound{}, false
 		}
 		a.noteTrust(evt, dec)
+		if !a.trusted(ctx, evt, dec) {
+			return bridge.Inbound{}, false
+		}
 		evt = dec
+	} else if a.verification(ctx, evt) {
+		return bridge.Inbound{}, false
 	}
+	return a.decrypted(ctx, evt)
+}
+
+// verification hands an in-room verification event to the verifier and
+// reports whether evt was one.
+func (a *Adapter) verification(ctx context.Context, evt *event.Event) bool {
+	if a.verify != nil {
+		return a.verify.roomEvent(ctx, evt)
+	}
+	return strings.HasPrefix(evt.Type.Type, "m.key.verification.")
+}
+
+// decrypted turns a message, or a reaction that answers a choice, into an
+// Inbound; evt is in the clear (decrypted, or never encrypted).
+func (a *Adapter) decrypted(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
 	if evt.Type.Type == event.EventReaction.Type {
+		if evt.Sender == a.user {
+			return bridge.Inbound{}, false // its own keycaps under a choice
+		}
 		return a.reaction(ctx, evt)
 	}
 	return a.message(ctx, evt)
-}
-
-// reaction turns an m.reaction (an m.annotation of an event, its key the
-// emoji) into a bridge.Reaction. Taking a reaction back redacts it, which
-// is not forwarded.
-func (a *Adapter) reaction(ctx context.Context, evt *event.Event) (bridge.Inbound, bool) {
-	if evt.Content.Parsed == nil {
-		evt.Type.Class = event.MessageEventType
-		_ = evt.Content.ParseRaw(event.EventReaction)
-	}
-	c, ok := evt.Content.Parsed.(*event.ReactionEventContent)
-	if !ok || evt.Unsigned.RedactedBecause != nil || c.RelatesTo.Type != event.RelAnnotation ||
-		c.RelatesTo.EventID == "" || c.RelatesTo.Key == "" {
-		return bridge.Inbound{}, false
-	}
-	return bridge.Inbound{
-		Key:      bridge.EventKey(evt.ID),
-		Room:     bridge.RoomKey{Platform: Platform, Room: string(evt.RoomID)},
-		RoomName: a.alias(ctx, evt.RoomID),
-		Sender:   a.sender(ctx, evt.RoomID, evt.Sender, ""),
-		DM:       a.direct(ctx, evt.RoomID),
-		Reaction: &bridge.Reaction{Emoji: c.RelatesTo.Key, MessageID: string(c.RelatesTo.EventID)},
-		Time:     time.UnixMilli(evt.Timestamp),
-	}, true
 }
 
 // message turns a (decrypted) m.room.message event into an Inbound.
@@ -72,7 +71,7 @@ func (a *Adapter) message(ctx context.Context, evt *event.Event) (bridge.Inbound
 		_ = evt.Content.ParseRaw(event.EventMessage)
 	}
 	c, ok := evt.Content.Parsed.(*event.MessageEventContent)
-	if !ok {
+	if !ok || c.MsgType == event.MsgVerificationRequest {
 		return bridge.Inbound{}, false
 	}
 	room := bridge.RoomKey{Platform: Platform, Room: string(evt.RoomID)}

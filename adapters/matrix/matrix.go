@@ -15,10 +15,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,7 +81,8 @@ type Options struct {
 	DeviceName string
 
 	// Store keeps the adapter's cursors and the encrypted messages waiting
-	// for their keys (the bridge's store).
+	// for their keys, and moves a room's conversations when the room is
+	// upgraded (the bridge's store).
 	Store Store
 	// DB is the SQLite database (driver modernc "sqlite") that holds the
 	// room state cache and, with encryption, the crypto store: the bridge's
@@ -88,6 +91,25 @@ type Options struct {
 	// PickleKey turns end-to-end encryption on and encrypts the secrets of
 	// the crypto store. Losing it loses the device's keys.
 	PickleKey string
+	// RecoveryKey is the recovery key of the bot's account (Matrix's
+	// base58 recovery key, as Element shows it). With encryption, the
+	// adapter sets up cross-signing once (master, self-signing and
+	// user-signing keys, kept in the account's secret storage under this
+	// key) and a key backup, and signs its device; on a new device (its
+	// store lost) it restores both with this key and signs the new device.
+	// Empty: the adapter generates one when it sets up cross-signing and
+	// writes it to RecoveryKeyOut, once; it is never stored.
+	RecoveryKey string
+	// RecoveryKeyOut is where a generated recovery key is written, once,
+	// with what to do with it. Default: standard error.
+	RecoveryKeyOut io.Writer
+	// Trust decides whose messages in encrypted rooms the bot reads, by the
+	// trust of the sending device: TrustAny (default), TrustCrossSigned or
+	// TrustVerified. A refused message is counted (Stats.Untrusted) and
+	// logged, and its sender, when the message was meant for the bot (a
+	// direct chat or a mention) and a route admits them, gets one short
+	// notice saying why, once per device while the adapter runs.
+	Trust Trust
 
 	// Admit decides, before the adapter spends anything on it, whether the
 	// bridge takes messages of a sender in a room at all (a route lets the
@@ -153,6 +175,23 @@ type Options struct {
 	OnRateLimit func(wait time.Duration)
 }
 
+// Trust is a policy of which senders' devices the bot accepts messages
+// from in encrypted rooms.
+type Trust string
+
+// Trust policies.
+const (
+	// TrustAny reads every message the bot can decrypt; senders it cannot
+	// trust are logged and counted.
+	TrustAny Trust = "any"
+	// TrustCrossSigned reads messages from devices their owner cross-signed.
+	TrustCrossSigned Trust = "cross_signed"
+	// TrustVerified reads messages from devices the bot verified, directly
+	// or through their owner's cross-signing after the owner verified the
+	// bot (SAS).
+	TrustVerified Trust = "verified"
+)
+
 // Stats counts what happened to encrypted messages; it is for metrics.
 type Stats struct {
 	// Undecryptable counts encrypted messages that could not be decrypted
@@ -170,6 +209,8 @@ type Stats struct {
 	// Capped counts undecryptable messages given up because too many of
 	// their sender's, or of their room's, were waiting already.
 	Capped int64
+	// Untrusted counts decrypted messages the trust policy refused.
+	Untrusted int64
 }
 
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
@@ -215,7 +256,21 @@ type Adapter struct {
 	// pending is touched by the sync loop only.
 	pending []pending
 
-	undecryptable, decryptedLate, lost, refused, capped atomic.Int64
+	// identity holds the bot's cross-signing and key backup state; the
+	// Run goroutine owns it.
+	identity identity
+	// verify answers verification requests; nil without encryption.
+	verify *verifier
+	// refusedSeen holds the sender devices told why the trust policy
+	// refused their messages.
+	refusedSeen map[string]struct{}
+	// followed maps rooms whose upgrade the adapter followed to their
+	// replacements; the sync loop owns it.
+	followed map[id.RoomID]id.RoomID
+	// keycaps queues the choices Send posted, for keycapLoop to react to.
+	keycaps chan keycapJob
+
+	undecryptable, decryptedLate, lost, refused, capped, untrusted atomic.Int64
 }
 
 var (
@@ -248,6 +303,19 @@ func New(opts Options) (*Adapter, error) {
 	if opts.Store == nil || opts.DB == nil {
 		errs = append(errs, errors.New("matrix: no store"))
 	}
+	switch opts.Trust {
+	case "", TrustAny, TrustCrossSigned, TrustVerified:
+	default:
+		errs = append(errs, fmt.Errorf("matrix: trust policy %q is not any, cross_signed or verified", opts.Trust))
+	}
+	if opts.RecoveryKey != "" {
+		if opts.PickleKey == "" {
+			errs = append(errs, errors.New("matrix: a recovery key needs encryption (a pickle key)"))
+		}
+		if _, err := recoveryKeyBytes(opts.RecoveryKey); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -267,6 +335,12 @@ func New(opts Options) (*Adapter, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Trust == "" {
+		opts.Trust = TrustAny
+	}
+	if opts.RecoveryKeyOut == nil {
+		opts.RecoveryKeyOut = os.Stderr
+	}
 
 	a := &Adapter{
 		opts: opts,
@@ -283,6 +357,10 @@ func New(opts Options) (*Adapter, error) {
 		reads:     make(map[id.RoomID]id.EventID),
 		readWake:  make(chan struct{}, 1),
 		trustSeen: make(map[string]struct{}),
+
+		refusedSeen: make(map[string]struct{}),
+		followed:    make(map[id.RoomID]id.RoomID),
+		keycaps:     make(chan keycapJob, keycapQueue),
 	}
 	a.budget = maxContentBytes
 	a.limiter.now = opts.Now
@@ -337,6 +415,7 @@ func (a *Adapter) Stats() Stats {
 		Lost:          a.lost.Load(),
 		Refused:       a.refused.Load(),
 		Capped:        a.capped.Load(),
+		Untrusted:     a.untrusted.Load(),
 	}
 }
 

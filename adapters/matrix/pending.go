@@ -44,6 +44,8 @@ type PendingEvents interface {
 type Store interface {
 	Cursors
 	PendingEvents
+	Rooms
+	Offers
 }
 
 // pending is an encrypted message waiting for its keys.
@@ -172,7 +174,10 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 		switch waited := a.now().Sub(p.since); {
 		case err == nil:
 			a.noteTrust(evt, dec)
-			in, ok := a.message(ctx, dec)
+			in, ok := bridge.Inbound{}, false
+			if !a.verification(ctx, dec) && a.trusted(ctx, evt, dec) {
+				in, ok = a.decrypted(ctx, dec)
+			}
 			if ok && !a.deliver(ctx, h, in) {
 				a.pending = append(keep, a.pending[i:]...)
 				return false

@@ -113,6 +113,18 @@ func TestLoggedOutBotLogsInAgainOnItsDevice(t *testing.T) {
 	})
 	dave.say(room, "after the logout")
 	dave.wait("the reply after the new login", fromWith(r.acc.ID, room, "echo: after the logout"))
+
+	t.Run("the device is signed by the bot's cross-signing keys again", func(t *testing.T) {
+		poll(t, "the bot's device to be signed again", 100*time.Millisecond, func() bool {
+			keys, err := dave.cli.QueryKeys(t.Context(), &mautrix.ReqQueryKeys{DeviceKeys: mautrix.DeviceKeysRequest{r.acc.ID: {}}})
+			if err != nil {
+				return false
+			}
+			self := keys.SelfSigningKeys[r.acc.ID]
+			_, ok := keys.DeviceKeys[r.acc.ID][matrix.DeviceID(r.ad)].Signatures[r.acc.ID][id.NewKeyID(id.KeyAlgorithmEd25519, self.FirstKey().String())]
+			return ok
+		})
+	})
 }
 
 func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"maunium.net/go/mautrix/format"
 	"maunium.net/go/mautrix/format/mdext"
 
-	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -84,7 +84,7 @@ type mediaPart struct {
 // with at most max bytes of content (maxContentBytes, but for tests).
 func renderMax(p chat.Payload, max int) []part {
 	media := func(t event.MessageType, url, title string) []part {
-		return []part{{media: &mediaPart{msgType: t, url: url, title: title, fallback: plain(bridge.PlainText(p))}}}
+		return []part{{media: &mediaPart{msgType: t, url: url, title: title, fallback: plain(render.PlainText(p))}}}
 	}
 	switch p := p.(type) {
 	case chat.Text:
@@ -102,7 +102,7 @@ func renderMax(p chat.Payload, max int) []part {
 	case chat.Location:
 		return []part{{content: &event.MessageEventContent{
 			MsgType:  event.MsgLocation,
-			Body:     bridge.PlainText(p),
+			Body:     render.PlainText(p),
 			GeoURI:   "geo:" + strconv.FormatFloat(p.Latitude, 'f', -1, 64) + "," + strconv.FormatFloat(p.Longitude, 'f', -1, 64),
 			Mentions: &event.Mentions{},
 		}}}
@@ -117,7 +117,7 @@ func renderMax(p chat.Payload, max int) []part {
 		}
 		return out
 	}
-	return textParts(bridge.PlainText(p), max)
+	return textParts(render.PlainText(p), max)
 }
 
 // textParts renders Markdown as m.text events of at most max bytes of
@@ -127,7 +127,7 @@ func textParts(src string, max int) []part { return textPartsMax(src, min(maxTex
 
 func textPartsMax(src string, chunkMax, max int) []part {
 	var out []part
-	for _, chunk := range bridge.SplitText(src, chunkMax, nil) {
+	for _, chunk := range render.SplitText(src, chunkMax, nil) {
 		c := markdown(chunk)
 		if size(c) > max && len(chunk) > 64 {
 			out = append(out, textPartsMax(chunk, len(chunk)/2, max)...)
@@ -195,8 +195,8 @@ type item struct {
 }
 
 // optionItems renders cards, carousels, choices and dropdowns as items,
-// the options a person can answer numbered as bridge.PlainText numbers
-// them, so that the plain body of a single part is bridge.PlainText.
+// the options a person can answer numbered as render.PlainText numbers
+// them, so that the plain body of a single part is render.PlainText.
 func optionItems(p chat.Payload) []item {
 	var out []item
 	n := 0
@@ -347,7 +347,7 @@ func editContent(p chat.Payload) *event.MessageEventContent {
 	case chat.Markdown:
 		text = p.Markdown
 	default:
-		text = bridge.PlainText(p)
+		text = render.PlainText(p)
 	}
 	if len(text) > maxEditBytes {
 		cut := maxEditBytes

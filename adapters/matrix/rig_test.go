@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -227,6 +228,13 @@ func (b *testBot) HandleMessage(ctx context.Context, r chattest.Replier, m chat.
 		return
 	}
 	text(fmt.Sprintf("got %d bytes %s", len(body), digest(body)))
+}
+
+// messages returns the messages the bot got, in order.
+func (b *testBot) messages() []chat.Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.got)
 }
 
 // texts returns the texts the bot got, in order.

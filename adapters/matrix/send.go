@@ -17,6 +17,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -39,7 +40,8 @@ const findSentLimit = 100
 // failure, those posted so far, with an error wrapped with bridge.NoAccess
 // when the bot is no longer in the room (removed, or never joined), or
 // with bridge.Permanent when the room does not let it post or the
-// homeserver refuses the post.
+// homeserver refuses the post. Under a choice of up to ten options, Run
+// adds a keycap reaction per option once Send returned.
 func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, error) {
 	if err := a.waitConnected(ctx); err != nil {
 		return out.Posted, err
@@ -80,12 +82,16 @@ func (a *Adapter) Send(ctx context.Context, out bridge.Outbound) (bridge.Parts, 
 			return unposted(), err
 		}
 	}
+	if opts := render.Offered(out.Payload); len(opts) > 0 {
+		a.queueKeycaps(keycapJob{room: room, choice: id.EventID(posted.First()), options: len(opts), base: base})
+	}
 	return posted, nil
 }
 
 // AnswersByText implements bridge.TextChoices: Matrix has no buttons, so
-// people answer a choice with its number or label, which the bridge turns
-// into the option's value.
+// people answer a choice with its number or label, or with the keycap
+// reaction Send offers under it, which the bridge turns into the option's
+// value.
 func (a *Adapter) AnswersByText() {}
 
 // post posts p after the parts posted so far, and adds its event to them.

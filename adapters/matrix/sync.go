@@ -91,6 +91,7 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 	defer wg.Wait()
 	defer cancel()
 	wg.Go(func() { a.readLoop(ctx) })
+	wg.Go(func() { a.keycapLoop(ctx) })
 	a.syncLoop(ctx, h)
 	return nil
 }
@@ -154,6 +155,7 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 			return
 		}
 		since = resp.NextBatch
+		a.backUpKeys(ctx)
 	}
 }
 
@@ -191,6 +193,13 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 	if err := a.sync.ProcessResponse(ctx, resp, since); err != nil {
 		a.log.Error("mautrix's handlers failed on a sync response", bridge.LogErr, err)
 	}
+	if a.verify != nil {
+		a.verify.handle(ctx, resp)
+	}
+	if len(resp.ToDevice.Events) > 0 {
+		// Room keys come as to-device events.
+		a.identity.backupDue = true
+	}
 	for room, jr := range resp.Rooms.Join {
 		a.noteAliases(room, jr.State.Events)
 		a.noteAliases(room, jr.Timeline.Events)
@@ -205,7 +214,7 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 	}
 	if since == "" {
 		a.log.Info("first sync: the rooms' earlier messages are not sent to the bot", logCount, len(resp.Rooms.Join))
-		return true
+		return a.followUpgrades(ctx, resp)
 	}
 	for room, jr := range resp.Rooms.Join {
 		events, ok := a.timeline(ctx, room, jr.Timeline, since)
@@ -231,7 +240,7 @@ func (a *Adapter) handleBatch(ctx context.Context, h bridge.Handler, resp *mautr
 			a.markRead(room, last)
 		}
 	}
-	return a.retryPending(ctx, h)
+	return a.followUpgrades(ctx, resp) && a.retryPending(ctx, h)
 }
 
 // deliver hands in to h until h stores it. It returns false when ctx ended

@@ -11,6 +11,7 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 // callTimeout bounds one Web API call, so that a call Slack never answers
@@ -140,12 +141,12 @@ func (a *Adapter) callOpt(ctx context.Context, ws *workspace, method, channel st
 			if a.cfg.OnRateLimit != nil {
 				a.cfg.OnRateLimit(method, d)
 			}
-			a.logs.warn(a.log, "ratelimited:"+method, "Slack rate limit; waiting", logMethod, method, bridge.LogWait, d, logAttempt, attempt)
+			a.logs.Warn(a.log, "ratelimited:"+method, "Slack rate limit; waiting", logMethod, method, bridge.LogWait, d, logAttempt, attempt)
 			if paced {
 				a.pace.delay(channel, d)
 				continue
 			}
-			if err := sleep(ctx, d); err != nil {
+			if err := retry.Wait(ctx, d); err != nil {
 				return err
 			}
 			continue
@@ -181,7 +182,7 @@ func (a *Adapter) check(ws *workspace, method, channel string, vital bool, err e
 	switch {
 	case authCodes[se.Err] && ws != nil && ws.id != "" && method != "apps.connections.open":
 		ae.Fix = "the app lost access to workspace " + ws.id + ": install it there again (/slack/install)"
-		a.logs.warn(a.log, "auth:"+ws.id, "Slack refused a workspace's token", logMethod, method, logTeam, ws.id, bridge.LogErr, ae)
+		a.logs.Warn(a.log, "auth:"+ws.id, "Slack refused a workspace's token", logMethod, method, logTeam, ws.id, bridge.LogErr, ae)
 		return ae
 	case authCodes[se.Err]:
 		token := "slack.bot_token"
@@ -215,7 +216,7 @@ func (a *Adapter) check(ws *workspace, method, channel string, vital bool, err e
 	}
 	problem := fmt.Errorf("slack: %s: %s", se.Err, ae.Fix)
 	if !vital {
-		a.logs.warn(a.log, key, "Slack refused a call", logMethod, method, bridge.LogErr, problem)
+		a.logs.Warn(a.log, key, "Slack refused a call", logMethod, method, bridge.LogErr, problem)
 		return out
 	}
 	if a.health.set(key, problem) {
@@ -254,7 +255,7 @@ func (p *pacer) wait(ctx context.Context, channel string) error {
 		}
 	}
 	p.mu.Unlock()
-	return sleep(ctx, time.Until(at))
+	return retry.Wait(ctx, time.Until(at))
 }
 
 // delay keeps the channel's next slot at least d away.

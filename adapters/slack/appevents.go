@@ -39,7 +39,7 @@ type reactionEvent struct {
 func (a *Adapter) reaction(ctx context.Context, ws *workspace, cb eventCallback) (bridge.Inbound, bool) {
 	var ev reactionEvent
 	if err := json.Unmarshal(cb.Event, &ev); err != nil {
-		a.logs.warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
+		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
 		return bridge.Inbound{}, false
 	}
 	self := a.whoami(ws)
@@ -212,7 +212,7 @@ func (a *Adapter) threadStarted(ws *workspace, cb eventCallback) func(context.Co
 			return ws.api.SetAssistantThreadsSuggestedPromptsContext(ctx, params)
 		})
 		if err != nil {
-			a.logs.warn(a.log, "prompts", "could not suggest prompts in an agent thread", bridge.LogRoom, room, bridge.LogErr, err)
+			a.logs.Warn(a.log, "prompts", "could not suggest prompts in an agent thread", bridge.LogRoom, room, bridge.LogErr, err)
 		}
 	}
 }
@@ -238,7 +238,7 @@ func (a *Adapter) titleThread(ws *workspace, in bridge.Inbound) func(context.Con
 				ChannelID: channel, ThreadTS: in.Room.Thread, Title: title})
 		})
 		if err != nil {
-			a.logs.warn(a.log, "title", "could not title an agent thread", bridge.LogRoom, in.Room.String(), bridge.LogErr, err)
+			a.logs.Warn(a.log, "title", "could not title an agent thread", bridge.LogRoom, in.Room.String(), bridge.LogErr, err)
 		}
 	}
 }

@@ -28,7 +28,7 @@ type commandAnswer struct {
 func (a *Adapter) handleCommand(ctx context.Context, h bridge.Handler, c slackapi.SlashCommand) *commandAnswer {
 	conf, known := a.commands[c.Command]
 	if !known {
-		a.logs.warn(a.log, "command:"+c.Command, "a slash command botbridge does not know; add it to slack.commands", "command", c.Command)
+		a.logs.Warn(a.log, "command:"+c.Command, "a slash command botbridge does not know; add it to slack.commands", "command", c.Command)
 		return &commandAnswer{ResponseType: "ephemeral", Text: "botbridge does not know " + c.Command + ": add it to slack.commands."}
 	}
 	ws := a.eventWorkspace(c.TeamID, c.EnterpriseID)
@@ -64,7 +64,7 @@ func (a *Adapter) handleCommand(ctx context.Context, h bridge.Handler, c slackap
 	}
 	lcancel()
 	if err := h.HandleInbound(ctx, in); err != nil {
-		a.logs.warn(a.log, "handle", "slash command not stored", bridge.LogErr, err, "command", c.Command)
+		a.logs.Warn(a.log, "handle", "slash command not stored", bridge.LogErr, err, "command", c.Command)
 		return &commandAnswer{ResponseType: "ephemeral", Text: "botbridge could not take the command right now; try again in a moment."}
 	}
 	return nil

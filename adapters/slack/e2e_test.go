@@ -87,7 +87,7 @@ func TestThinkingShowsUntilTheReply(t *testing.T) {
 		case <-ctx.Done():
 			return
 		}
-		_, _ = r.Reply(ctx, chat.Text{Text: "done: " + textOf(m.Payload)})
+		_, _ = r.Reply(ctx, chat.Text{Text: "done: " + bridgetest.Text(m.Payload)})
 	})
 	r := newRig(t, slow, rigOptions{})
 	statuses := func(st *slacktest.State, thread string) []string {
@@ -221,7 +221,7 @@ func TestAnEditAddingTheMentionIsAnsweredOnce(t *testing.T) {
 // bridgetest.Samples, and "files <url>" with files served at url.
 func sampleBot() chattest.Bot {
 	return chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		text := textOf(m.Payload)
+		text := bridgetest.Text(m.Payload)
 		if name, ok := strings.CutPrefix(text, "sample "); ok {
 			for _, s := range bridgetest.Samples() {
 				if s.Name == name {
@@ -304,7 +304,7 @@ func TestEveryPayloadTypeIsRendered(t *testing.T) {
 
 func TestClicksReachTheBot(t *testing.T) {
 	bot := chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		switch text := textOf(m.Payload); text {
+		switch text := bridgetest.Text(m.Payload); text {
 		case "choose":
 			_, _ = r.Reply(ctx, chat.Choice{Text: "Which size?", Options: []chat.ChoiceOption{{Label: "Small", Value: "s"}, {Label: "Large", Value: "l"}}})
 		case "pick":
@@ -361,7 +361,7 @@ func TestFiles(t *testing.T) {
 		case chat.Image:
 			u = p.ImageURL
 		default:
-			if base, ok := strings.CutPrefix(textOf(p), "files "); ok {
+			if base, ok := strings.CutPrefix(bridgetest.Text(p), "files "); ok {
 				sampleBot().HandleMessage(ctx, r, chat.Message{Payload: chat.Text{Text: "files " + base}})
 			}
 			return

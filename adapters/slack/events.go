@@ -56,7 +56,7 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.verify(r.Header, body); err != nil {
-		a.logs.warn(a.log, "signature", "Events API request refused", bridge.LogErr, err, logRemote, r.RemoteAddr)
+		a.logs.Warn(a.log, "signature", "Events API request refused", bridge.LogErr, err, logRemote, r.RemoteAddr)
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
 	}
@@ -89,7 +89,7 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request, body []byte
 	}
 	after, err := a.handleEvent(r.Context(), h, body)
 	if err != nil {
-		a.logs.warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
+		a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
 			logAttempt, r.Header.Get("X-Slack-Retry-Num"))
 		http.Error(w, "not stored; try again", http.StatusInternalServerError)
 		return
@@ -124,7 +124,7 @@ func (a *Adapter) serveInteraction(w http.ResponseWriter, r *http.Request, body 
 	}
 	after, err := a.handleInteraction(r.Context(), h, json.RawMessage(payload))
 	if err != nil {
-		a.logs.warn(a.log, "handle", "click not stored", bridge.LogErr, err)
+		a.logs.Warn(a.log, "handle", "click not stored", bridge.LogErr, err)
 		http.Error(w, "not stored; try again", http.StatusInternalServerError)
 		return
 	}

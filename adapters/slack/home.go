@@ -54,7 +54,7 @@ func (a *Adapter) homeOpened(ws *workspace, cb eventCallback) func(context.Conte
 			return err
 		})
 		if err != nil {
-			a.logs.warn(a.log, "home", "could not publish the Home tab", bridge.LogErr, err)
+			a.logs.Warn(a.log, "home", "could not publish the Home tab", bridge.LogErr, err)
 		}
 	}
 }

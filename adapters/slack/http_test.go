@@ -13,6 +13,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -48,7 +49,7 @@ func (c *clock) Set(d time.Duration) {
 // and the text.
 func choiceBot() chattest.Bot {
 	return chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		if text := textOf(m.Payload); text == "choose" {
+		if text := bridgetest.Text(m.Payload); text == "choose" {
 			_, _ = r.Reply(ctx, chat.Choice{Text: "Which size?", Options: []chat.ChoiceOption{{Label: "Small", Value: "s"}, {Label: "Large", Value: "l"}}})
 		} else {
 			_, _ = r.Reply(ctx, chat.Text{Text: "got: " + text})

@@ -143,12 +143,12 @@ var errNotRunning = errors.New("slack: the adapter is not running yet")
 func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.RawMessage) (after func(context.Context), err error) {
 	var cb eventCallback
 	if err := json.Unmarshal(raw, &cb); err != nil {
-		a.logs.warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
+		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
 		return nil, nil
 	}
 	if cb.Type != "event_callback" {
 		if cb.Type == "app_rate_limited" {
-			a.logs.warn(a.log, "app_rate_limited", "Slack is dropping events: the app exceeded 30,000 events an hour")
+			a.logs.Warn(a.log, "app_rate_limited", "Slack is dropping events: the app exceeded 30,000 events an hour")
 		}
 		return nil, nil
 	}
@@ -201,7 +201,7 @@ func (a *Adapter) inbound(ctx context.Context, ws *workspace, cb eventCallback) 
 	self := a.whoami(ws)
 	var ev messageEvent
 	if err := json.Unmarshal(cb.Event, &ev); err != nil {
-		a.logs.warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
+		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
 		return bridge.Inbound{}, false
 	}
 	if ev.Type != "message" && ev.Type != "app_mention" {
@@ -308,7 +308,7 @@ func (a *Adapter) inbound(ctx context.Context, ws *workspace, cb eventCallback) 
 func (a *Adapter) handleInteraction(ctx context.Context, h bridge.Handler, raw json.RawMessage) (after func(context.Context), err error) {
 	var ba blockActions
 	if err := json.Unmarshal(raw, &ba); err != nil {
-		a.logs.warn(a.log, "malformed", "malformed interaction ignored", bridge.LogErr, err)
+		a.logs.Warn(a.log, "malformed", "malformed interaction ignored", bridge.LogErr, err)
 		return nil, nil
 	}
 	if ba.Type != "block_actions" || len(ba.Actions) == 0 {
@@ -391,7 +391,7 @@ func (a *Adapter) handleInteraction(ctx context.Context, h bridge.Handler, raw j
 			return err
 		})
 		if err != nil {
-			a.logs.warn(a.log, "update-choice", "could not show the choice in the message", logChannel, channel, bridge.LogErr, err)
+			a.logs.Warn(a.log, "update-choice", "could not show the choice in the message", logChannel, channel, bridge.LogErr, err)
 		}
 	}, nil
 }

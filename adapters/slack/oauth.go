@@ -218,7 +218,7 @@ func (a *Adapter) CallbackHandler() http.Handler {
 		}
 		cookie, _ := r.Cookie(stateCookie)
 		if err := a.checkState(q.Get("state"), cookie); err != nil {
-			a.logs.warn(a.log, "oauth-state", "install callback refused", bridge.LogErr, err, logRemote, r.RemoteAddr)
+			a.logs.Warn(a.log, "oauth-state", "install callback refused", bridge.LogErr, err, logRemote, r.RemoteAddr)
 			page(w, http.StatusBadRequest, "Install link not valid", err.Error()+"; start the install again.")
 			return
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/chat/chattest"
 )
@@ -135,7 +136,7 @@ func TestOversizedRepliesArePostedWhole(t *testing.T) {
 	var mu sync.Mutex
 	sent := map[string]chat.Message{} // the bot's replies, by name
 	bot := chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		text := textOf(m.Payload)
+		text := bridgetest.Text(m.Payload)
 		if name, ok := strings.CutPrefix(text, "show "); ok {
 			msg, err := r.Reply(ctx, replies[name].payload)
 			if err == nil {

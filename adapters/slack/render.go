@@ -11,8 +11,8 @@ import (
 
 	slackapi "github.com/slack-go/slack"
 
-	"github.com/botbridge/botbridge/bridge"
 	bridgemedia "github.com/botbridge/botbridge/bridge/media"
+	bridgerender "github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -118,7 +118,7 @@ func render(p chat.Payload) []post {
 		out = append(out, p)
 	}
 	if len(out) == 0 {
-		return textPosts(bridge.PlainText(p))
+		return textPosts(bridgerender.PlainText(p))
 	}
 	return out
 }
@@ -252,7 +252,7 @@ func (r *renderer) payload(p chat.Payload) {
 	case chat.File:
 		r.attach(newMedia(p.FileURL, p.Title))
 	case chat.Location:
-		r.text(location(p), bridge.PlainText(p))
+		r.text(location(p), bridgerender.PlainText(p))
 	case chat.Card:
 		r.card(p)
 	case chat.Carousel:
@@ -271,7 +271,7 @@ func (r *renderer) payload(p chat.Payload) {
 			r.payload(it)
 		}
 	default:
-		r.text(escape(bridge.PlainText(p)), bridge.PlainText(p))
+		r.text(escape(bridgerender.PlainText(p)), bridgerender.PlainText(p))
 	}
 }
 
@@ -300,7 +300,7 @@ func location(l chat.Location) string {
 	if l.Address != "" {
 		lines = append(lines, escape(l.Address))
 	}
-	lines = append(lines, "<"+escape(bridge.MapURL(l))+"|Open the map> ("+bridge.LatLon(l)+")")
+	lines = append(lines, "<"+escape(bridgerender.MapURL(l))+"|Open the map> ("+bridgerender.LatLon(l)+")")
 	return strings.Join(lines, "\n")
 }
 
@@ -495,7 +495,7 @@ func isPublicURL(u string) bool {
 // splitText cuts mrkdwn into pieces of at most max runes, at paragraph,
 // line or word boundaries, closing and reopening a code block cut in two.
 func splitText(s string, max int) []string {
-	pieces := bridge.SplitText(strings.TrimRight(s, " \n"), max-8, utf8.RuneCountInString) // room for the fences added below
+	pieces := bridgerender.SplitText(strings.TrimRight(s, " \n"), max-8, utf8.RuneCountInString) // room for the fences added below
 	for i := 0; i < len(pieces)-1; i++ {
 		if strings.Count(pieces[i], "```")%2 == 1 {
 			pieces[i] += "\n```"

@@ -156,21 +156,10 @@ func texts(ms []slacktest.Message) string {
 	return "[" + strings.Join(out, ", ") + "]"
 }
 
-// textOf returns the text of a text or markdown payload.
-func textOf(p chat.Payload) string {
-	switch p := p.(type) {
-	case chat.Text:
-		return p.Text
-	case chat.Markdown:
-		return p.Markdown
-	}
-	return ""
-}
-
 // whoBot answers every text with the text, who said it and where.
 func whoBot() chattest.Bot {
 	return chattest.BotFunc(func(ctx context.Context, r chattest.Replier, m chat.Message) {
-		text := textOf(m.Payload)
+		text := bridgetest.Text(m.Payload)
 		who := fmt.Sprintf(" (from %v", m.Metadata["userName"])
 		if room, ok := m.Metadata["roomName"]; ok {
 			who += fmt.Sprintf(" in %v", room)

@@ -224,7 +224,7 @@ func (a *Adapter) upload(ctx context.Context, pl place, out bridge.Outbound, p p
 			if ctx.Err() != nil {
 				return "", ctx.Err()
 			}
-			a.logs.warn(a.log, "fetch-media", "cannot download a file of the bot; posting a link to it instead",
+			a.logs.Warn(a.log, "fetch-media", "cannot download a file of the bot; posting a link to it instead",
 				bridge.LogRoom, out.Room.String(), bridge.LogErr, err)
 			blocks = append(blocks, m.link())
 			continue

@@ -22,11 +22,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/logging"
 	bridgemedia "github.com/botbridge/botbridge/bridge/media"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 // Platform is Slack's platform name.
@@ -239,7 +240,7 @@ type Adapter struct {
 	noStream   atomic.Bool // chat.startStream is not available
 
 	health  health
-	logs    limiter
+	logs    logging.Limiter
 	users   cache[userInfo]
 	chans   cache[string]
 	pace    pacer
@@ -365,7 +366,6 @@ func New(cfg Config) (*Adapter, error) {
 	a.fetch = bridgemedia.NewFetcher(bridgemedia.FetcherConfig{MaxBytes: cfg.MaxFileBytes, Timeout: cfg.DownloadTimeout,
 		AllowPrivate: cfg.AllowPrivateURLs, Transport: cfg.HTTPClient.Transport})
 	a.private = tokenClient(cfg.HTTPClient)
-	a.logs.every = time.Minute
 	a.users = cache[userInfo]{ttl: time.Hour, fetch: a.fetchUser}
 	a.chans = cache[string]{ttl: time.Hour, fetch: a.fetchChannelName}
 	a.pace.interval = cfg.PostInterval
@@ -430,9 +430,9 @@ func (a *Adapter) identify(ctx context.Context, ws *workspace) (identity, error)
 		if err == nil {
 			return id, nil
 		}
-		d := b.NextBackOff()
-		a.logs.warn(a.log, "auth.test", "cannot reach Slack or the token is refused; retrying", bridge.LogErr, err, bridge.LogWait, d)
-		if werr := sleep(ctx, d); werr != nil {
+		d := b.Next(nil)
+		a.logs.Warn(a.log, "auth.test", "cannot reach Slack or the token is refused; retrying", bridge.LogErr, err, bridge.LogWait, d)
+		if werr := retry.Wait(ctx, d); werr != nil {
 			return identity{}, werr
 		}
 	}
@@ -458,13 +458,10 @@ func (a *Adapter) authTest(ctx context.Context, ws *workspace) (identity, error)
 	return id, nil
 }
 
-func (a *Adapter) backoff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = min(time.Second, a.cfg.RetryMax)
-	b.MaxInterval = a.cfg.RetryMax
-	b.MaxElapsedTime = 0
-	b.Reset()
-	return b
+// backoff returns the waits of the adapter's retry loops: from a second
+// (or RetryMax when shorter) to RetryMax.
+func (a *Adapter) backoff() *retry.Backoff {
+	return retry.Policy{Min: min(time.Second, a.cfg.RetryMax), Max: a.cfg.RetryMax}.New()
 }
 
 // whoami returns the bot's identity in ws; empty before Run learned it.
@@ -528,21 +525,6 @@ func (a *Adapter) started() bool {
 	return a.handler != nil
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // health keeps what is wrong with the adapter's access to Slack, by
 // problem, for Ready.
 type health struct {
@@ -592,50 +574,4 @@ func (h *health) err() error {
 		errs[i] = h.problems[k]
 	}
 	return errors.Join(errs...)
-}
-
-// limiter rate-limits log lines that repeat in loops: the first of a kind is
-// logged, then at most one per interval with the count of those skipped.
-type limiter struct {
-	every time.Duration
-	mu    sync.Mutex
-	kinds map[string]*seen
-}
-
-type seen struct {
-	last    time.Time
-	skipped int
-}
-
-func (l *limiter) allow(kind string) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.kinds == nil {
-		l.kinds = make(map[string]*seen)
-	}
-	now := time.Now()
-	s := l.kinds[kind]
-	if s == nil {
-		if len(l.kinds) > 1000 {
-			clear(l.kinds)
-		}
-		l.kinds[kind] = &seen{last: now}
-		return 0, true
-	}
-	if now.Sub(s.last) < l.every {
-		s.skipped++
-		return 0, false
-	}
-	n := s.skipped
-	s.last, s.skipped = now, 0
-	return n, true
-}
-
-func (l *limiter) warn(log *slog.Logger, kind, msg string, args ...any) {
-	if n, ok := l.allow(kind); ok {
-		if n > 0 {
-			args = append(args, logCount, n)
-		}
-		log.Warn(msg, args...)
-	}
 }

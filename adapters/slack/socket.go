@@ -11,6 +11,7 @@ import (
 	"github.com/slack-go/slack/socketmode"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 // shortConnection is how long a Socket Mode connection must last to count
@@ -35,9 +36,9 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			}
 			a.connected.Store(false)
 			err = a.socketError(err)
-			d := b.NextBackOff()
-			a.logs.warn(a.log, "socket-run", "Socket Mode stopped; reconnecting", bridge.LogErr, err, bridge.LogWait, d)
-			if sleep(ctx, d) != nil {
+			d := b.Next(nil)
+			a.logs.Warn(a.log, "socket-run", "Socket Mode stopped; reconnecting", bridge.LogErr, err, bridge.LogWait, d)
+			if retry.Wait(ctx, d) != nil {
 				return
 			}
 		}
@@ -66,8 +67,8 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			}
 			if short > 1 {
 				d := min(time.Duration(short-1)*time.Second, time.Minute)
-				a.logs.warn(a.log, "socket-flap", "Socket Mode connections keep dropping; waiting before reconnecting", bridge.LogWait, d)
-				if sleep(ctx, d) != nil {
+				a.logs.Warn(a.log, "socket-flap", "Socket Mode connections keep dropping; waiting before reconnecting", bridge.LogWait, d)
+				if retry.Wait(ctx, d) != nil {
 					continue
 				}
 			}
@@ -81,7 +82,7 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			}
 		case socketmode.EventTypeConnectionError:
 			if ce, ok := ev.Data.(*slackapi.ConnectionErrorEvent); ok {
-				a.logs.warn(a.log, "socket-connect", "cannot open a Socket Mode connection; retrying", bridge.LogErr, a.socketError(ce.ErrorObj), logAttempt, ce.Attempt)
+				a.logs.Warn(a.log, "socket-connect", "cannot open a Socket Mode connection; retrying", bridge.LogErr, a.socketError(ce.ErrorObj), logAttempt, ce.Attempt)
 			}
 		case socketmode.EventTypeDisconnect:
 			a.log.Debug("Slack asked to reconnect")
@@ -92,7 +93,7 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			after, err := a.handleEvent(ctx, h, ev.Request.Payload)
 			if err != nil {
 				// Not acknowledged: Slack delivers it again.
-				a.logs.warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
+				a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
 					logEnvelope, ev.Request.EnvelopeID, logAttempt, ev.Request.RetryAttempt)
 				continue
 			}
@@ -106,7 +107,7 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			}
 			after, err := a.handleInteraction(ctx, h, ev.Request.Payload)
 			if err != nil {
-				a.logs.warn(a.log, "handle", "click not stored", bridge.LogErr, err, logEnvelope, ev.Request.EnvelopeID)
+				a.logs.Warn(a.log, "handle", "click not stored", bridge.LogErr, err, logEnvelope, ev.Request.EnvelopeID)
 				continue
 			}
 			a.ack(ctx, client, ev.Request, nil)
@@ -137,7 +138,7 @@ func (a *Adapter) ack(ctx context.Context, client *socketmode.Client, req *socke
 	ctx, cancel := context.WithTimeout(ctx, ackWait)
 	defer cancel()
 	if err := client.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
-		a.logs.warn(a.log, "ack", "could not acknowledge an envelope; Slack will deliver it again", logEnvelope, req.EnvelopeID, bridge.LogErr, err)
+		a.logs.Warn(a.log, "ack", "could not acknowledge an envelope; Slack will deliver it again", logEnvelope, req.EnvelopeID, bridge.LogErr, err)
 	}
 }
 

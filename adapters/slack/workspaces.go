@@ -9,6 +9,7 @@ import (
 	slackapi "github.com/slack-go/slack"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 // Several workspaces. The adapter serves the workspace of the configured bot
@@ -138,9 +139,9 @@ func (a *Adapter) loadWorkspaces(ctx context.Context) error {
 			}
 			return nil
 		}
-		d := b.NextBackOff()
-		a.logs.warn(a.log, "workspaces", "cannot read the installed workspaces; retrying", bridge.LogErr, err, bridge.LogWait, d)
-		if werr := sleep(ctx, d); werr != nil {
+		d := b.Next(nil)
+		a.logs.Warn(a.log, "workspaces", "cannot read the installed workspaces; retrying", bridge.LogErr, err, bridge.LogWait, d)
+		if werr := retry.Wait(ctx, d); werr != nil {
 			return werr
 		}
 	}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/render"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -37,5 +37,5 @@ func Text(p chat.Payload) string {
 	case chat.Markdown:
 		return p.Markdown
 	}
-	return bridge.PlainText(p)
+	return render.PlainText(p)
 }

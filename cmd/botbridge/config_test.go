@@ -221,7 +221,7 @@ func TestSecretFieldsAreMarked(t *testing.T) {
 	}
 	walk(reflect.TypeFor[Config](), "")
 	want := []string{"bots.url", "bots.webhook_id", "bots.encryption_key", "bots.webhook_secret", "slack.bot_token", "slack.app_token",
-		"slack.signing_secret", "slack.client_secret", "slack.token_key", "matrix.access_token", "matrix.password", "matrix.pickle_key"}
+		"slack.signing_secret", "slack.client_secret", "slack.token_key", "matrix.access_token", "matrix.password", "matrix.pickle_key", "matrix.recovery_key"}
 	if !slices.Equal(marked, want) {
 		t.Errorf("secret fields %v, want %v", marked, want)
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
+	"maunium.net/go/mautrix/crypto/utils"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/matrix"
@@ -22,6 +24,13 @@ type MatrixConfig struct {
 	// Encryption turns end-to-end encryption on; it needs PickleKey.
 	Encryption bool   `yaml:"encryption"`
 	PickleKey  string `yaml:"pickle_key" secret:"true"`
+	// RecoveryKey opens the secret storage of the bot's account, where its
+	// cross-signing keys and the key of its key backup are; empty: one is
+	// generated at the first start and printed once.
+	RecoveryKey string `yaml:"recovery_key" secret:"true"`
+	// Trust is whose messages in encrypted rooms the bot reads: any
+	// (default), cross_signed or verified.
+	Trust string `yaml:"trust"`
 	// MaxFileMB caps files both ways, in MiB; default 20.
 	MaxFileMB        int64         `yaml:"max_file_mb"`
 	DownloadTimeout  time.Duration `yaml:"download_timeout"` // default 30s
@@ -69,6 +78,23 @@ func (c MatrixConfig) validate() []error {
 		add("matrix.pickle_key: must be at least %d characters with matrix.encryption: a long random secret that encrypts the bot's keys in the store; keep it, the keys are lost without it", minPickleKey)
 	case !c.Encryption && c.PickleKey != "":
 		add("matrix.pickle_key: set, but matrix.encryption is false; set matrix.encryption: true to use it")
+	}
+	if c.RecoveryKey != "" {
+		switch {
+		case !c.Encryption:
+			add("matrix.recovery_key: set, but matrix.encryption is false; the recovery key is for the bot's encryption identity")
+		case utils.DecodeBase58RecoveryKey(c.RecoveryKey) == nil:
+			add("matrix.recovery_key: not a Matrix recovery key (48 characters in groups of four, as botbridge printed it at its first start or Element shows it)")
+		}
+	}
+	switch matrix.Trust(c.Trust) {
+	case "", matrix.TrustAny:
+	case matrix.TrustCrossSigned, matrix.TrustVerified:
+		if !c.Encryption {
+			add("matrix.trust: %s needs matrix.encryption: true; the policy judges the devices of encrypted messages", c.Trust)
+		}
+	default:
+		add("matrix.trust: %q is not any, cross_signed or verified", c.Trust)
 	}
 	if c.MaxFileMB < 0 {
 		add("matrix.max_file_mb: must not be negative")
@@ -137,7 +163,10 @@ func (s *Service) matrixOptions() (matrix.Options, error) {
 		},
 	}
 	if c.Encryption {
-		opts.PickleKey = c.PickleKey
+		opts.PickleKey, opts.RecoveryKey, opts.Trust = c.PickleKey, c.RecoveryKey, matrix.Trust(c.Trust)
+		// A recovery key generated at the first start is shown once, to
+		// the operator, never logged.
+		opts.RecoveryKeyOut = os.Stderr
 	}
 	return opts, nil
 }

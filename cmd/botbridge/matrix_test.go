@@ -13,6 +13,7 @@ import (
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
+	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/bridgetest"
@@ -35,6 +36,10 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 		{"a negative timeout", base + "  access_token: t\n  sync_timeout: -1s\n", "matrix.sync_timeout: must not be negative"},
 		{"a negative cap", base + "  access_token: t\n  max_pending_per_room: -1\n", "matrix.max_pending_per_room: must not be negative"},
 		{"an unknown key", base + "  acess_token: t\n", "acess_token"},
+		{"a recovery key without encryption", base + "  access_token: t\n  recovery_key: " + testRecoveryKey + "\n", "matrix.recovery_key: set, but matrix.encryption is false"},
+		{"a recovery key that is none", base + "  access_token: t\n  encryption: true\n  pickle_key: a-long-enough-pickle-key\n  recovery_key: EsTc 1234\n", "matrix.recovery_key: not a Matrix recovery key"},
+		{"an unknown trust policy", base + "  access_token: t\n  encryption: true\n  pickle_key: a-long-enough-pickle-key\n  trust: everyone\n", `matrix.trust: "everyone" is not any, cross_signed or verified`},
+		{"a strict policy without encryption", base + "  access_token: t\n  trust: verified\n", "matrix.trust: verified needs matrix.encryption: true"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -45,15 +50,41 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 		})
 	}
 	t.Run("a complete section is accepted", func(t *testing.T) {
-		yaml := base + "  user_id: \"@bot:example.org\"\n  password: p\n  encryption: true\n  pickle_key: a-long-enough-pickle-key\n  max_file_mb: 5\n"
-		cfg, err := ParseConfig(strings.NewReader(yaml), env(nil))
+		yaml := base + "  user_id: \"@bot:example.org\"\n  password: p\n  encryption: true\n  pickle_key: a-long-enough-pickle-key\n  max_file_mb: 5\n" +
+			"  recovery_key: ${MATRIX_RECOVERY_KEY}\n  trust: cross_signed\n"
+		cfg, err := ParseConfig(strings.NewReader(yaml), env(map[string]string{"MATRIX_RECOVERY_KEY": testRecoveryKey}))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.Matrix.MaxFileMB != 5 || !cfg.Matrix.Encryption {
+		if cfg.Matrix.MaxFileMB != 5 || !cfg.Matrix.Encryption || cfg.Matrix.RecoveryKey != testRecoveryKey || cfg.Matrix.Trust != "cross_signed" {
 			t.Errorf("matrix = %+v", cfg.Matrix)
 		}
+		s := &Service{Config: cfg, Store: openTestStore(t), Metrics: NewMetrics(nil)}
+		opts, err := s.matrixOptions()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.RecoveryKey != testRecoveryKey || opts.Trust != matrix.TrustCrossSigned || opts.RecoveryKeyOut == nil {
+			t.Errorf("options: recovery key %q, trust %q, out %v", opts.RecoveryKey, opts.Trust, opts.RecoveryKeyOut)
+		}
+		if _, err := matrix.New(opts); err != nil {
+			t.Errorf("the adapter refuses the options: %v", err)
+		}
 	})
+}
+
+// testRecoveryKey is a well-formed recovery key.
+const testRecoveryKey = "EsT1 t3bE JPZs Bz9H xApv jfQh PY9X gmGM bhbN Kz2L 2t9n aeKB"
+
+// openTestStore opens a store in t.TempDir and closes it when the test ends.
+func openTestStore(t *testing.T) *store.DB {
+	t.Helper()
+	st, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "botbridge.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 func TestMatrixAdmitsWhomTheRoutesLetIn(t *testing.T) {

@@ -24,9 +24,9 @@ const (
 // itself.
 type Store interface {
 	bridge.Store
-	// PendingEvents keeps the Matrix adapter's undecryptable events
-	// (matrix.Store with the Cursors of bridge.Store).
-	matrix.PendingEvents
+	// Store is what the Matrix adapter keeps: its undecryptable events,
+	// and the rooms it follows to their upgrades.
+	matrix.Store
 	// Installs keeps the Slack workspaces installed through OAuth.
 	slack.Installs
 	// Stats counts the work waiting in the store, for /metrics.

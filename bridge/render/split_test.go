@@ -1,11 +1,11 @@
-package bridge_test
+package render_test
 
 import (
 	"strings"
 	"testing"
 	"unicode/utf8"
 
-	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/render"
 )
 
 func TestSplitText(t *testing.T) {
@@ -25,7 +25,7 @@ func TestSplitText(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := bridge.SplitText(c.in, c.max, nil)
+			got := render.SplitText(c.in, c.max, nil)
 			if strings.Join(got, "|") != strings.Join(c.want, "|") {
 				t.Errorf("SplitText(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
 			}
@@ -37,7 +37,7 @@ func TestSplitText(t *testing.T) {
 		})
 	}
 	t.Run("by a measure of the caller", func(t *testing.T) {
-		got := bridge.SplitText("ab ab ab", 2, utf8.RuneCountInString)
+		got := render.SplitText("ab ab ab", 2, utf8.RuneCountInString)
 		if strings.Join(got, "|") != "ab|ab|ab" {
 			t.Errorf("got %q", got)
 		}

@@ -1,4 +1,8 @@
-package bridge
+// Package render holds what the adapters share to show a bot's messages on
+// platforms: a plain-text form of every payload, the options a person can
+// answer by number or label, and a splitter of long texts. It imports only
+// chat, so that the bridge and every adapter can use it.
+package render
 
 import (
 	"fmt"

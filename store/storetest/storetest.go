@@ -25,8 +25,8 @@ import (
 
 // Store is what a store of botbridge implements: bridge.Store, and the
 // parts of the store the adapters declare for themselves, with the same
-// methods (the Matrix adapter's matrix.PendingEvents, the Slack adapter's
-// slack.Installs), which the suite tests too.
+// methods (the Matrix adapter's matrix.PendingEvents and matrix.Rooms, the
+// Slack adapter's slack.Installs), which the suite tests too.
 type Store interface {
 	bridge.Store
 	// AddMatrixPending keeps an encrypted event of the account's that waits
@@ -38,6 +38,10 @@ type Store interface {
 	// MatrixPending calls each for every event the account keeps, oldest
 	// first, and returns each's first error.
 	MatrixPending(ctx context.Context, account string, each func(eventID, event string, since time.Time) error) error
+	// RenameRoom moves what the bridge keeps of a room to the room that
+	// replaces it (a Matrix room upgrade) and returns how many
+	// conversation records moved.
+	RenameRoom(ctx context.Context, platform bridge.Platform, from, to string) (int, error)
 	// PutWorkspace stores or replaces a workspace that installed the app.
 	PutWorkspace(ctx context.Context, w bridge.Workspace) error
 	// Workspaces lists the installed workspaces of a platform, by id.
@@ -96,6 +100,7 @@ func Run(t *testing.T, open Opener) {
 		{"EnqueueInboundTo", testEnqueueInboundTo},
 		{"MatrixPending", testMatrixPending},
 		{"Workspaces", testWorkspaces},
+		{"RenameRoom", testRenameRoom},
 		{"Races", testRaces},
 		{"Concurrency", testConcurrency},
 		{"Failures", testFailures},

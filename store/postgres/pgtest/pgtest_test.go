@@ -2,8 +2,10 @@ package pgtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -98,4 +100,74 @@ func TestNoServerSaysHowToInstallOne(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "apt-get install postgresql-15") || !strings.Contains(err.Error(), EnvDSN) {
 		t.Errorf("error %v; want one saying how to install PostgreSQL or name a server", err)
 	}
+}
+
+// fakeTB records how ready ended a test; its other methods are not called.
+type fakeTB struct {
+	testing.TB
+	ended string
+}
+
+func (f *fakeTB) Helper() {}
+
+func (f *fakeTB) Skipf(format string, args ...any) {
+	f.ended = "skip: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func (f *fakeTB) Fatalf(format string, args ...any) {
+	f.ended = "fail: " + fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// readyOutcome returns how s.ready ends a test: "" when the server is
+// ready, else "skip: " or "fail: " and the message.
+func readyOutcome(s *Server) string {
+	f := new(fakeTB)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.ready(f)
+	}()
+	<-done
+	return f.ended
+}
+
+func TestWithoutPostgreSQL(t *testing.T) {
+	t.Setenv(EnvDSN, "")
+	missing := func() (string, error) { return findBinDir(t.TempDir(), "/nonexistent/postgresql/*/bin") }
+
+	t.Run("the tests are skipped, saying what they need", func(t *testing.T) {
+		t.Setenv(EnvRequire, "")
+		got := readyOutcome(&Server{findBin: missing})
+		for _, want := range []string{"skip: ", "apt-get install postgresql-15", EnvDSN + "=", EnvRequire + "=1"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("ready ended the test with %q; want a skip saying %q", got, want)
+			}
+		}
+	})
+	t.Run("with BOTBRIDGE_REQUIRE_POSTGRES=1 they fail", func(t *testing.T) {
+		t.Setenv(EnvRequire, "1")
+		if got := readyOutcome(&Server{findBin: missing}); !strings.HasPrefix(got, "fail: ") || !strings.Contains(got, "apt-get install postgresql-15") {
+			t.Errorf("ready ended the test with %q; want a failure saying how to install PostgreSQL", got)
+		}
+	})
+	t.Run("a server that does not start fails them", func(t *testing.T) {
+		t.Setenv(EnvRequire, "")
+		broken := func() (string, error) { return "", errors.New("initdb is broken") }
+		if got := readyOutcome(&Server{findBin: broken}); !strings.HasPrefix(got, "fail: ") {
+			t.Errorf("ready ended the test with %q; want a failure", got)
+		}
+	})
+	t.Run("a server named by BOTBRIDGE_TEST_POSTGRES that does not answer fails them", func(t *testing.T) {
+		t.Setenv(EnvRequire, "")
+		t.Setenv(EnvDSN, "postgres://nobody@127.0.0.1:1/postgres?connect_timeout=2")
+		s := &Server{findBin: missing}
+		if got := readyOutcome(s); !strings.HasPrefix(got, "fail: ") {
+			t.Errorf("ready ended the test with %q; want a failure", got)
+		}
+		if err := s.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
 }

@@ -105,3 +105,16 @@ func TestOnlyPeopleTheRouteAdmitsAnswerChoices(t *testing.T) {
 		}
 	}
 }
+
+func TestAnAnswerTheMomentTheChoiceShowsIsTaken(t *testing.T) {
+	r := newRig(t, chooserBot())
+	r.textChoices = true
+	r.start()
+	posts := r.ad().Subscribe(0)
+	r.say(dm("choice"))
+	<-posts // the choice shows; the adapter's Send has not returned yet
+	r.say(dm("2"))
+	if got := bridgetest.Text((<-posts).Payload()); got != "picked Large: l" {
+		t.Errorf("an answer typed as the choice showed reached the bot as %q", got)
+	}
+}

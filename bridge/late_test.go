@@ -3,6 +3,7 @@ package bridge_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -72,7 +73,10 @@ func webhookRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*ri
 // post sends a signal as the Chat API's webhooks do, and returns the status.
 func post(t *testing.T, url, secret string, s chat.Signal) int {
 	t.Helper()
-	body, err := chat.EncodeSignal(s)
+	body, err := json.Marshal(struct {
+		Type string      `json:"type"`
+		Data chat.Signal `json:"data"`
+	}{s.SignalType(), s})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -201,6 +201,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		p.posted(ctx, d, out, posted, log)
 		return
 	}
+	offer := p.offer(ctx, d, out, log)
 	rec, canRecover := a.(Recoverer)
 	b := p.policy.New()
 	for ctx.Err() == nil {
@@ -210,6 +211,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 			case err == nil && found.Complete():
 				log.Info("reply is on the platform already; not posting it again")
 				p.posted(ctx, d, out, found, log)
+				p.offered(ctx, offer, found, log)
 				return
 			case err == nil:
 				if found.Found() {
@@ -220,6 +222,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 			case errors.Is(err, ErrNoAccess) && p.noAccess(d.Target.Room, err, log):
 				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
 				p.failed(ctx, d, err)
+				p.withdraw(ctx, offer, log)
 				return
 			default:
 				log.Warn("look for a reply that may have been posted", LogErr, err)
@@ -232,6 +235,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		posted, err := a.Send(ctx, out)
 		if err == nil {
 			p.posted(ctx, d, out, posted, log)
+			p.offered(ctx, offer, posted, log)
 			return
 		}
 		if posted.Found() {
@@ -243,12 +247,14 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		if IsPermanent(err) {
 			log.Error("reply given up: the platform refuses it", LogErr, err)
 			p.failed(ctx, d, err)
+			p.withdraw(ctx, offer, log)
 			return
 		}
 		if errors.Is(err, ErrNoAccess) {
 			if p.noAccess(d.Target.Room, err, log) {
 				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
 				p.failed(ctx, d, err)
+				p.withdraw(ctx, offer, log)
 				return
 			}
 		} else {
@@ -319,21 +325,53 @@ func (p *poster) posted(ctx context.Context, d Delivery, out Outbound, posted Pa
 	p.record(ctx, "record a posted reply", func(ctx context.Context) error {
 		return p.store.MarkDelivered(ctx, d.MessageID, posted)
 	})
-	if _, ok := p.adapters[d.Target.Room.Platform].(TextChoices); ok {
-		if opts := render.Offered(out.Payload); len(opts) > 0 {
-			o := Offer{Room: d.Target.Room, Bot: d.Bot, Conversation: d.Conversation, MessageID: posted.First(),
-				Options: opts, Expires: p.now().Add(p.offerTTL)}
-			err := recordAccepted(ctx, func(ctx context.Context) error { return p.store.PutOffer(ctx, o) })
-			if err != nil {
-				log.Warn("record the choice offered; answers by number will reach the bot as text", LogErr, err)
-			}
-		}
-	}
 	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "posted")
 	if !d.CreatedAt.IsZero() {
 		p.metrics.DeliveryLag(d.Target.Room.Platform, d.Bot, p.now().Sub(d.CreatedAt))
 	}
 	log.Debug("reply posted", "platform_ids", posted)
+}
+
+// offer records, pending, the choice out makes where people answer by
+// typing a number or a label (TextChoices), before it is posted: a person
+// may answer the moment it shows. It returns the offer, nil when out makes
+// none.
+func (p *poster) offer(ctx context.Context, d Delivery, out Outbound, log *slog.Logger) *Offer {
+	if _, ok := p.adapters[d.Target.Room.Platform].(TextChoices); !ok {
+		return nil
+	}
+	opts := render.Offered(out.Payload)
+	if len(opts) == 0 {
+		return nil
+	}
+	o := &Offer{Room: d.Target.Room, Bot: d.Bot, Conversation: d.Conversation, Options: opts, Expires: p.now().Add(p.offerTTL)}
+	if err := p.store.PutOffer(ctx, *o); err != nil {
+		log.Warn("record the choice offered; answers by number will reach the bot as text", LogErr, err)
+		return nil
+	}
+	return o
+}
+
+// withdraw ends the pending offer o of a choice that was not posted.
+func (p *poster) withdraw(ctx context.Context, o *Offer, log *slog.Logger) {
+	if o == nil {
+		return
+	}
+	o.Expires = p.now()
+	if err := recordAccepted(ctx, func(ctx context.Context) error { return p.store.PutOffer(ctx, *o) }); err != nil {
+		log.Warn("withdraw the choice of a reply given up", LogErr, err)
+	}
+}
+
+// offered gives the pending offer o the id of the message that holds it.
+func (p *poster) offered(ctx context.Context, o *Offer, posted Parts, log *slog.Logger) {
+	if o == nil || posted.First() == "" {
+		return
+	}
+	o.MessageID = posted.First()
+	if err := recordAccepted(ctx, func(ctx context.Context) error { return p.store.PutOffer(ctx, *o) }); err != nil {
+		log.Warn("record the message of the choice offered", LogErr, err)
+	}
 }
 
 // remove deletes a posted message where the adapter can.

@@ -94,7 +94,8 @@ type Offer struct {
 	Bot  string
 	// Conversation is the store id of the conversation that posted it.
 	Conversation int64
-	// MessageID is the platform id of the message (its first part).
+	// MessageID is the platform id of the message (its first part); empty
+	// while the choice is being posted.
 	MessageID string
 	Options   []chat.ChoiceOption
 	// Expires is when the offer stops standing.
@@ -219,8 +220,11 @@ type PosterStore interface {
 	MarkDelivered(ctx context.Context, id chat.MessageID, posted Parts) error
 	// FailDelivery gives a delivery up for good, keeping the reason.
 	FailDelivery(ctx context.Context, id chat.MessageID, reason string) error
-	// PutOffer records the offer standing in its room, replacing the one
-	// before.
+	// PutOffer records the offer standing in its room, in two steps around
+	// the post of the choice, so that an answer typed the moment the choice
+	// shows finds it: without o.MessageID it replaces the offer standing in
+	// the room by o, pending; with it, it sets the message id of the room's
+	// pending offer, and does nothing when that was answered meanwhile.
 	PutOffer(ctx context.Context, o Offer) error
 	// SetIndicator records that the thinking indicator for t is shown (on)
 	// or was taken down (off), so that indicators a stopped process left

@@ -57,7 +57,6 @@ const (
 	logKeyWait         = "wait"
 	logKeyErr          = "err"
 	logKeyConversation = "conversation"
-	logKeySuppressed   = "suppressed"
 )
 
 // Client talks to one Botpress Chat API endpoint (one bot's webhook). It is

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge/logging"
 	"github.com/botbridge/botbridge/bridge/retry"
 	sse "github.com/tmaxmax/go-sse"
 )
@@ -141,9 +142,8 @@ type listener struct {
 	connectedAt time.Time // zero until the server accepted the stream
 	frames      int
 
-	// Rate limit of the skipped-frame log.
-	nextSkipLog time.Time
-	skipped     int
+	// skips rate-limits the skipped-frame log.
+	skips logging.Limiter
 }
 
 // healthy reports whether the last connection proved the server well: it
@@ -264,11 +264,6 @@ func (l *listener) frame(ctx context.Context, ev sse.Event) {
 // the number of frames skipped silently since the last line. The frame's
 // data is not logged: it holds users' messages.
 func (l *listener) skip(ctx context.Context, level slog.Level, reason error) {
-	now := l.c.clock.Now()
-	if now.Before(l.nextSkipLog) {
-		l.skipped++
-		return
-	}
-	l.log.Log(ctx, level, "skipped stream frame", logKeyErr, reason, logKeySuppressed, l.skipped)
-	l.nextSkipLog, l.skipped = now.Add(skipLogEvery), 0
+	l.skips.Every, l.skips.Now = skipLogEvery, l.c.clock.Now
+	l.skips.Log(l.log, level, "skipped", "skipped stream frame", logKeyErr, reason)
 }

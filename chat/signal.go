@@ -182,14 +182,6 @@ var ErrMalformedSignal = errors.New("malformed signal")
 // signal of a type this package does not know.
 var ErrUnknownSignal = errors.New("unknown signal")
 
-// EncodeSignal returns the wire form {"type": ..., "data": ...} of s.
-func EncodeSignal(s Signal) ([]byte, error) {
-	return json.Marshal(struct {
-		Type string `json:"type"`
-		Data Signal `json:"data"`
-	}{s.SignalType(), s})
-}
-
 // ParseSignal decodes the data of one SSE frame. It returns an error wrapping
 // ErrUnknownSignal for a signal type it does not know, and ErrMalformedSignal
 // for anything else that does not decode or lacks a required field. The

@@ -127,8 +127,10 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 				return err
 			}
 		}
-		if a := in.Action; a != nil && a.MessageID != "" {
-			// An answer closes the offer it answers: it stands once.
+		if a := in.Action; a != nil {
+			// An answer closes the offer it answers: it stands once. An
+			// answer to a choice still being posted has no message id, as
+			// its offer.
 			if _, err := t.exec(`DELETE FROM offers WHERE platform = ? AND room = ? AND thread = ? AND message_id = ?`,
 				string(in.Room.Platform), in.Room.Room, in.Room.Thread, a.MessageID); err != nil {
 				return err

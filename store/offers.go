@@ -15,11 +15,17 @@ func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
 		return fmt.Errorf("put offer: %w", err)
 	}
 	return db.tx(ctx, "put offer", func(t *txn) error {
+		if o.MessageID != "" {
+			_, err := t.exec(`UPDATE offers SET message_id = ? WHERE platform = ? AND room = ? AND thread = ?
+				AND conversation = ? AND message_id = ''`,
+				o.MessageID, string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Conversation)
+			return err
+		}
 		_, err := t.exec(`INSERT INTO offers (platform, room, thread, bot, conversation, message_id, options, expires_ms)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			VALUES (?, ?, ?, ?, ?, '', ?, ?)
 			ON CONFLICT (platform, room, thread) DO UPDATE SET bot = excluded.bot, conversation = excluded.conversation,
-			message_id = excluded.message_id, options = excluded.options, expires_ms = excluded.expires_ms`,
-			string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, o.MessageID, body, ms(o.Expires))
+			message_id = '', options = excluded.options, expires_ms = excluded.expires_ms`,
+			string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, body, ms(o.Expires))
 		return err
 	})
 }

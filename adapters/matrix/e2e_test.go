@@ -16,6 +16,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -87,7 +88,7 @@ func TestInviteRefusedWhenNoRouteAllowsIt(t *testing.T) {
 	r := newRig(t, shared, false)
 	allowed := newPerson(t, shared, "allowed", false)
 	other := newPerson(t, shared, "other", false)
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(allowed.cli.UserID) }
 	}
 	r.start()
@@ -236,7 +237,7 @@ func TestChoiceAnsweredByNumberOrLabel(t *testing.T) {
 	alice.wait("the bot getting the second option's value", fromWith(r.acc.ID, room, "chose: l"))
 
 	alice.say(room, "choice")
-	waitFor(t, "the second choice", func() bool { return len(alice.seen(fromWith(r.acc.ID, room, "Which size?"))) == 2 })
+	bridgetest.WaitFor(t, "the second choice", func() bool { return len(alice.seen(fromWith(r.acc.ID, room, "Which size?"))) == 2 })
 	alice.say(room, "small")
 	alice.wait("the bot getting the labelled option's value", fromWith(r.acc.ID, room, "chose: s"))
 }
@@ -378,7 +379,7 @@ func TestEditsAndStreams(t *testing.T) {
 		alice.say(room, "stream")
 		final := "This reply grows word by word."
 		var seen []string
-		waitFor(t, "the streamed reply to be complete", func() bool {
+		bridgetest.WaitFor(t, "the streamed reply to be complete", func() bool {
 			msgs, err := seenBy(t.Context(), alice.cli, room, r.acc.ID)
 			if err != nil {
 				t.Fatal(err)
@@ -434,7 +435,7 @@ func TestTypingAndReadReceipts(t *testing.T) {
 func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 	r := newRig(t, shared, false)
 	alice := newPerson(t, shared, "alice", false)
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(alice.cli.UserID) }
 	}
 	r.start()
@@ -456,7 +457,7 @@ func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 		_, err := alice.cli.InviteUser(t.Context(), room, &mautrix.ReqInviteUser{UserID: r.acc.ID})
 		return err
 	})
-	waitFor(t, "the bot to join again", func() bool { return len(alice.seen(joined(r.acc.ID, room))) == 2 })
+	bridgetest.WaitFor(t, "the bot to join again", func() bool { return len(alice.seen(joined(r.acc.ID, room))) == 2 })
 	t.Run("invited back, it posts again", func(t *testing.T) {
 		posted, err := r.ad.Send(t.Context(), bridge.Outbound{ID: "after-invite", Room: key, Payload: chat.Text{Text: "back again"}})
 		if err != nil {
@@ -468,7 +469,7 @@ func TestKickedBotPostsAgainOnceInvitedBack(t *testing.T) {
 
 func TestBotMediaOnPrivateAddressesIsOnlyLinked(t *testing.T) {
 	r := newRig(t, shared, false)
-	r.tweak = func(o *matrix.Options) { o.AllowPrivateURLs = false }
+	r.tweak = func(o *matrix.Config) { o.AllowPrivateURLs = false }
 	r.start()
 	alice := newPerson(t, shared, "alice", false)
 	room := dm(alice, r, false)
@@ -494,7 +495,7 @@ func TestDeleteRedactsThePost(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The homeserver applies a redaction shortly after accepting it.
-	waitFor(t, "the post to be redacted", func() bool {
+	bridgetest.WaitFor(t, "the post to be redacted", func() bool {
 		evt, err := alice.cli.GetEvent(t.Context(), room, id.EventID(posted.First()))
 		if err != nil {
 			t.Fatal(err)

@@ -198,8 +198,8 @@ func openStore(t *testing.T, path string) (*store.DB, *sql.DB) {
 }
 
 // options returns adapter options for a test: fast retries, the test's log.
-func options(t *testing.T, hs *matrixtest.Homeserver, acc account, st *store.DB, db *sql.DB) matrix.Options {
-	return matrix.Options{
+func options(t *testing.T, hs *matrixtest.Homeserver, acc account, st *store.DB, db *sql.DB) matrix.Config {
+	return matrix.Config{
 		HomeserverURL:   hs.URL,
 		UserID:          acc.ID,
 		Password:        acc.Password,

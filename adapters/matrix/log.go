@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"sync"
-	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -20,7 +18,6 @@ const (
 	logEvent      = "event"
 	logInviter    = "inviter"
 	logReason     = "reason"
-	logSuppressed = "suppressed"
 	logHomeserver = "homeserver"
 	logSession    = "session"
 	logCount      = "count"
@@ -32,67 +29,10 @@ const (
 	logTrust      = "trust"
 )
 
-// limitEvery is the least time between two log lines of one repeated error.
-const limitEvery = time.Minute
-
-// maxLimitKeys is how many keys the limiter keeps before it forgets the
-// ones whose minute has passed.
-const maxLimitKeys = 1000
-
-// limiter rate-limits log lines of errors that repeat in a loop: a line per
-// key at most once a minute, counting what it held back.
-type limiter struct {
-	now func() time.Time
-
-	mu   sync.Mutex
-	seen map[string]*limitState
-}
-
-type limitState struct {
-	last       time.Time
-	suppressed int
-}
-
-// allow reports whether a line with key may be logged now, and how many
-// were held back since the last one.
-func (l *limiter) allow(key string) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.seen == nil {
-		l.seen = make(map[string]*limitState)
-	}
-	now := l.now()
-	if len(l.seen) > maxLimitKeys {
-		for k, s := range l.seen {
-			if now.Sub(s.last) >= limitEvery {
-				delete(l.seen, k)
-			}
-		}
-	}
-	s := l.seen[key]
-	if s == nil {
-		s = &limitState{}
-		l.seen[key] = s
-	} else if now.Sub(s.last) < limitEvery {
-		s.suppressed++
-		return false, 0
-	}
-	n := s.suppressed
-	s.last, s.suppressed = now, 0
-	return true, n
-}
-
 // logLimited logs msg at level unless a line with the same key was logged
-// within the last minute.
+// within the last minute (bridge/logging).
 func (a *Adapter) logLimited(level slog.Level, key, msg string, args ...any) {
-	ok, n := a.limiter.allow(key)
-	if !ok {
-		return
-	}
-	if n > 0 {
-		args = append(args, logSuppressed, n)
-	}
-	a.log.Log(context.Background(), level, msg, args...)
+	a.limiter.Log(a.log, level, key, msg, args...)
 }
 
 // zerologTo sends mautrix's zerolog output to log: warnings and errors as

@@ -32,13 +32,14 @@ import (
 	"maunium.net/go/mautrix/sqlstatestore"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/logging"
 	"github.com/botbridge/botbridge/bridge/media"
 )
 
 // Platform is the platform name of the adapter's rooms.
 const Platform = bridge.PlatformMatrix
 
-// Defaults of Options.
+// Defaults of Config.
 const (
 	DefaultDeviceName      = "botbridge"
 	DefaultMaxFileBytes    = 20 << 20
@@ -62,9 +63,9 @@ type Cursors interface {
 	SetCursor(ctx context.Context, name, value string) error
 }
 
-// Options configures an Adapter. HomeserverURL, Store and DB are required,
+// Config configures an Adapter. HomeserverURL, Store and DB are required,
 // and either AccessToken or UserID with Password.
-type Options struct {
+type Config struct {
 	// HomeserverURL is the client-server API base URL, such as
 	// https://matrix.example.org.
 	HomeserverURL string
@@ -216,7 +217,7 @@ type Stats struct {
 // Adapter is the Matrix adapter. Create it with New and start it with Run;
 // Send and the other capabilities wait for Run to have logged in.
 type Adapter struct {
-	opts Options
+	opts Config
 	log  *slog.Logger
 	now  func() time.Time
 
@@ -252,7 +253,7 @@ type Adapter struct {
 	// budget is the most content one event carries (maxContentBytes; tests
 	// raise it to meet the homeserver's limit).
 	budget  int
-	limiter limiter
+	limiter logging.Limiter
 	// pending is touched by the sync loop only.
 	pending []pending
 
@@ -284,7 +285,7 @@ var (
 )
 
 // New checks opts and returns an adapter, not yet connected.
-func New(opts Options) (*Adapter, error) {
+func New(opts Config) (*Adapter, error) {
 	var errs []error
 	if opts.HomeserverURL == "" {
 		errs = append(errs, errors.New("matrix: no homeserver URL"))
@@ -363,7 +364,7 @@ func New(opts Options) (*Adapter, error) {
 		keycaps:     make(chan keycapJob, keycapQueue),
 	}
 	a.budget = maxContentBytes
-	a.limiter.now = opts.Now
+	a.limiter.Now = opts.Now
 
 	cli, err := mautrix.NewClient(strings.TrimRight(opts.HomeserverURL, "/"), "", "")
 	if err != nil {

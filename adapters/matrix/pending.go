@@ -135,7 +135,7 @@ func (a *Adapter) wait(ctx context.Context, evt *event.Event, cause error) {
 		return
 	}
 	p := pending{evt: evt, since: a.now()}
-	if !a.retry(ctx, a.backoff(), "keep a message waiting for its keys", func() error {
+	if !a.retry(ctx, "keep a message waiting for its keys", func() error {
 		return a.opts.Store.AddMatrixPending(ctx, string(a.user), string(evt.RoomID), string(evt.ID), string(evt.Sender), string(raw), p.since)
 	}) {
 		return
@@ -212,7 +212,7 @@ func (a *Adapter) retryPending(ctx context.Context, h bridge.Handler) bool {
 		}
 		// A message delivered and not yet forgotten is delivered again after
 		// a restart, and the bridge knows it by its event id.
-		if !a.retry(ctx, a.backoff(), "forget a message that waited for its keys", func() error {
+		if !a.retry(ctx, "forget a message that waited for its keys", func() error {
 			return a.opts.Store.DeleteMatrixPending(ctx, string(a.user), string(evt.ID))
 		}) {
 			a.pending = append(keep, a.pending[i:]...)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/store"
 )
 
@@ -126,7 +127,7 @@ func total(m map[id.UserID][]id.EventID) int {
 
 // encryptedAdapter runs an adapter with encryption for acc on a new store,
 // with opts changed by tweak.
-func encryptedAdapter(t *testing.T, acc account, tweak func(*matrix.Options)) (*matrix.Adapter, *store.DB) {
+func encryptedAdapter(t *testing.T, acc account, tweak func(*matrix.Config)) (*matrix.Adapter, *store.DB) {
 	t.Helper()
 	st, db := openStore(t, filepath.Join(t.TempDir(), "bridge.db"))
 	opts := options(t, shared, acc, st, db)
@@ -148,8 +149,8 @@ func TestEncryptedMessageWaitsForItsKeysAcrossARestart(t *testing.T) {
 	room := dm(dave, r, true)
 	seal := newSealer(dave, room)
 	sealed := seal.say("sealed")
-	waitFor(t, "the adapter to count the message undecryptable", func() bool { return r.ad.Stats().Undecryptable == 1 })
-	waitFor(t, "the message to be kept", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 1 })
+	bridgetest.WaitFor(t, "the adapter to count the message undecryptable", func() bool { return r.ad.Stats().Undecryptable == 1 })
+	bridgetest.WaitFor(t, "the message to be kept", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 1 })
 	r.stop()
 
 	t.Run("the message waits in a row of its own", func(t *testing.T) {
@@ -167,7 +168,7 @@ func TestEncryptedMessageWaitsForItsKeysAcrossARestart(t *testing.T) {
 	if got := r.ad.Stats(); got.DecryptedLate != 1 || got.Lost != 0 {
 		t.Errorf("stats %+v, want 1 decrypted late and none lost", got)
 	}
-	waitFor(t, "the message to be forgotten", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 0 })
+	bridgetest.WaitFor(t, "the message to be forgotten", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 0 })
 }
 
 func TestOldListOfWaitingMessagesBecomesRows(t *testing.T) {
@@ -177,7 +178,7 @@ func TestOldListOfWaitingMessagesBecomesRows(t *testing.T) {
 	room := dm(dave, r, true)
 	seal := newSealer(dave, room)
 	seal.say("sealed long ago")
-	waitFor(t, "the message to be kept", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 1 })
+	bridgetest.WaitFor(t, "the message to be kept", func() bool { return total(waiting(t, r.st, r.acc.ID)) == 1 })
 	r.stop()
 
 	// Turn the row into the single cursor an older botbridge kept.
@@ -219,7 +220,7 @@ func TestStrangersUndecryptableMessagesAreNotKept(t *testing.T) {
 	acc := newAccount(t, shared, "bot")
 	dave := newPerson(t, shared, "dave", true)
 	erin := newPerson(t, shared, "erin", true)
-	a, st := encryptedAdapter(t, acc, func(o *matrix.Options) {
+	a, st := encryptedAdapter(t, acc, func(o *matrix.Config) {
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID == string(dave.cli.UserID) }
 	})
 	room := dave.createRoom(true, false, acc.ID, erin.cli.UserID)
@@ -229,9 +230,9 @@ func TestStrangersUndecryptableMessagesAreNotKept(t *testing.T) {
 
 	newSealer(erin, room).say("let me in")
 	kept := newSealer(dave, room).say("I am allowed")
-	waitFor(t, "the allowed person's message to be kept", func() bool { return len(waiting(t, st, acc.ID)[dave.cli.UserID]) == 1 })
+	bridgetest.WaitFor(t, "the allowed person's message to be kept", func() bool { return len(waiting(t, st, acc.ID)[dave.cli.UserID]) == 1 })
 	// The two messages may come in separate syncs: wait until both were seen.
-	waitFor(t, "both messages to be handled", func() bool { return a.Stats().Undecryptable == 2 })
+	bridgetest.WaitFor(t, "both messages to be handled", func() bool { return a.Stats().Undecryptable == 2 })
 	if got := waiting(t, st, acc.ID); len(got[erin.cli.UserID]) != 0 || len(got[dave.cli.UserID]) != 1 || got[dave.cli.UserID][0] != kept {
 		t.Errorf("the store keeps %v, want only %s of %s", got, kept, dave.cli.UserID)
 	}
@@ -244,7 +245,7 @@ func TestWaitingMessagesAreCapped(t *testing.T) {
 	acc := newAccount(t, shared, "bot")
 	dave := newPerson(t, shared, "dave", true)
 	erin := newPerson(t, shared, "erin", true)
-	a, st := encryptedAdapter(t, acc, func(o *matrix.Options) {
+	a, st := encryptedAdapter(t, acc, func(o *matrix.Config) {
 		o.MaxPendingPerSender, o.MaxPendingPerRoom = 2, 3
 	})
 	room := dave.createRoom(true, false, acc.ID, erin.cli.UserID)
@@ -256,11 +257,11 @@ func TestWaitingMessagesAreCapped(t *testing.T) {
 	for _, text := range []string{"one", "two", "three"} {
 		daveSeal.say("dave " + text)
 	}
-	waitFor(t, "dave's messages to be handled", func() bool { return a.Stats().Undecryptable == 3 })
+	bridgetest.WaitFor(t, "dave's messages to be handled", func() bool { return a.Stats().Undecryptable == 3 })
 	for _, text := range []string{"one", "two"} {
 		erinSeal.say("erin " + text)
 	}
-	waitFor(t, "erin's messages to be handled", func() bool { return a.Stats().Undecryptable == 5 })
+	bridgetest.WaitFor(t, "erin's messages to be handled", func() bool { return a.Stats().Undecryptable == 5 })
 
 	got := waiting(t, st, acc.ID)
 	t.Run("a sender gets no more than its cap", func(t *testing.T) {

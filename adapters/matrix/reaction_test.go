@@ -9,6 +9,7 @@ import (
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/adapters/matrix"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 )
 
 func TestKeycapNumber(t *testing.T) {
@@ -77,7 +78,7 @@ func TestChoiceAnsweredByReactionOnce(t *testing.T) {
 
 			alice.say(room, "choice")
 			choice := alice.wait("the choice", fromWith(r.acc.ID, room, "Which size?")).ID
-			waitFor(t, "the bot to offer a keycap per option", func() bool {
+			bridgetest.WaitFor(t, "the bot to offer a keycap per option", func() bool {
 				return len(alice.seen(reactions(r.acc.ID, choice))) == 2
 			})
 			var keys []string

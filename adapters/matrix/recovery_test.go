@@ -21,6 +21,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -35,7 +36,7 @@ func TestHomeserverRestartAndRateLimits(t *testing.T) {
 	)
 	r := newRig(t, hs, false)
 	limited := &statusCounter{status: http.StatusTooManyRequests}
-	r.tweak = func(o *matrix.Options) { o.HTTPClient = &http.Client{Transport: limited} }
+	r.tweak = func(o *matrix.Config) { o.HTTPClient = &http.Client{Transport: limited} }
 	r.start()
 	alice := newPersonAs(t, hs, name, false)
 	room := dm(alice, r, false)
@@ -107,7 +108,7 @@ func TestLoggedOutBotLogsInAgainOnItsDevice(t *testing.T) {
 	// Messages sent while the bot has no device cannot be encrypted for
 	// it; dave waits for its keys to be back, as his client would.
 	mach := dave.cli.Crypto.(*cryptohelper.CryptoHelper).Machine()
-	waitFor(t, "the bot's device to have its keys again", func() bool {
+	bridgetest.WaitFor(t, "the bot's device to have its keys again", func() bool {
 		devices, err := mach.FetchKeys(t.Context(), []id.UserID{r.acc.ID}, true)
 		return err == nil && len(devices[r.acc.ID]) > 0
 	})
@@ -129,7 +130,7 @@ func TestLoggedOutBotLogsInAgainOnItsDevice(t *testing.T) {
 
 func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {
 	r := newRig(t, shared, false)
-	r.tweak = func(o *matrix.Options) { o.TimelineLimit = 3 }
+	r.tweak = func(o *matrix.Config) { o.TimelineLimit = 3 }
 	r.start()
 	alice := newPerson(t, shared, "alice", false)
 	room := dm(alice, r, false)
@@ -144,7 +145,7 @@ func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {
 	}
 	r.start()
 	alice.wait("the reply to the last missed message", fromWith(r.acc.ID, room, "echo: missed 8"))
-	waitFor(t, "every missed message to reach the bot", func() bool { return len(r.bot.texts()) >= len(want) })
+	bridgetest.WaitFor(t, "every missed message to reach the bot", func() bool { return len(r.bot.texts()) >= len(want) })
 	if got := r.bot.texts(); !slices.Equal(got, want) {
 		t.Errorf("the bot got %q, want %q", got, want)
 	}
@@ -235,16 +236,16 @@ func TestReadinessSaysWhatToFix(t *testing.T) {
 	t.Cleanup(notMatrix.Close)
 	cases := []struct {
 		name string
-		opts func(*matrix.Options)
+		opts func(*matrix.Config)
 		want string
 	}{
-		{"a refused access token", func(o *matrix.Options) { o.UserID, o.Password, o.AccessToken = "", "", "not-a-token" },
+		{"a refused access token", func(o *matrix.Config) { o.UserID, o.Password, o.AccessToken = "", "", "not-a-token" },
 			"the access token is not valid (logged out?): check matrix.access_token, or set matrix.password"},
-		{"a wrong password", func(o *matrix.Options) { o.Password = "wrong password" },
+		{"a wrong password", func(o *matrix.Config) { o.Password = "wrong password" },
 			"refused the password of " + string(acc.ID) + ": check matrix.user_id and matrix.password"},
-		{"a URL that is not a homeserver", func(o *matrix.Options) { o.HomeserverURL = notMatrix.URL },
+		{"a URL that is not a homeserver", func(o *matrix.Config) { o.HomeserverURL = notMatrix.URL },
 			notMatrix.URL + " is not a Matrix homeserver"},
-		{"an unreachable homeserver", func(o *matrix.Options) { o.HomeserverURL = "http://127.0.0.1:1" },
+		{"an unreachable homeserver", func(o *matrix.Config) { o.HomeserverURL = "http://127.0.0.1:1" },
 			"cannot reach the homeserver at http://127.0.0.1:1"},
 	}
 	for _, c := range cases {
@@ -258,7 +259,7 @@ func TestReadinessSaysWhatToFix(t *testing.T) {
 				t.Fatal(err)
 			}
 			runAdapter(t, a, recorder{make(chan bridge.Inbound, 1)})
-			waitFor(t, "readiness to say "+c.want, func() bool {
+			bridgetest.WaitFor(t, "readiness to say "+c.want, func() bool {
 				err := a.Ready()
 				return err != nil && strings.Contains(err.Error(), c.want)
 			})
@@ -268,16 +269,16 @@ func TestReadinessSaysWhatToFix(t *testing.T) {
 
 func TestNewRefusesIncompleteOptions(t *testing.T) {
 	st, db := openStore(t, filepath.Join(t.TempDir(), "bridge.db"))
-	full := matrix.Options{HomeserverURL: "https://matrix.example.org", UserID: "@bot:example.org", Password: "secret", Store: st, DB: db}
+	full := matrix.Config{HomeserverURL: "https://matrix.example.org", UserID: "@bot:example.org", Password: "secret", Store: st, DB: db}
 	cases := []struct {
 		name string
-		edit func(*matrix.Options)
+		edit func(*matrix.Config)
 	}{
-		{"no homeserver", func(o *matrix.Options) { o.HomeserverURL = "" }},
-		{"no credentials", func(o *matrix.Options) { o.Password = "" }},
-		{"a token and a password", func(o *matrix.Options) { o.AccessToken = "token" }},
-		{"a malformed user id", func(o *matrix.Options) { o.UserID = "bot" }},
-		{"no store", func(o *matrix.Options) { o.Store = nil }},
+		{"no homeserver", func(o *matrix.Config) { o.HomeserverURL = "" }},
+		{"no credentials", func(o *matrix.Config) { o.Password = "" }},
+		{"a token and a password", func(o *matrix.Config) { o.AccessToken = "token" }},
+		{"a malformed user id", func(o *matrix.Config) { o.UserID = "bot" }},
+		{"no store", func(o *matrix.Config) { o.Store = nil }},
 	}
 	if _, err := matrix.New(full); err != nil {
 		t.Fatalf("complete options refused: %v", err)
@@ -322,7 +323,7 @@ func TestKeysOfAnotherDeviceAreNotUsed(t *testing.T) {
 	t.Run("a token of another device is refused with what to do", func(t *testing.T) {
 		a := run(t, login.AccessToken)
 		want := "the store holds the encryption keys of another device than " + string(login.DeviceID)
-		waitFor(t, "readiness to say "+want, func() bool {
+		bridgetest.WaitFor(t, "readiness to say "+want, func() bool {
 			err := a.Ready()
 			return err != nil && strings.Contains(err.Error(), want)
 		})

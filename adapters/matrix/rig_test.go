@@ -45,7 +45,7 @@ type rig struct {
 	// wrap, when set, wraps the store the engine uses.
 	wrap func(bridge.Store) bridge.Store
 	// tweak, when set, changes the adapter's options.
-	tweak func(*matrix.Options)
+	tweak func(*matrix.Config)
 
 	em    *chattest.Server
 	bp    *bridgetest.Botpress
@@ -130,23 +130,7 @@ func (r *rig) stop() {
 // waitReady waits until a has logged in and synced.
 func waitReady(t *testing.T, a *matrix.Adapter) {
 	t.Helper()
-	waitFor(t, "the adapter to be ready", func() bool { return a.Ready() == nil })
-}
-
-// waitFor polls cond until it holds, failing the test after waitTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.NewTimer(waitTimeout)
-	defer deadline.Stop()
-	for !cond() {
-		select {
-		case <-tick.C:
-		case <-deadline.C:
-			t.Fatalf("waited %s for %s", waitTimeout, what)
-		}
-	}
+	bridgetest.WaitFor(t, "the adapter to be ready", func() bool { return a.Ready() == nil })
 }
 
 // testBot is the Botpress bot of the tests. It records what it gets and

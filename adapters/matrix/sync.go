@@ -10,12 +10,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/retry"
 )
 
 const (
@@ -76,7 +76,7 @@ func (a *Adapter) Run(ctx context.Context, h bridge.Handler) error {
 			return nil
 		}
 		a.setStatus(err)
-		d := bo.NextBackOff()
+		d := bo.Next(err)
 		a.logLimited(slog.LevelError, "connect "+err.Error(), "cannot connect to Matrix; retrying", bridge.LogErr, err, bridge.LogWait, d)
 		if !sleep(ctx, d) {
 			return nil
@@ -101,10 +101,10 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 	keySince := cursorName(a.user, cursorSince)
 	bo := a.backoff()
 	var since string
-	if !a.retry(ctx, bo, "read the sync token", func() (err error) {
+	if !a.retry(ctx, "read the sync token", func() (err error) {
 		since, err = a.opts.Store.Cursor(ctx, keySince)
 		return err
-	}) || !a.retry(ctx, bo, "read the messages waiting for keys", func() error { return a.loadPending(ctx) }) {
+	}) || !a.retry(ctx, "read the messages waiting for keys", func() error { return a.loadPending(ctx) }) {
 		return
 	}
 	// The first sync of a run, and the first after a failure, answer at
@@ -135,7 +135,7 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 			}
 			quick, failure = true, err
 			a.setStatus(err)
-			d := bo.NextBackOff()
+			d := bo.Next(err)
 			a.logLimited(slog.LevelWarn, "sync "+err.Error(), "sync failed; retrying", bridge.LogErr, err, bridge.LogWait, d)
 			if !sleep(ctx, d) {
 				return
@@ -151,7 +151,7 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 		if !a.handleBatch(ctx, h, resp, since) {
 			return
 		}
-		if !a.retry(ctx, bo, "save the sync token", func() error { return a.opts.Store.SetCursor(ctx, keySince, resp.NextBatch) }) {
+		if !a.retry(ctx, "save the sync token", func() error { return a.opts.Store.SetCursor(ctx, keySince, resp.NextBatch) }) {
 			return
 		}
 		since = resp.NextBatch
@@ -255,7 +255,7 @@ func (a *Adapter) deliver(ctx context.Context, h bridge.Handler, in bridge.Inbou
 		if ctx.Err() != nil {
 			return false
 		}
-		d := bo.NextBackOff()
+		d := bo.Next(err)
 		a.logLimited(slog.LevelWarn, "handle", "the bridge could not store a message; the sync position stays until it does",
 			bridge.LogRoom, in.Room.String(), logEvent, string(in.Key), bridge.LogErr, err, bridge.LogWait, d)
 		if !sleep(ctx, d) {
@@ -468,38 +468,24 @@ func (a *Adapter) readLoop(ctx context.Context) {
 	}
 }
 
-func (a *Adapter) backoff() *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = a.opts.RetryMin
-	b.MaxInterval = a.opts.RetryMax
-	b.MaxElapsedTime = 0
-	b.Reset()
-	return b
+// backoff returns the waits of the adapter's retry loops, from RetryMin to
+// RetryMax.
+func (a *Adapter) backoff() *retry.Backoff {
+	return retry.Policy{Min: a.opts.RetryMin, Max: a.opts.RetryMax}.New()
 }
 
-// retry runs fn until it succeeds, with backoff, logging failures. It
-// returns false when ctx ended first.
-func (a *Adapter) retry(ctx context.Context, bo backoff.BackOff, what string, fn func() error) bool {
-	for {
-		err := fn()
-		if err == nil {
-			return true
-		}
-		if ctx.Err() != nil {
-			return false
-		}
-		d := bo.NextBackOff()
+// retry runs fn until it succeeds, with the adapter's backoff, logging
+// failures. It returns false when ctx ended first.
+func (a *Adapter) retry(ctx context.Context, what string, fn func() error) bool {
+	return retry.Until(ctx, retry.Policy{Min: a.opts.RetryMin, Max: a.opts.RetryMax}, fn, func(_ int, err error, d time.Duration) {
 		a.logLimited(slog.LevelWarn, what, what+" failed; retrying", bridge.LogErr, err, bridge.LogWait, d)
-		if !sleep(ctx, d) {
-			return false
-		}
-	}
+	}) == nil
 }
 
 // retryTransient runs fn until it succeeds or fails in a way retrying does
 // not fix (a 4xx answer), with backoff; it returns fn's last error, or
 // ctx's.
-func (a *Adapter) retryTransient(ctx context.Context, bo backoff.BackOff, what string, fn func() error) error {
+func (a *Adapter) retryTransient(ctx context.Context, bo *retry.Backoff, what string, fn func() error) error {
 	for {
 		err := fn()
 		if err == nil || !transient(err) {
@@ -508,7 +494,7 @@ func (a *Adapter) retryTransient(ctx context.Context, bo backoff.BackOff, what s
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d := bo.NextBackOff()
+		d := bo.Next(err)
 		a.logLimited(slog.LevelWarn, what, what+" failed; retrying", bridge.LogErr, err, bridge.LogWait, d)
 		if !sleep(ctx, d) {
 			return ctx.Err()
@@ -528,13 +514,4 @@ func transient(err error) bool {
 }
 
 // sleep waits d or until ctx ends; it returns false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func sleep(ctx context.Context, d time.Duration) bool { return retry.Wait(ctx, d) == nil }

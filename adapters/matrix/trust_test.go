@@ -16,6 +16,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 )
 
 // logRecorder is a slog handler that keeps the messages logged and their
@@ -246,7 +247,7 @@ func TestTrustPolicyReadsTheSendersItAcceptsAndTellsTheOthers(t *testing.T) {
 			for range c.read {
 				got = append(got, rec.next(t).Text)
 			}
-			waitFor(t, "the refusals to be counted", func() bool { return a.Stats().Untrusted == int64(len(c.refused)) })
+			bridgetest.WaitFor(t, "the refusals to be counted", func() bool { return a.Stats().Untrusted == int64(len(c.refused)) })
 			for _, p := range c.refused {
 				notice := p.wait("the notice of the refusal", func(evt *event.Event) bool {
 					return from(acc.ID, room)(evt) && evt.Content.AsMessage().RelatesTo.GetReplyTo() == said[p.cli.UserID][0]

@@ -82,7 +82,7 @@ func (a *Adapter) upgraded(ctx context.Context, old, next id.RoomID, user id.Use
 		return true
 	}
 	var moved int
-	if !a.retry(ctx, a.backoff(), "move a room's conversations to the room that replaces it", func() (err error) {
+	if !a.retry(ctx, "move a room's conversations to the room that replaces it", func() (err error) {
 		moved, err = a.opts.Store.RenameRoom(ctx, Platform, string(old), string(next))
 		return err
 	}) {

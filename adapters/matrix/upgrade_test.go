@@ -12,6 +12,7 @@ import (
 
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -52,7 +53,7 @@ func TestRoomUpgradeCarriesTheConversationOn(t *testing.T) {
 	carol := newPerson(t, shared, "carol", false)
 	var kept atomic.Pointer[id.RoomID]
 	kept.Store(new(id.RoomID))
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.Logger = slog.New(logs)
 		// carol may use the bot in the room she makes, and nowhere else.
 		o.Admit = func(in bridge.Inbound) bool {
@@ -108,6 +109,6 @@ func TestRoomUpgradeCarriesTheConversationOn(t *testing.T) {
 			return evt.Type == event.StateMember && evt.RoomID == next && evt.GetStateKey() == string(r.acc.ID) &&
 				evt.Content.AsMember().Membership == event.MembershipLeave
 		})
-		waitFor(t, "the bot to log that it stays", func() bool { return len(logs.lines("the bot stays behind")) > 0 })
+		bridgetest.WaitFor(t, "the bot to log that it stays", func() bool { return len(logs.lines("the bot stays behind")) > 0 })
 	})
 }

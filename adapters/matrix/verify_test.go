@@ -25,6 +25,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/matrix"
 	"github.com/botbridge/botbridge/adapters/matrix/matrixtest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/bridge/bridgetest"
 )
 
 // newRecoveryKey returns a fresh recovery key, as Element or botbridge
@@ -242,7 +243,7 @@ func (v *verifier) verifyOnce(bot id.UserID, room id.RoomID, logs *logRecorder) 
 	shown := await(t, v.calls, "the emoji", v.calls.shown)
 	decimals := fmt.Sprint(shown.decimals[0], shown.decimals[1], shown.decimals[2])
 	var line logLine
-	waitFor(t, "the bot to log the SAS", func() bool {
+	bridgetest.WaitFor(t, "the bot to log the SAS", func() bool {
 		lines := logs.lines("the person's screen must show")
 		if len(lines) > 0 {
 			line = lines[len(lines)-1]
@@ -321,7 +322,7 @@ func TestVerifiedBotIsReadByStrictClientsAndSurvivesItsStore(t *testing.T) {
 	recovery := newRecoveryKey(t)
 	ann := newVerifier(t, shared, "ann")
 	mallory := newVerifier(t, shared, "mallory")
-	r.tweak = func(o *matrix.Options) {
+	r.tweak = func(o *matrix.Config) {
 		o.RecoveryKey = recovery
 		o.Logger = slog.New(logs)
 		o.Admit = func(in bridge.Inbound) bool { return in.Sender.ID != string(mallory.cli.UserID) }
@@ -352,10 +353,10 @@ func TestVerifiedBotIsReadByStrictClientsAndSurvivesItsStore(t *testing.T) {
 	})
 
 	ann.say(room, "before verification")
-	waitFor(t, "the bot to meet a message it has no keys for", func() bool { return r.ad.Stats().Undecryptable > 0 })
+	bridgetest.WaitFor(t, "the bot to meet a message it has no keys for", func() bool { return r.ad.Stats().Undecryptable > 0 })
 
 	ann.verify(bot, "", logs)
-	waitFor(t, "the bot to log the verification", func() bool { return len(logs.lines("verified:")) > 0 })
+	bridgetest.WaitFor(t, "the bot to log the verification", func() bool { return len(logs.lines("verified:")) > 0 })
 	poll(t, "ann's client to trust the bot's device", 100*time.Millisecond, func() bool {
 		return ann.trusts(bot, oldDevice, id.TrustStateCrossSignedVerified)
 	})
@@ -528,7 +529,7 @@ func TestGeneratedRecoveryKeyIsShownOnceAndRestoresTheBot(t *testing.T) {
 	t.Run("a wrong recovery key is reported and names the setting", func(t *testing.T) {
 		a, _, stop := start(filepath.Join(t.TempDir(), "third.db"), newRecoveryKey(t))
 		defer stop()
-		waitFor(t, "the adapter to report the wrong key", func() bool {
+		bridgetest.WaitFor(t, "the adapter to report the wrong key", func() bool {
 			err := a.Ready()
 			return err != nil && strings.Contains(err.Error(), "matrix.recovery_key does not open")
 		})

@@ -122,24 +122,24 @@ func (s *Service) matrixAdapter(ctx context.Context) (bridge.Adapter, error) {
 	if s.Config.Matrix.HomeserverURL == "" {
 		return nil, nil
 	}
-	opts, err := s.matrixOptions()
+	opts, err := s.matrixConfig()
 	if err != nil {
 		return nil, err
 	}
 	return matrix.New(opts)
 }
 
-// matrixOptions turns the configuration into the adapter's options. The
+// matrixConfig turns the configuration into the adapter's Config. The
 // adapter asks the routes (Router.Admits) whether to join a room it is
 // invited to, and whether to keep a message it cannot decrypt yet.
-func (s *Service) matrixOptions() (matrix.Options, error) {
+func (s *Service) matrixConfig() (matrix.Config, error) {
 	c := s.Config.Matrix
 	router := s.Router
 	db, err := s.Store.SQL()
 	if err != nil {
-		return matrix.Options{}, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)
+		return matrix.Config{}, fmt.Errorf("matrix: open the store for the room state and encryption keys: %w", err)
 	}
-	opts := matrix.Options{
+	opts := matrix.Config{
 		HomeserverURL:       c.HomeserverURL,
 		UserID:              id.UserID(c.UserID),
 		AccessToken:         c.AccessToken,

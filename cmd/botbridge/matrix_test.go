@@ -60,7 +60,7 @@ func TestMatrixConfigErrorsNameTheField(t *testing.T) {
 			t.Errorf("matrix = %+v", cfg.Matrix)
 		}
 		s := &Service{Config: cfg, Store: openTestStore(t), Metrics: NewMetrics(nil)}
-		opts, err := s.matrixOptions()
+		opts, err := s.matrixConfig()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ matrix:
 		t.Fatal(err)
 	}
 	s := &Service{Config: cfg, Store: st, Metrics: NewMetrics(nil), Router: router}
-	opts, err := s.matrixOptions()
+	opts, err := s.matrixConfig()
 	if err != nil {
 		t.Fatal(err)
 	}

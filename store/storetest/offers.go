@@ -22,9 +22,7 @@ func testOffers(t *testing.T, open Opener) {
 		ctx := t.Context()
 		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
 		o := offer(e, it.Conversation, roomKey("C1", "T1"), "1.1")
-		if err := e.db.PutOffer(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(o)
 		want := o
 		want.Expires = o.Expires.Truncate(time.Millisecond)
 		got, err := e.db.Offer(ctx, o.Room)
@@ -56,15 +54,11 @@ func testOffers(t *testing.T, open Opener) {
 		ctx := t.Context()
 		a := e.mapConv(convKey("C1"), "ev1", "conv_1")
 		b := e.mapConv(convKey("C2"), "ev2", "conv_2")
-		if err := e.db.PutOffer(ctx, offer(e, a.Conversation, roomKey("C1", ""), "1.1")); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(offer(e, a.Conversation, roomKey("C1", ""), "1.1"))
 		second := offer(e, b.Conversation, roomKey("C1", ""), "2.2")
 		second.Options = []chat.ChoiceOption{{Label: "Only", Value: "only"}}
 		second.Bot = "other"
-		if err := e.db.PutOffer(ctx, second); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(second)
 		got, err := e.db.Offer(ctx, roomKey("C1", ""))
 		second.Expires = second.Expires.Truncate(time.Millisecond)
 		if err != nil || !reflect.DeepEqual(got, second) {
@@ -83,9 +77,7 @@ func testOffers(t *testing.T, open Opener) {
 		room := roomKey("C1", "T1")
 		put := func() {
 			t.Helper()
-			if err := e.db.PutOffer(ctx, offer(e, it.Conversation, room, "1.1")); err != nil {
-				t.Fatal(err)
-			}
+			e.putOffer(offer(e, it.Conversation, room, "1.1"))
 		}
 		standing := func() bool {
 			t.Helper()
@@ -126,9 +118,72 @@ func testOffers(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("an offer is pending while its choice is posted", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		key := convKey("C1")
+		it := e.mapConv(key, "ev1", "conv_1")
+		room := roomKey("C1", "")
+		pending := offer(e, it.Conversation, room, "")
+		if err := e.db.PutOffer(ctx, pending); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.db.Offer(ctx, room); err != nil || got.MessageID != "" || len(got.Options) != 2 {
+			t.Fatalf("pending offer = %+v, %v", got, err)
+		}
+
+		// An answer typed before the choice's message id is known closes
+		// it, and the message id coming later changes nothing.
+		in := newInbound("answer", room, e.clk.Now())
+		in.Action = &bridge.Action{Value: "yes", Label: "Yes ☃"}
+		e.enqueue(key, in)
+		posted := pending
+		posted.MessageID = "1.1"
+		if err := e.db.PutOffer(ctx, posted); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.db.Offer(ctx, room); !errors.Is(err, bridge.ErrNotFound) {
+			t.Errorf("offer = %+v, %v; want none: it was answered", got, err)
+		}
+
+		// Unanswered, it gets its message id.
+		if err := e.db.PutOffer(ctx, pending); err != nil {
+			t.Fatal(err)
+		}
+		posted.MessageID = "2.2"
+		if err := e.db.PutOffer(ctx, posted); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.db.Offer(ctx, room); err != nil || got.MessageID != "2.2" {
+			t.Errorf("offer = %+v, %v; want message 2.2", got, err)
+		}
+
+		// The message id of another conversation's choice, or of one
+		// replaced meanwhile, is not taken.
+		other := e.mapConv(convKey("C2"), "ev2", "conv_2")
+		if err := e.db.PutOffer(ctx, offer(e, it.Conversation, room, "")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.PutOffer(ctx, offer(e, other.Conversation, room, "3.3")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.PutOffer(ctx, offer(e, it.Conversation, room, "4.4")); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.db.PutOffer(ctx, offer(e, it.Conversation, room, "5.5")); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := e.db.Offer(ctx, room); err != nil || got.MessageID != "4.4" {
+			t.Errorf("offer = %+v, %v; want message 4.4, the first given while it was pending", got, err)
+		}
+		if n := e.count("SELECT count(*) FROM offers"); n != 1 {
+			t.Errorf("%d offers stored, want 1", n)
+		}
+	})
+
 	t.Run("an offer of an unknown conversation is not found", func(t *testing.T) {
 		e := newEnv(t, open)
-		if err := e.db.PutOffer(t.Context(), offer(e, 4242, roomKey("C1", ""), "1.1")); !errors.Is(err, bridge.ErrNotFound) {
+		if err := e.db.PutOffer(t.Context(), offer(e, 4242, roomKey("C1", ""), "")); !errors.Is(err, bridge.ErrNotFound) {
 			t.Errorf("PutOffer: %v, want ErrNotFound", err)
 		}
 	})
@@ -137,13 +192,9 @@ func testOffers(t *testing.T, open Opener) {
 		e := newEnv(t, open)
 		ctx := t.Context()
 		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
-		if err := e.db.PutOffer(ctx, offer(e, it.Conversation, roomKey("C1", "old"), "1.1")); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(offer(e, it.Conversation, roomKey("C1", "old"), "1.1"))
 		e.clk.Advance(time.Hour)
-		if err := e.db.PutOffer(ctx, offer(e, it.Conversation, roomKey("C1", "new"), "2.2")); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(offer(e, it.Conversation, roomKey("C1", "new"), "2.2"))
 		e.clk.Advance(time.Minute)
 		if n, err := e.db.Prune(ctx, bridge.PruneBefore{}); err != nil || n != 1 {
 			t.Errorf("Prune = %d, %v; want 1", n, err)

@@ -132,7 +132,7 @@ func testPruneIdle(t *testing.T, open Opener) {
 	user("botbridge", "service", "botbridge")
 	user(bridge.PlatformSlack, "U_GONE", "slack-U_GONE") // takes part in nothing
 	if err := db.PutOffer(ctx, bridge.Offer{Room: roomKey("C_OLD", ""), Bot: "bot", Conversation: old.Conversation,
-		MessageID: "9.9", Options: []chat.ChoiceOption{{Label: "a", Value: "a"}}, Expires: clk.Now().Add(time.Hour)}); err != nil {
+		Options: []chat.ChoiceOption{{Label: "a", Value: "a"}}, Expires: clk.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -290,7 +290,14 @@ func testRaces(t *testing.T, open Opener) {
 				"AddParticipant": func(db bridge.Store) error { return db.AddParticipant(ctx, it.Conversation, u.ChatID) },
 				"SetCursor":      func(db bridge.Store) error { return db.SetCursor(ctx, "c"+n, n) },
 				"SetIndicator":   func(db bridge.Store) error { return db.SetIndicator(ctx, ind, true) },
-				"PutOffer":       func(db bridge.Store) error { return db.PutOffer(ctx, o) },
+				"PutOffer": func(db bridge.Store) error {
+					pending := o
+					pending.MessageID = ""
+					if err := db.PutOffer(ctx, pending); err != nil {
+						return err
+					}
+					return db.PutOffer(ctx, o)
+				},
 				"DeleteUser": func(db bridge.Store) error {
 					return db.DeleteUser(ctx, "bot", bridge.PlatformSlack, "gone"+n)
 				},

@@ -88,11 +88,8 @@ func testRenameRoom(t *testing.T, open Opener) {
 		e := newEnv(t, open)
 		db, ctx := e.db, t.Context()
 		it := e.mapConv(key("!old", ""), "ev1", "conv_1")
-		offer := bridge.Offer{Room: matrixRoom("!old"), Bot: "bot", Conversation: it.Conversation, MessageID: "$choice",
-			Options: []chat.ChoiceOption{{Label: "Small", Value: "s"}}, Expires: e.clk.Now().Add(time.Hour)}
-		if err := db.PutOffer(ctx, offer); err != nil {
-			t.Fatal(err)
-		}
+		e.putOffer(bridge.Offer{Room: matrixRoom("!old"), Bot: "bot", Conversation: it.Conversation, MessageID: "$choice",
+			Options: []chat.ChoiceOption{{Label: "Small", Value: "s"}}, Expires: e.clk.Now().Add(time.Hour)})
 		target := bridge.ReplyTarget{Room: bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: "!old", Thread: "$root"}, MessageID: "$ev1", UserID: "@ann"}
 		posted := newDelivery("msg_posted", it.Conversation, e.clk.Now())
 		posted.Target = target
@@ -133,9 +130,7 @@ func testRenameRoom(t *testing.T, open Opener) {
 			{Room: matrixRoom("!new"), Bot: "bot", Conversation: now.Conversation, MessageID: "$new",
 				Options: []chat.ChoiceOption{{Label: "b", Value: "b"}}, Expires: e.clk.Now().Add(time.Hour)},
 		} {
-			if err := db.PutOffer(ctx, o); err != nil {
-				t.Fatal(err)
-			}
+			e.putOffer(o)
 		}
 		moved, err := db.RenameRoom(ctx, bridge.PlatformMatrix, "!old", "!new")
 		if err != nil || moved != 1 {

@@ -237,6 +237,29 @@ func (e *env) addDelivery(d bridge.Delivery) bridge.Delivery {
 	return stored
 }
 
+// putOffer records o as the poster does, in two steps around the post of
+// its choice: pending (no message id), then with o's message id when it
+// has one.
+func putOffer(tb testing.TB, db bridge.Store, o bridge.Offer) {
+	tb.Helper()
+	pending := o
+	pending.MessageID = ""
+	if err := db.PutOffer(tb.Context(), pending); err != nil {
+		tb.Fatalf("put pending offer: %v", err)
+	}
+	if o.MessageID == "" {
+		return
+	}
+	if err := db.PutOffer(tb.Context(), o); err != nil {
+		tb.Fatalf("put offer %s: %v", o.MessageID, err)
+	}
+}
+
+func (e *env) putOffer(o bridge.Offer) {
+	e.tb.Helper()
+	putOffer(e.tb, e.db, o)
+}
+
 // reset resets key's conversation for the event evKey and returns the new
 // conversation.
 func (e *env) reset(key bridge.ConvKey, evKey string) (bridge.Conversation, error) {

@@ -21,7 +21,8 @@ func keyArgs(key bridge.ConvKey) []any {
 
 // enqueueSQL stores an inbound message in the newest generation of its
 // conversation key ($1..$6), engages its thread and closes the offer it
-// answers, in one statement. It returns no row when the key has no
+// answers ($17: it is an answer, to the message $14, empty while the
+// choice was being posted), in one statement. It returns no row when the key has no
 // conversation yet, or when the event was stored before (ON CONFLICT waits
 // for a process storing it at the same moment, and then does nothing).
 const enqueueSQL = `WITH conv AS (
@@ -39,7 +40,7 @@ const enqueueSQL = `WITH conv AS (
 	ON CONFLICT DO NOTHING
 ), answered AS (
 	DELETE FROM offers
-	WHERE $14::text <> '' AND platform = $7 AND room = $15 AND thread = $16 AND message_id = $14
+	WHERE $17 AND platform = $7 AND room = $15 AND thread = $16 AND message_id = $14
 	AND EXISTS (SELECT 1 FROM item)
 )
 SELECT id, conversation FROM item`
@@ -72,12 +73,12 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 		return bridge.OutboxItem{}, false, fmt.Errorf("enqueue inbound: %w", err)
 	}
 	now := db.Now()
-	var answers, answerRoom, answerThread string
-	if a := in.Action; a != nil && a.MessageID != "" {
-		answers, answerRoom, answerThread = a.MessageID, in.Room.Room, in.Room.Thread
+	var answers string
+	if a := in.Action; a != nil {
+		answers = a.MessageID
 	}
 	args := append(keyArgs(key), string(in.Room.Platform), string(in.Key), string(body), ms(now),
-		string(engage.Platform), engage.Room, engage.Thread, answers, answerRoom, answerThread)
+		string(engage.Platform), engage.Room, engage.Thread, answers, in.Room.Room, in.Room.Thread, in.Action != nil)
 	item := bridge.OutboxItem{Inbound: in, CreatedAt: fromMS(ms(now))}
 	created := false
 	// A conversation pruned between the lookup and the insert fails the

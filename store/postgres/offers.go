@@ -10,17 +10,26 @@ import (
 	"github.com/botbridge/botbridge/store/internal/form"
 )
 
-// PutOffer implements bridge.Store.
+// PutOffer implements bridge.Store, in one statement either way: without a
+// message id it replaces the room's offer by a pending one; with one it
+// sets the message id of the room's pending offer of o.Conversation, and
+// does nothing when that was answered (deleted) or replaced meanwhile.
 func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
+	if o.MessageID != "" {
+		_, err := db.exec(ctx, "put offer", `UPDATE offers SET message_id = $1
+			WHERE platform = $2 AND room = $3 AND thread = $4 AND conversation = $5 AND message_id = ''`,
+			o.MessageID, string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Conversation)
+		return err
+	}
 	body, err := form.EncodeOptions(o.Options)
 	if err != nil {
 		return fmt.Errorf("put offer: %w", err)
 	}
 	_, err = db.exec(ctx, "put offer", `INSERT INTO offers (platform, room, thread, bot, conversation, message_id, options, expires_ms)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		VALUES ($1, $2, $3, $4, $5, '', $6, $7)
 		ON CONFLICT (platform, room, thread) DO UPDATE SET bot = excluded.bot, conversation = excluded.conversation,
-		message_id = excluded.message_id, options = excluded.options, expires_ms = excluded.expires_ms`,
-		string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, o.MessageID, string(body), ms(o.Expires))
+		message_id = '', options = excluded.options, expires_ms = excluded.expires_ms`,
+		string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, string(body), ms(o.Expires))
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -52,13 +53,32 @@ func TestALateReplyIntoAnIdleConversationIsPostedBySweeps(t *testing.T) {
 	}
 }
 
+// hookServer serves the webhooks of the rig's current engine over HTTP.
+type hookServer struct {
+	*httptest.Server
+	h atomic.Pointer[http.Handler]
+}
+
+// serve makes the server hand webhooks to eng, after a (re)start.
+func (hs *hookServer) serve(eng *bridge.Engine) {
+	h := eng.WebhookHandler()
+	hs.h.Store(&h)
+}
+
 // webhookRig is a rig whose bot has a webhook secret, with the engine's
 // webhook handler on an HTTP server.
-func webhookRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*rig, *httptest.Server) {
+func webhookRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*rig, *hookServer) {
 	r := newRig(t, bot)
-	var hooks http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { hooks.ServeHTTP(w, req) }))
-	t.Cleanup(srv.Close)
+	hs := &hookServer{}
+	hs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h := hs.h.Load()
+		if h == nil {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, req)
+	}))
+	t.Cleanup(hs.Close)
 	r.tweak = func(cfg *bridge.Config) {
 		cfg.Bots[0].WebhookSecret = "hook-s3cret"
 		if tweak != nil {
@@ -66,8 +86,8 @@ func webhookRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*ri
 		}
 	}
 	r.start()
-	hooks = r.eng.WebhookHandler()
-	return r, srv
+	hs.serve(r.eng)
+	return r, hs
 }
 
 // post sends a signal as the Chat API's webhooks do, and returns the status.
@@ -228,16 +248,16 @@ func silentBot() chattest.Bot {
 
 // hookedRig is a rig whose emulator sends every signal to the engine's
 // webhook handler, as the Chat integration does with a Webhook URL.
-func hookedRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) *rig {
-	r, srv := webhookRig(t, bot, tweak)
-	if err := r.em.SetWebhook(srv.URL+bridge.WebhookPath+"bot", "hook-s3cret"); err != nil {
+func hookedRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*rig, *hookServer) {
+	r, hs := webhookRig(t, bot, tweak)
+	if err := r.em.SetWebhook(hs.URL+bridge.WebhookPath+"bot", "hook-s3cret"); err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return r, hs
 }
 
 func TestWebhookModeAnswersWithoutStreams(t *testing.T) {
-	r := hookedRig(t, chattest.EchoBot(), nil)
+	r, _ := hookedRig(t, chattest.EchoBot(), nil)
 	r.say(dm("hello by webhook"))
 	ps := r.waitPosts(1)
 	if got := bridgetest.Text(ps[0].Payload()); got != "hello by webhook" {
@@ -266,7 +286,7 @@ func TestWebhookModeAnswersWithoutStreams(t *testing.T) {
 }
 
 func TestWebhooksLostWhileTheBridgeWasDownAreDeliveredAfterItStarts(t *testing.T) {
-	r := hookedRig(t, silentBot(), nil)
+	r, hs := hookedRig(t, silentBot(), nil)
 	r.say(dm("hello"))
 	bridgetest.WaitFor(t, "the message to reach Botpress", func() bool {
 		cs := r.conversations()
@@ -280,6 +300,7 @@ func TestWebhooksLostWhileTheBridgeWasDownAreDeliveredAfterItStarts(t *testing.T
 	}
 	bridgetest.WaitFor(t, "the webhook to fail", func() bool { return r.em.WebhookStats().Failed > 0 })
 	r.start()
+	hs.serve(r.eng)
 	ps := r.waitPosts(1)
 	if got := bridgetest.Text(ps[0].Payload()); got != "while you were down" {
 		t.Errorf("after the start the room got %q", got)
@@ -287,7 +308,7 @@ func TestWebhooksLostWhileTheBridgeWasDownAreDeliveredAfterItStarts(t *testing.T
 }
 
 func TestTheSameReplyByWebhookStreamAndSweepIsPostedOnce(t *testing.T) {
-	r := hookedRig(t, chattest.EchoBot(), func(cfg *bridge.Config) {
+	r, _ := hookedRig(t, chattest.EchoBot(), func(cfg *bridge.Config) {
 		cfg.SweepInterval = 5 * time.Millisecond
 		cfg.WebhookTimeout = 50 * time.Millisecond
 	})
@@ -336,5 +357,28 @@ func TestAMessageSentDoesNotWaitForTheBudgetOfCatchUps(t *testing.T) {
 	ps := r.waitPosts(len(rooms) + 1)
 	if got := bridgetest.Text(ps[len(rooms)].Payload()); got != "are you there?" {
 		t.Errorf("reply %q", got)
+	}
+}
+
+func TestAWebhookReplyStoredButNotPostedWhenTheBridgeStopsIsPostedOnceAfterIt(t *testing.T) {
+	r, hs := hookedRig(t, chattest.EchoBot(), nil)
+	failures := make([]error, 1000)
+	for i := range failures {
+		failures[i] = bridgetest.ErrTransient
+	}
+	r.ad().FailNext(failures...)
+	r.say(dm("stored, not posted"))
+	bridgetest.WaitFor(t, "the reply to be stored and tried", func() bool {
+		ds, _ := r.db.PendingDeliveries(t.Context(), 0)
+		return len(ds) == 1 && r.ad().Sends() > 0
+	})
+	r.stop()
+	r.adapters[0] = bridgetest.NewAdapter(bridge.PlatformSlack) // the platform works again
+	r.start()
+	hs.serve(r.eng)
+	ps := r.waitPosts(1)
+	r.waitIdle()
+	if got := texts(r.ad().Posts()); len(got) != 1 || got[0] != "stored, not posted" {
+		t.Errorf("posts %q (first %q), want the reply once", got, bridgetest.Text(ps[0].Payload()))
 	}
 }

@@ -305,8 +305,11 @@ func fillSQLite(t *testing.T, path string) {
 	must(db.AddParticipant(ctx, a.Conversation, "user_2"))
 	must(db.SetCursor(ctx, "matrix.next_batch", "s1"))
 	must(db.Ping(ctx)) // the heartbeat cursor
-	must(db.PutOffer(ctx, bridge.Offer{Room: room("C1"), Bot: "b", Conversation: a.Conversation, MessageID: "1.2",
-		Options: []chat.ChoiceOption{{Label: "A", Value: "a"}}, Expires: now.Add(time.Hour)}))
+	offer := bridge.Offer{Room: room("C1"), Bot: "b", Conversation: a.Conversation,
+		Options: []chat.ChoiceOption{{Label: "A", Value: "a"}}, Expires: now.Add(time.Hour)}
+	must(db.PutOffer(ctx, offer)) // pending while the choice is posted
+	offer.MessageID = "1.2"
+	must(db.PutOffer(ctx, offer))
 	must(db.SetIndicator(ctx, bridge.ReplyTarget{Room: room("C1"), MessageID: "1.1", UserID: "U1"}, true))
 	_, _, err = db.EnqueueInboundTo(ctx, a.Conversation, bridge.Inbound{Key: "react", Room: room("C1"), Time: now,
 		Reaction: &bridge.Reaction{Emoji: "+1", MessageID: "1.3", ChatMessageID: "m-posted"}, Team: "T1"})

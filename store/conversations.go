@@ -9,6 +9,7 @@ import (
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store/internal/form"
 )
 
 const convColumns = `id, bot, scope, platform, room, thread, user, generation, chat_id,
@@ -89,7 +90,7 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 	if err := checkKey(key); err != nil {
 		return bridge.OutboxItem{}, false, fmt.Errorf("enqueue inbound: %w", err)
 	}
-	body, err := encodeInbound(in)
+	body, err := form.EncodeInbound(in)
 	if err != nil {
 		return bridge.OutboxItem{}, false, fmt.Errorf("enqueue inbound: %w", err)
 	}
@@ -167,7 +168,7 @@ func (db *DB) ResetConversation(ctx context.Context, key bridge.ConvKey, in brid
 	if err := checkKey(key); err != nil {
 		return notice, false, fmt.Errorf("reset conversation: %w", err)
 	}
-	body, err := encodeInbound(in)
+	body, err := form.EncodeInbound(in)
 	if err != nil {
 		return notice, false, fmt.Errorf("reset conversation: %w", err)
 	}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
-	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/migrations"
 	"github.com/botbridge/botbridge/store"
 )
@@ -115,16 +114,6 @@ func enqueue(t testing.TB, db *store.DB, key bridge.ConvKey, in bridge.Inbound) 
 	it, created, err := db.EnqueueInbound(t.Context(), key, in, bridge.RoomKey{})
 	if err != nil || !created {
 		t.Fatalf("enqueue %s: created=%v, %v", in.Key, created, err)
-	}
-	return it
-}
-
-// mapConv enqueues a message for key and maps its conversation to chatID.
-func mapConv(t testing.TB, db *store.DB, key bridge.ConvKey, event string, chatID chat.ConversationID) bridge.OutboxItem {
-	t.Helper()
-	it := enqueue(t, db, key, newInbound(event, key.Room, db.Now()))
-	if err := db.SetConversationChatID(t.Context(), it.Conversation, chatID); err != nil {
-		t.Fatalf("set chat id: %v", err)
 	}
 	return it
 }
@@ -558,50 +547,6 @@ func chmod(t *testing.T, path string, mode fs.FileMode) {
 	t.Helper()
 	if err := os.Chmod(path, mode); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestClosed(t *testing.T) {
-	db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "bridge.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Use statements first, so that the closed store has them cached.
-	it := enqueue(t, db, convKey("C1"), newInbound("ev1", roomKey("C1", ""), time.Now()))
-	if _, err := db.NextInbound(t.Context(), it.Conversation); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	_, _, err = db.EnqueueInbound(t.Context(), convKey("C1"), newInbound("ev2", roomKey("C1", ""), time.Now()), bridge.RoomKey{})
-	if !errors.Is(err, bridge.ErrStore) {
-		t.Errorf("EnqueueInbound on a closed store: %v, want ErrStore", err)
-	}
-	if _, err := db.NextInbound(t.Context(), it.Conversation); !errors.Is(err, bridge.ErrStore) {
-		t.Errorf("NextInbound on a closed store: %v, want ErrStore", err)
-	}
-	if err := db.Ping(t.Context()); !errors.Is(err, bridge.ErrStore) {
-		t.Errorf("Ping on a closed store: %v, want ErrStore", err)
-	}
-}
-
-func TestCanceledContext(t *testing.T) {
-	db, clk := newDB(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	_, _, err := db.EnqueueInbound(ctx, convKey("C1"), newInbound("ev1", roomKey("C1", ""), clk.Now()), bridge.RoomKey{})
-	if !errors.Is(err, context.Canceled) || errors.Is(err, bridge.ErrStore) {
-		t.Errorf("EnqueueInbound: %v, want context.Canceled and no store failure", err)
-	}
-	if _, err := db.PendingInbound(ctx, 0); !errors.Is(err, context.Canceled) {
-		t.Errorf("PendingInbound: %v, want context.Canceled", err)
-	}
-	if n := count(t, db, "SELECT count(*) FROM inbound"); n != 0 {
-		t.Errorf("%d rows stored", n)
 	}
 }
 

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store/internal/form"
 )
 
 const deliveryColumns = `seq, message_id, conversation, bot, platform, room, thread, reply_message, reply_user,
@@ -32,7 +32,7 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 	d.Target.Room.Platform = bridge.Platform(platform)
 	d.CreatedAt = fromMS(createdMS)
 	d.ReceivedAt = fromMS(receivedMS)
-	if d.Posted, err = decodeParts(posted); err != nil {
+	if d.Posted, err = form.DecodeParts(posted); err != nil {
 		return d, fmt.Errorf("delivery %s: %w: stored platform ids do not decode: %v", msgID, bridge.ErrStore, err)
 	}
 	if d.Payload, err = chat.DecodePayload(payload); err != nil {
@@ -144,30 +144,7 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 // MarkDelivered implements bridge.Store.
 func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
 	return db.updateDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
-		WHERE message_id = ? AND state = 'pending'`, encodeParts(posted), ms(db.Now()), string(id))
-}
-
-// encodeParts stores the platform ids of a delivery's parts as a JSON array.
-func encodeParts(p bridge.Parts) string {
-	if len(p) == 0 {
-		return ""
-	}
-	b, _ := json.Marshal([]string(p))
-	return string(b)
-}
-
-// decodeParts reads what encodeParts stored. Stores written before parts
-// were explicit hold one id, or several joined by commas (Slack).
-func decodeParts(s string) (bridge.Parts, error) {
-	switch {
-	case s == "":
-		return nil, nil
-	case s[0] == '[':
-		var p []string
-		err := json.Unmarshal([]byte(s), &p)
-		return p, err
-	}
-	return strings.Split(s, ","), nil
+		WHERE message_id = ? AND state = 'pending'`, form.EncodeParts(posted), ms(db.Now()), string(id))
 }
 
 // FailDelivery implements bridge.Store.

@@ -2,26 +2,15 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/botbridge/botbridge/bridge"
-	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store/internal/form"
 )
-
-// storedOption is the stored form of a choice option.
-type storedOption struct {
-	Label string `json:"label"`
-	Value string `json:"value"`
-}
 
 // PutOffer implements bridge.Store.
 func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
-	opts := make([]storedOption, len(o.Options))
-	for i, op := range o.Options {
-		opts[i] = storedOption{Label: op.Label, Value: op.Value}
-	}
-	body, err := json.Marshal(opts)
+	body, err := form.EncodeOptions(o.Options)
 	if err != nil {
 		return fmt.Errorf("put offer: %w", err)
 	}
@@ -54,12 +43,8 @@ func (db *DB) Offer(ctx context.Context, room bridge.RoomKey) (bridge.Offer, err
 	if err != nil {
 		return o, wrap("offer", err)
 	}
-	var opts []storedOption
-	if err := json.Unmarshal(body, &opts); err != nil {
+	if o.Options, err = form.DecodeOptions(body); err != nil {
 		return o, fmt.Errorf("offer in %s: %w: stored options do not decode: %v", room, bridge.ErrStore, err)
-	}
-	for _, op := range opts {
-		o.Options = append(o.Options, chat.ChoiceOption{Label: op.Label, Value: op.Value})
 	}
 	o.Expires = fromMS(expiresMS)
 	return o, nil

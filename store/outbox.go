@@ -6,6 +6,7 @@ import (
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store/internal/form"
 )
 
 func scanOutboxItem(s scanner) (bridge.OutboxItem, error) {
@@ -18,7 +19,7 @@ func scanOutboxItem(s scanner) (bridge.OutboxItem, error) {
 		return it, err
 	}
 	var err error
-	if it.Inbound, err = decodeInbound(body); err != nil {
+	if it.Inbound, err = form.DecodeInbound(body); err != nil {
 		return it, fmt.Errorf("inbound %d: %w: stored body does not decode: %v", it.ID, bridge.ErrStore, err)
 	}
 	it.CreatedAt = fromMS(createdMS)

@@ -35,9 +35,15 @@ type LogConfig struct {
 	Format string `yaml:"format"` // text or json; default text
 }
 
-// StoreConfig locates the SQLite store.
+// StoreConfig chooses and locates the store.
 type StoreConfig struct {
-	Path string `yaml:"path"` // default botbridge.db
+	// Driver is sqlite (one file for one process; the default) or postgres
+	// (a PostgreSQL database).
+	Driver string `yaml:"driver"`
+	Path   string `yaml:"path"` // sqlite: the file; default botbridge.db
+	// DSN is PostgreSQL's connection string (driver postgres), its
+	// password through ${VAR}.
+	DSN string `yaml:"dsn"`
 	// MaxSizeMB caps the store's size in megabytes: past it, writes fail as
 	// on a full disk and nothing new is acknowledged. Default 0, no cap.
 	MaxSizeMB int `yaml:"max_size_mb"`
@@ -171,7 +177,7 @@ const DefaultAdminAddr = "127.0.0.1:9091"
 func defaults() Config {
 	return Config{
 		Log:   LogConfig{Level: "info", Format: "text"},
-		Store: StoreConfig{Path: "botbridge.db"},
+		Store: StoreConfig{Driver: DriverSQLite, Path: "botbridge.db"},
 		HTTP: HTTPConfig{
 			AdminAddr:         DefaultAdminAddr,
 			ReadHeaderTimeout: 10 * time.Second,
@@ -366,8 +372,23 @@ func (c *Config) Validate() error {
 	default:
 		add("log.format: %q is not text or json", c.Log.Format)
 	}
-	if c.Store.Path == "" {
-		add("store.path: must not be empty")
+	switch c.Store.Driver {
+	case "", DriverSQLite:
+		if c.Store.Path == "" {
+			add("store.path: must not be empty")
+		}
+	case DriverPostgres:
+		if c.Store.DSN == "" {
+			add("store.dsn: must be set with store.driver postgres, e.g. postgres://botbridge:${BOTBRIDGE_DB_PASSWORD}@db:5432/botbridge")
+		}
+		if c.Store.MaxSizeMB != 0 {
+			add("store.max_size_mb: applies to store.driver sqlite only; leave it 0 and watch PostgreSQL's disk")
+		}
+		if c.Matrix.HomeserverURL != "" {
+			add("matrix: %v", errMatrixOnPostgres)
+		}
+	default:
+		add("store.driver: %q is not %s or %s", c.Store.Driver, DriverSQLite, DriverPostgres)
 	}
 	if c.Store.MaxSizeMB < 0 {
 		add("store.max_size_mb: must not be negative (0 is no cap)")

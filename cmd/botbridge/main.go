@@ -4,6 +4,7 @@
 //	botbridge demo                   try it in the terminal, with a built-in emulated bot
 //	botbridge emulator               a standalone Botpress Chat API emulator
 //	botbridge check-config -config FILE
+//	botbridge migrate-store -from sqlite:FILE -to postgres:DSN
 //	botbridge version
 package main
 
@@ -43,11 +44,12 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		return exitUsage
 	}
 	cmds := map[string]func(context.Context, []string, io.Reader, io.Writer, io.Writer) error{
-		"run":          cmdRun,
-		"demo":         cmdDemo,
-		"emulator":     cmdEmulator,
-		"check-config": cmdCheckConfig,
-		"version":      cmdVersion,
+		"run":           cmdRun,
+		"demo":          cmdDemo,
+		"emulator":      cmdEmulator,
+		"check-config":  cmdCheckConfig,
+		"migrate-store": cmdMigrateStore,
+		"version":       cmdVersion,
 	}
 	name := args[0]
 	switch name {
@@ -83,6 +85,8 @@ Usage:
                  [-url URL -webhook-id ID -encryption-key KEY]   ... or to a real Botpress bot
   botbridge emulator [-addr HOST:PORT] a standalone Botpress Chat API emulator
   botbridge check-config -config FILE check a configuration file
+  botbridge migrate-store -from sqlite:FILE -to postgres:DSN
+                                      copy a stopped SQLite store into an empty PostgreSQL database
   botbridge version                   print the version
 
 Run "botbridge COMMAND -h" for the flags of a command.

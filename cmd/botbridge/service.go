@@ -19,7 +19,6 @@ import (
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/bridge/media"
 	"github.com/botbridge/botbridge/chat"
-	"github.com/botbridge/botbridge/store"
 )
 
 // Service is the whole botbridge process: store, Chat API clients, adapters,
@@ -28,7 +27,7 @@ import (
 type Service struct {
 	Config   Config
 	Log      *slog.Logger
-	Store    *store.DB
+	Store    Store
 	Engine   *bridge.Engine
 	Adapters []bridge.Adapter
 	Metrics  *Metrics
@@ -63,7 +62,7 @@ type listener struct {
 // Close the service.
 func NewService(ctx context.Context, cfg Config, log *slog.Logger, extra ...bridge.Adapter) (*Service, error) {
 	s := &Service{Config: cfg, Log: log, routes: map[string]http.Handler{}, bots: map[string]*chat.Client{}}
-	st, err := store.Open(ctx, cfg.Store.Path, store.MaxSize(int64(cfg.Store.MaxSizeMB)<<20))
+	st, err := OpenStore(ctx, cfg.Store)
 	if err != nil {
 		return nil, err
 	}

@@ -1,16 +1,15 @@
-package store_test
+package storetest
 
 import (
 	"errors"
-	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
-	"github.com/botbridge/botbridge/store"
 )
 
 // sameItem reports how got differs from want: times must be the same instant
@@ -31,11 +30,12 @@ func sameItem(t *testing.T, got, want bridge.OutboxItem) {
 	}
 }
 
-func TestEnqueueInbound(t *testing.T) {
+func testEnqueueInbound(t *testing.T, open Opener) {
 	t.Run("first message creates the conversation, later ones reuse it", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		key := convKey("C1")
-		first := enqueue(t, db, key, newInbound("ev1", key.Room, clk.Now()))
+		first := e.enqueue(key, newInbound("ev1", key.Room, clk.Now()))
 		c, err := db.Conversation(t.Context(), first.Conversation)
 		if err != nil {
 			t.Fatal(err)
@@ -45,17 +45,18 @@ func TestEnqueueInbound(t *testing.T) {
 			t.Errorf("conversation\n got %+v\nwant %+v", c, want)
 		}
 		clk.Advance(time.Second)
-		second := enqueue(t, db, key, newInbound("ev2", key.Room, clk.Now()))
+		second := e.enqueue(key, newInbound("ev2", key.Room, clk.Now()))
 		if second.Conversation != first.Conversation || second.ID <= first.ID {
 			t.Errorf("second item %d in conversation %d; first %d in %d", second.ID, second.Conversation, first.ID, first.Conversation)
 		}
-		if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
+		if n := e.count("SELECT count(*) FROM conversations"); n != 1 {
 			t.Errorf("%d conversations, want 1", n)
 		}
 	})
 
 	t.Run("keys differing in any part are different conversations", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		base := bridge.ConvKey{Bot: "bot", Scope: bridge.ScopeUser, Room: roomKey("C1", "T1"), User: "U1"}
 		variants := []func(*bridge.ConvKey){
 			func(*bridge.ConvKey) {},
@@ -70,7 +71,7 @@ func TestEnqueueInbound(t *testing.T) {
 		for i, change := range variants {
 			key := base
 			change(&key)
-			it := enqueue(t, db, key, newInbound("ev"+strconv.Itoa(i), key.Room, clk.Now()))
+			it := e.enqueue(key, newInbound("ev"+strconv.Itoa(i), key.Room, clk.Now()))
 			if seen[it.Conversation] {
 				t.Errorf("variant %d (%s) shares conversation %d", i, key, it.Conversation)
 			}
@@ -83,9 +84,10 @@ func TestEnqueueInbound(t *testing.T) {
 	})
 
 	t.Run("duplicate event changes nothing", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		key := convKey("C1")
-		first := enqueue(t, db, key, newInbound("ev1", key.Room, clk.Now()))
+		first := e.enqueue(key, newInbound("ev1", key.Room, clk.Now()))
 		clk.Advance(time.Minute)
 		again := newInbound("ev1", key.Room, clk.Now())
 		again.Text = "redelivered, different text"
@@ -103,23 +105,25 @@ func TestEnqueueInbound(t *testing.T) {
 		if engaged, err := db.ThreadEngaged(t.Context(), "bot", engage); err != nil || engaged {
 			t.Errorf("duplicate engaged its thread: %v, %v", engaged, err)
 		}
-		if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
+		if n := e.count("SELECT count(*) FROM conversations"); n != 1 {
 			t.Errorf("duplicate made a conversation: %d conversations", n)
 		}
 	})
 
 	t.Run("same event key on another platform is another event", func(t *testing.T) {
-		db, clk := newDB(t)
-		slack := enqueue(t, db, convKey("C1"), newInbound("ev1", roomKey("C1", ""), clk.Now()))
+		e := newEnv(t, open)
+		clk := e.clk
+		slack := e.enqueue(convKey("C1"), newInbound("ev1", roomKey("C1", ""), clk.Now()))
 		mkey := bridge.ConvKey{Bot: "bot", Scope: bridge.ScopeRoom, Room: bridge.RoomKey{Platform: bridge.PlatformMatrix, Room: "!r:hs"}}
-		matrix := enqueue(t, db, mkey, newInbound("ev1", mkey.Room, clk.Now()))
+		matrix := e.enqueue(mkey, newInbound("ev1", mkey.Room, clk.Now()))
 		if matrix.ID == slack.ID || matrix.Conversation == slack.Conversation {
 			t.Errorf("matrix item %+v collides with slack item %+v", matrix, slack)
 		}
 	})
 
 	t.Run("engage marks the thread for the bot", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		key := convKey("C1")
 		thread := roomKey("C1", "1700000000.000100")
 		if _, _, err := db.EnqueueInbound(t.Context(), key, newInbound("ev1", key.Room, clk.Now()), thread); err != nil {
@@ -147,16 +151,18 @@ func TestEnqueueInbound(t *testing.T) {
 	})
 
 	t.Run("empty engage marks nothing", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		clk := e.clk
 		key := convKey("C1")
-		enqueue(t, db, key, newInbound("ev1", roomKey("C1", "T1"), clk.Now()))
-		if n := count(t, db, "SELECT count(*) FROM threads"); n != 0 {
+		e.enqueue(key, newInbound("ev1", roomKey("C1", "T1"), clk.Now()))
+		if n := e.count("SELECT count(*) FROM threads"); n != 0 {
 			t.Errorf("%d threads engaged, want 0", n)
 		}
 	})
 
 	t.Run("inbound round-trips exactly", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		key := bridge.ConvKey{Bot: "bot", Scope: bridge.ScopeThread, Room: roomKey("C1", "T1")}
 		in := bridge.Inbound{
 			Key:       "Ev0123",
@@ -195,7 +201,8 @@ func TestEnqueueInbound(t *testing.T) {
 	})
 
 	t.Run("bad input is refused without a store error", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		for name, tc := range map[string]struct {
 			key bridge.ConvKey
 			in  bridge.Inbound
@@ -208,23 +215,24 @@ func TestEnqueueInbound(t *testing.T) {
 				t.Errorf("%s: created=%v, err=%v; want a plain error", name, created, err)
 			}
 		}
-		if n := count(t, db, "SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM conversations)"); n != 0 {
+		if n := e.count("SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM conversations)"); n != 0 {
 			t.Errorf("%d rows stored", n)
 		}
 	})
 }
 
-func TestResetConversation(t *testing.T) {
+func testResetConversation(t *testing.T, open Opener) {
 	t.Run("next message goes to the new generation, old ones stay", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
 		key := convKey("C1")
-		old := enqueue(t, db, key, newInbound("ev1", key.Room, clk.Now()))
+		old := e.enqueue(key, newInbound("ev1", key.Room, clk.Now()))
 		if err := db.SetConversationChatID(ctx, old.Conversation, "conv_old"); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Minute)
-		c, err := reset(t, db, key, "reset-1")
+		c, err := e.reset(key, "reset-1")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +243,7 @@ func TestResetConversation(t *testing.T) {
 		if got, err := db.Conversation(ctx, c.ID); err != nil || !reflect.DeepEqual(got, want) {
 			t.Errorf("stored reset conversation = %+v, %v", got, err)
 		}
-		next := enqueue(t, db, key, newInbound("ev2", key.Room, clk.Now()))
+		next := e.enqueue(key, newInbound("ev2", key.Room, clk.Now()))
 		if next.Conversation != c.ID {
 			t.Errorf("message after reset went to conversation %d, want %d", next.Conversation, c.ID)
 		}
@@ -246,37 +254,40 @@ func TestResetConversation(t *testing.T) {
 			t.Errorf("old conversation = %+v, %v", oc, err)
 		}
 
-		again, err := reset(t, db, key, "reset-2")
+		again, err := e.reset(key, "reset-2")
 		if err != nil || again.Generation != 2 {
 			t.Errorf("second reset = %+v, %v; want generation 2", again, err)
 		}
 	})
 
 	t.Run("reset of a new key starts generation 0", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		clk := e.clk
 		key := convKey("C1")
-		c, err := reset(t, db, key, "reset-1")
+		c, err := e.reset(key, "reset-1")
 		if err != nil || c.Generation != 0 {
 			t.Fatalf("reset = %+v, %v", c, err)
 		}
-		if it := enqueue(t, db, key, newInbound("ev1", key.Room, clk.Now())); it.Conversation != c.ID {
+		if it := e.enqueue(key, newInbound("ev1", key.Room, clk.Now())); it.Conversation != c.ID {
 			t.Errorf("message went to conversation %d, want %d", it.Conversation, c.ID)
 		}
-		if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
+		if n := e.count("SELECT count(*) FROM conversations"); n != 1 {
 			t.Errorf("%d conversations, want 1", n)
 		}
 	})
 
 	t.Run("invalid scope is refused", func(t *testing.T) {
-		db, _ := newDB(t)
-		_, err := reset(t, db, bridge.ConvKey{Bot: "bot", Scope: "", Room: roomKey("C1", "")}, "reset-1")
+		e := newEnv(t, open)
+		_ = e.db
+		_, err := e.reset(bridge.ConvKey{Bot: "bot", Scope: "", Room: roomKey("C1", "")}, "reset-1")
 		if err == nil || errors.Is(err, bridge.ErrStore) {
 			t.Errorf("err = %v, want a plain error", err)
 		}
 	})
 
 	t.Run("a reset event is handled once, and its notice is a delivery of the new conversation", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
 		key := convKey("C1")
 		in := newInbound("reset-1", key.Room, clk.Now())
@@ -289,7 +300,7 @@ func TestResetConversation(t *testing.T) {
 		if _, created, err := db.ResetConversation(ctx, key, in, notice); err != nil || created {
 			t.Errorf("the same reset event again: created %v, %v; want a no-op", created, err)
 		}
-		if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
+		if n := e.count("SELECT count(*) FROM conversations"); n != 1 {
 			t.Errorf("%d conversations after the same reset twice, want 1", n)
 		}
 		ds, err := db.PendingDeliveries(ctx, 0)
@@ -303,26 +314,14 @@ func TestResetConversation(t *testing.T) {
 	})
 }
 
-// reset resets key's conversation for the event evKey and returns the new
-// conversation.
-func reset(t *testing.T, db *store.DB, key bridge.ConvKey, evKey string) (bridge.Conversation, error) {
-	t.Helper()
-	in := newInbound(evKey, key.Room, db.Now())
-	notice := bridge.Delivery{MessageID: chat.MessageID("notice-" + evKey), Bot: key.Bot, Payload: chat.Text{Text: "reset"}, CreatedAt: db.Now()}
-	stored, _, err := db.ResetConversation(t.Context(), key, in, notice)
-	if err != nil {
-		return bridge.Conversation{}, err
-	}
-	return db.Conversation(t.Context(), stored.Conversation)
-}
-
-func TestOutbox(t *testing.T) {
+func testOutbox(t *testing.T, open Opener) {
 	t.Run("pending is oldest first and limited", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		var items []bridge.OutboxItem
 		for i := range 5 {
 			room := "C" + strconv.Itoa(i%2)
-			items = append(items, enqueue(t, db, convKey(room), newInbound("ev"+strconv.Itoa(i), roomKey(room, ""), clk.Now())))
+			items = append(items, e.enqueue(convKey(room), newInbound("ev"+strconv.Itoa(i), roomKey(room, ""), clk.Now())))
 			clk.Advance(time.Second)
 		}
 		for _, tc := range []struct{ limit, want int }{{0, 5}, {-1, 5}, {2, 2}, {5, 5}, {9, 5}} {
@@ -337,11 +336,12 @@ func TestOutbox(t *testing.T) {
 	})
 
 	t.Run("next is per conversation", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
-		a1 := enqueue(t, db, convKey("A"), newInbound("a1", roomKey("A", ""), clk.Now()))
-		b1 := enqueue(t, db, convKey("B"), newInbound("b1", roomKey("B", ""), clk.Now()))
-		a2 := enqueue(t, db, convKey("A"), newInbound("a2", roomKey("A", ""), clk.Now()))
+		a1 := e.enqueue(convKey("A"), newInbound("a1", roomKey("A", ""), clk.Now()))
+		b1 := e.enqueue(convKey("B"), newInbound("b1", roomKey("B", ""), clk.Now()))
+		a2 := e.enqueue(convKey("A"), newInbound("a2", roomKey("A", ""), clk.Now()))
 		for _, tc := range []struct {
 			conv int64
 			want int64
@@ -368,12 +368,13 @@ func TestOutbox(t *testing.T) {
 	})
 
 	t.Run("partial send stays pending, done sets reply and activity", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
 		key := convKey("C1")
 		in := newInbound("ev1", key.Room, clk.Now())
 		in.Files = []bridge.File{{Name: "a", Ref: "F1"}, {Name: "b", Ref: "F2"}}
-		it := enqueue(t, db, key, in)
+		it := e.enqueue(key, in)
 		before, err := db.Conversation(ctx, it.Conversation)
 		if err != nil {
 			t.Fatal(err)
@@ -411,7 +412,7 @@ func TestOutbox(t *testing.T) {
 		}
 		var parts int
 		var msg, state string
-		if err := mustSQL(t, db).QueryRowContext(ctx, "SELECT parts_sent, chat_message, state FROM inbound WHERE id = ?", it.ID).Scan(&parts, &msg, &state); err != nil {
+		if err := e.s.Row(ctx, "SELECT parts_sent, chat_message, state FROM inbound WHERE id = "+strconv.FormatInt(it.ID, 10), &parts, &msg, &state); err != nil {
 			t.Fatal(err)
 		}
 		if parts != 3 || msg != "msg3" || state != "sent" {
@@ -423,9 +424,10 @@ func TestOutbox(t *testing.T) {
 	})
 
 	t.Run("failed item leaves the outbox with its reason", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
-		it := enqueue(t, db, convKey("C1"), newInbound("ev1", roomKey("C1", ""), clk.Now()))
+		it := e.enqueue(convKey("C1"), newInbound("ev1", roomKey("C1", ""), clk.Now()))
 		if err := db.FailInbound(ctx, it.ID, "payload too large"); err != nil {
 			t.Fatal(err)
 		}
@@ -433,7 +435,7 @@ func TestOutbox(t *testing.T) {
 			t.Errorf("pending after fail = %v, %v", p, err)
 		}
 		var reason, state string
-		if err := mustSQL(t, db).QueryRowContext(ctx, "SELECT error, state FROM inbound WHERE id = ?", it.ID).Scan(&reason, &state); err != nil {
+		if err := e.s.Row(ctx, "SELECT error, state FROM inbound WHERE id = "+strconv.FormatInt(it.ID, 10), &reason, &state); err != nil {
 			t.Fatal(err)
 		}
 		if reason != "payload too large" || state != "failed" {
@@ -449,7 +451,8 @@ func TestOutbox(t *testing.T) {
 	})
 
 	t.Run("unknown ids are not found", func(t *testing.T) {
-		db, _ := newDB(t)
+		e := newEnv(t, open)
+		db := e.db
 		ctx := t.Context()
 		for name, err := range map[string]error{
 			"MarkInboundSent done":    db.MarkInboundSent(ctx, 42, 1, "m", true, bridge.ReplyTarget{}),
@@ -466,32 +469,76 @@ func TestOutbox(t *testing.T) {
 	})
 }
 
-func TestStatsCountPendingWork(t *testing.T) {
-	db := openDB(t, filepath.Join(t.TempDir(), "stats.db"))
-	ctx := t.Context()
-	if s, err := db.Stats(ctx); err != nil || s.PendingInbound != 0 || !s.OldestInbound.IsZero() {
-		t.Fatalf("empty store stats = %+v, %v", s, err)
-	}
-	key := bridge.ConvKey{Bot: "b", Scope: bridge.ScopeUser, Room: bridge.RoomKey{Platform: bridge.PlatformSlack, Room: "D1"}, User: "U1"}
-	first := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	db.Now = func() time.Time { return first }
-	it, _, err := db.EnqueueInbound(ctx, key, bridge.Inbound{Key: "e1", Room: key.Room, Time: first}, bridge.RoomKey{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db.Now = func() time.Time { return first.Add(time.Minute) }
-	if _, _, err := db.EnqueueInbound(ctx, key, bridge.Inbound{Key: "e2", Room: key.Room, Time: first}, bridge.RoomKey{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := db.AddDelivery(ctx, bridge.Delivery{MessageID: "m1", Conversation: it.Conversation, Payload: chat.Text{Text: "x"},
-		Target: bridge.ReplyTarget{Room: key.Room}}); err != nil {
-		t.Fatal(err)
-	}
-	s, err := db.Stats(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.PendingInbound != 2 || !s.OldestInbound.Equal(first) || s.PendingDeliveries != 1 || s.OldestDelivery.IsZero() {
-		t.Errorf("stats = %+v", s)
-	}
+func testInboundForms(t *testing.T, open Opener) {
+	t.Run("a row of the form before versions reads back", func(t *testing.T) {
+		e := newEnv(t, open)
+		key := convKey("C1")
+		it := e.enqueue(key, newInbound("ev1", key.Room, e.clk.Now()))
+		e.exec(`UPDATE inbound SET body = '{"key":"ev1","room":{"Platform":"slack","Room":"C1","Thread":"T1"},` +
+			`"messageId":"1.2","sender":{"ID":"U1","Name":"Ada","Bot":true},"mentioned":true,"text":"old form",` +
+			`"files":[{"name":"a.pdf","ref":"F1"}],"action":{"value":"yes","messageId":"1.1"},"time":"2026-03-01T12:00:00Z"}'` +
+			` WHERE id = ` + strconv.FormatInt(it.ID, 10))
+		got, err := e.db.NextInbound(t.Context(), it.Conversation)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := bridge.Inbound{
+			Key: "ev1", Room: roomKey("C1", "T1"), MessageID: "1.2",
+			Sender: bridge.Sender{ID: "U1", Name: "Ada", Bot: true}, Mentioned: true, Text: "old form",
+			Files:  []bridge.File{{Name: "a.pdf", Ref: "F1"}},
+			Action: &bridge.Action{Value: "yes", MessageID: "1.1"},
+			Time:   time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		}
+		if !got.Inbound.Time.Equal(want.Time) {
+			t.Errorf("time = %v, want %v", got.Inbound.Time, want.Time)
+		}
+		got.Inbound.Time = want.Time
+		if !reflect.DeepEqual(got.Inbound, want) {
+			t.Errorf("old form read as\n %+v\nwant %+v", got.Inbound, want)
+		}
+	})
+
+	t.Run("a row of a newer form is a store error naming its version", func(t *testing.T) {
+		e := newEnv(t, open)
+		key := convKey("C1")
+		it := e.enqueue(key, newInbound("ev1", key.Room, e.clk.Now()))
+		e.exec(`UPDATE inbound SET body = '{"v":99,"key":"ev1","room":{"Platform":"slack","Room":"C1"},"sender":{"ID":"U1"},` +
+			`"time":"2026-03-01T12:00:00Z"}' WHERE id = ` + strconv.FormatInt(it.ID, 10))
+		_, err := e.db.NextInbound(t.Context(), it.Conversation)
+		if !errors.Is(err, bridge.ErrStore) || !strings.Contains(err.Error(), "version 99") {
+			t.Errorf("NextInbound: %v; want ErrStore naming version 99", err)
+		}
+		if _, err := e.db.PendingInbound(t.Context(), 0); !errors.Is(err, bridge.ErrStore) {
+			t.Errorf("PendingInbound: %v; want ErrStore", err)
+		}
+	})
+
+	t.Run("inbound that is not a message round-trips", func(t *testing.T) {
+		e := newEnv(t, open)
+		key := convKey("C1")
+		command := newInbound("cmd", key.Room, e.clk.Now())
+		command.Command = &bridge.Command{Name: "/ask", Reset: true, Ephemeral: true, Bot: "sales"}
+		command.MessageID = ""
+		event := newInbound("ev", key.Room, e.clk.Now())
+		event.Text = ""
+		event.Event = &bridge.Event{Name: bridge.EventContext, Text: "viewing #general", Data: map[string]string{"channelId": "C9"}}
+		event.Team = "E1"
+		reaction := newInbound("react", key.Room, e.clk.Now())
+		reaction.Text = ""
+		reaction.Reaction = &bridge.Reaction{Emoji: "+1", Removed: true, MessageID: "1700.5", ChatMessageID: "msg_1"}
+		for _, in := range []bridge.Inbound{command, event, reaction} {
+			it := e.enqueue(key, in)
+			got, err := e.db.NextInbound(t.Context(), it.Conversation)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameItem(t, got, it)
+			if !reflect.DeepEqual(got.Inbound, in) {
+				t.Errorf("reads back as %+v, want %+v", got.Inbound, in)
+			}
+			if err := e.db.MarkInboundSent(t.Context(), got.ID, 1, "m", true, bridge.ReplyTarget{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
 }

@@ -1,4 +1,8 @@
-package store
+// Package form holds the stored forms of the store's values that are not
+// plain columns (inbound messages, the platform ids of posted parts, offered
+// options), shared by the SQLite and the PostgreSQL store so that a row
+// means the same in both and moves between them unchanged.
+package form
 
 import (
 	"encoding/json"
@@ -8,10 +12,10 @@ import (
 	"github.com/botbridge/botbridge/bridge"
 )
 
-// inboundVersion is the version of the stored form of an inbound message.
+// InboundVersion is the version of the stored form of an inbound message.
 // A change of the form that old rows would not decode into gets a new
-// version, and decodeInbound keeps reading the old ones.
-const inboundVersion = 1
+// version, and DecodeInbound keeps reading the old ones.
+const InboundVersion = 1
 
 // storedInbound is the stored form of a bridge.Inbound: the store's own, so
 // that renaming a field of the domain type does not break rows written
@@ -63,10 +67,10 @@ type storedAction struct {
 	MessageID string `json:"messageId,omitempty"`
 }
 
-// encodeInbound returns the stored form of in.
-func encodeInbound(in bridge.Inbound) ([]byte, error) {
+// EncodeInbound returns the stored form of in.
+func EncodeInbound(in bridge.Inbound) ([]byte, error) {
 	s := storedInbound{
-		V: inboundVersion, Key: string(in.Key),
+		V: InboundVersion, Key: string(in.Key),
 		Room:     storedRoom{Platform: string(in.Room.Platform), Room: in.Room.Room, Thread: in.Room.Thread},
 		RoomName: in.RoomName, MessageID: in.MessageID,
 		Sender: storedSender{ID: in.Sender.ID, Name: in.Sender.Name, AvatarURL: in.Sender.AvatarURL, Bot: in.Sender.Bot},
@@ -82,14 +86,15 @@ func encodeInbound(in bridge.Inbound) ([]byte, error) {
 	return json.Marshal(s)
 }
 
-// decodeInbound reads a stored inbound message of any version.
-func decodeInbound(body []byte) (bridge.Inbound, error) {
+// DecodeInbound reads a stored inbound message of any version; it fails
+// for a version newer than InboundVersion.
+func DecodeInbound(body []byte) (bridge.Inbound, error) {
 	var s storedInbound
 	if err := json.Unmarshal(body, &s); err != nil {
 		return bridge.Inbound{}, err
 	}
-	if s.V > inboundVersion {
-		return bridge.Inbound{}, fmt.Errorf("stored with version %d of the form; this botbridge reads up to %d: run a newer botbridge", s.V, inboundVersion)
+	if s.V > InboundVersion {
+		return bridge.Inbound{}, fmt.Errorf("stored with version %d of the form; this botbridge reads up to %d: run a newer botbridge", s.V, InboundVersion)
 	}
 	in := bridge.Inbound{
 		Key:       bridge.EventKey(s.Key),

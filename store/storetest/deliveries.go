@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"encoding/json"
@@ -11,36 +11,16 @@ import (
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
-	"github.com/botbridge/botbridge/store"
 )
 
-func newDelivery(id string, conv int64, created time.Time) bridge.Delivery {
-	return bridge.Delivery{
-		MessageID:    chat.MessageID(id),
-		Conversation: conv,
-		Bot:          "bot",
-		Target:       bridge.ReplyTarget{Room: roomKey("C1", "1700.1"), MessageID: "1700.2", UserID: "U1"},
-		Payload:      chat.Text{Text: "answer " + id},
-		CreatedAt:    created,
-	}
-}
-
-func addDelivery(t *testing.T, db *store.DB, d bridge.Delivery) bridge.Delivery {
-	t.Helper()
-	stored, created, err := db.AddDelivery(t.Context(), d)
-	if err != nil || !created {
-		t.Fatalf("add delivery %s: created=%v, %v", d.MessageID, created, err)
-	}
-	return stored
-}
-
-func TestDeliveries(t *testing.T) {
+func testDeliveries(t *testing.T, open Opener) {
 	t.Run("stored delivery reads back as returned", func(t *testing.T) {
-		db, clk := newDB(t)
-		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
 		clk.Advance(1500 * time.Microsecond)
 		d := newDelivery("msg_1", it.Conversation, clk.Now().Add(-time.Second))
-		stored := addDelivery(t, db, d)
+		stored := e.addDelivery(d)
 		want := d
 		want.Seq = stored.Seq
 		want.CreatedAt = d.CreatedAt.Truncate(time.Millisecond)
@@ -54,9 +34,10 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("duplicate returns the stored delivery", func(t *testing.T) {
-		db, clk := newDB(t)
-		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
-		first := addDelivery(t, db, newDelivery("msg_1", it.Conversation, clk.Now()))
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		first := e.addDelivery(newDelivery("msg_1", it.Conversation, clk.Now()))
 		clk.Advance(time.Minute)
 		again := newDelivery("msg_1", it.Conversation, clk.Now())
 		again.Payload = chat.Text{Text: "changed"}
@@ -73,9 +54,10 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("cursor follows the newest creation time, never back", func(t *testing.T) {
-		db, clk := newDB(t)
-		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
-		other := mapConv(t, db, convKey("C2"), "ev2", "conv_2")
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		other := e.mapConv(convKey("C2"), "ev2", "conv_2")
 		t0 := clk.Now()
 		for i, tc := range []struct {
 			created time.Time
@@ -87,7 +69,7 @@ func TestDeliveries(t *testing.T) {
 			{t0.Add(9 * time.Second), t0.Add(9 * time.Second)},
 		} {
 			clk.Advance(time.Second)
-			addDelivery(t, db, newDelivery("msg_"+strconv.Itoa(i), it.Conversation, tc.created))
+			e.addDelivery(newDelivery("msg_"+strconv.Itoa(i), it.Conversation, tc.created))
 			c, err := db.Conversation(t.Context(), it.Conversation)
 			if err != nil {
 				t.Fatal(err)
@@ -102,9 +84,10 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("pending in seq order, limited", func(t *testing.T) {
-		db, clk := newDB(t)
-		a := mapConv(t, db, convKey("A"), "ev1", "conv_a")
-		b := mapConv(t, db, convKey("B"), "ev2", "conv_b")
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
+		a := e.mapConv(convKey("A"), "ev1", "conv_a")
+		b := e.mapConv(convKey("B"), "ev2", "conv_b")
 		var want []bridge.Delivery
 		for i := range 6 {
 			conv := a.Conversation
@@ -112,7 +95,7 @@ func TestDeliveries(t *testing.T) {
 				conv = b.Conversation
 			}
 			// Creation times run backwards: the order is the store's.
-			want = append(want, addDelivery(t, db, newDelivery("msg_"+strconv.Itoa(i), conv, clk.Now().Add(-time.Duration(i)*time.Second))))
+			want = append(want, e.addDelivery(newDelivery("msg_"+strconv.Itoa(i), conv, clk.Now().Add(-time.Duration(i)*time.Second))))
 		}
 		if err := db.MarkDelivered(t.Context(), want[1].MessageID, bridge.Parts{"p1"}); err != nil {
 			t.Fatal(err)
@@ -130,11 +113,12 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("posting and failing", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
-		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
-		posted := addDelivery(t, db, newDelivery("msg_posted", it.Conversation, clk.Now()))
-		failed := addDelivery(t, db, newDelivery("msg_failed", it.Conversation, clk.Now()))
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		posted := e.addDelivery(newDelivery("msg_posted", it.Conversation, clk.Now()))
+		failed := e.addDelivery(newDelivery("msg_failed", it.Conversation, clk.Now()))
 		if got, err := db.Delivery(ctx, posted.MessageID); err != nil || got.Posted != nil {
 			t.Errorf("before the post: %+v, %v", got, err)
 		}
@@ -148,7 +132,7 @@ func TestDeliveries(t *testing.T) {
 			t.Fatal(err)
 		}
 		var reason, state string
-		if err := mustSQL(t, db).QueryRowContext(ctx, "SELECT error, state FROM deliveries WHERE message_id = ?", failed.MessageID).Scan(&reason, &state); err != nil {
+		if err := e.s.Row(ctx, "SELECT error, state FROM deliveries WHERE message_id = "+lit(string(failed.MessageID)), &reason, &state); err != nil {
 			t.Fatal(err)
 		}
 		if reason != "channel_not_found" || state != "failed" {
@@ -174,7 +158,8 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("unknown ids are not found", func(t *testing.T) {
-		db, clk := newDB(t)
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
 		ctx := t.Context()
 		if _, err := db.Delivery(ctx, "msg_x"); !errors.Is(err, bridge.ErrNotFound) {
 			t.Errorf("Delivery: %v", err)
@@ -194,8 +179,9 @@ func TestDeliveries(t *testing.T) {
 	})
 
 	t.Run("bad input is refused without a store error", func(t *testing.T) {
-		db, clk := newDB(t)
-		it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
+		e := newEnv(t, open)
+		db, clk := e.db, e.clk
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
 		noID := newDelivery("", it.Conversation, clk.Now())
 		noPayload := newDelivery("msg_1", it.Conversation, clk.Now())
 		noPayload.Payload = nil
@@ -207,9 +193,10 @@ func TestDeliveries(t *testing.T) {
 	})
 }
 
-func TestDeliveryPayloads(t *testing.T) {
-	db, clk := newDB(t)
-	it := mapConv(t, db, convKey("C1"), "ev1", "conv_1")
+func testDeliveryPayloads(t *testing.T, open Opener) {
+	e := newEnv(t, open)
+	db, clk := e.db, e.clk
+	it := e.mapConv(convKey("C1"), "ev1", "conv_1")
 	for i, tc := range []struct {
 		name    string
 		payload chat.Payload
@@ -234,7 +221,7 @@ func TestDeliveryPayloads(t *testing.T) {
 		t.Run(tc.name+" round-trips", func(t *testing.T) {
 			d := newDelivery("msg_"+strconv.Itoa(i), it.Conversation, clk.Now())
 			d.Payload = tc.payload
-			addDelivery(t, db, d)
+			e.addDelivery(d)
 			got, err := db.Delivery(t.Context(), d.MessageID)
 			if err != nil {
 				t.Fatal(err)
@@ -250,90 +237,106 @@ func TestDeliveryPayloads(t *testing.T) {
 	}
 }
 
-func TestPrune(t *testing.T) {
-	t.Run("only finished rows older than the cutoff go", testPruneCutoff)
-	t.Run("more rows than one batch all go", func(t *testing.T) {
-		db, clk := newDB(t)
+func testDeliveryTargets(t *testing.T, open Opener) {
+	t.Run("a delivery without a room goes to the conversation's room, then its reply target", func(t *testing.T) {
+		e := newEnv(t, open)
 		ctx := t.Context()
-		it := mapConv(t, db, convKey("C1"), "ev", "conv_1")
-		const n = 2345 // more than two batches
-		for i := range n {
-			item := enqueue(t, db, convKey("C1"), newInbound("ev"+strconv.Itoa(i), roomKey("C1", ""), clk.Now()))
-			if err := db.FailInbound(ctx, item.ID, "r"); err != nil {
-				t.Fatal(err)
+		key := bridge.ConvKey{Bot: "bot", Scope: bridge.ScopeThread, Room: roomKey("C1", "T1")}
+		it := e.enqueue(key, newInbound("ev1", key.Room, e.clk.Now()))
+		check := func(name string, d bridge.Delivery, want bridge.ReplyTarget) {
+			t.Helper()
+			stored := e.addDelivery(d)
+			if stored.Target != want {
+				t.Errorf("%s: AddDelivery target = %+v, want %+v", name, stored.Target, want)
 			}
-			d := addDelivery(t, db, newDelivery("msg_"+strconv.Itoa(i), it.Conversation, clk.Now()))
-			if err := db.MarkDelivered(ctx, d.MessageID, bridge.Parts{"p"}); err != nil {
-				t.Fatal(err)
+			if got, err := e.db.Delivery(ctx, d.MessageID); err != nil || got.Target != want {
+				t.Errorf("%s: stored target = %+v, %v; want %+v", name, got.Target, err, want)
 			}
 		}
-		clk.Advance(time.Second)
-		if got, err := db.Prune(ctx, bridge.PruneBefore{Finished: clk.Now()}); err != nil || got != 2*n {
-			t.Errorf("Prune = %d, %v; want %d", got, err, 2*n)
+		d := newDelivery("msg_1", it.Conversation, e.clk.Now())
+		d.Target = bridge.ReplyTarget{}
+		check("before any reply target", d, bridge.ReplyTarget{Room: key.Room})
+
+		reply := bridge.ReplyTarget{Room: roomKey("C1", "T2"), MessageID: "1.5", UserID: "U7"}
+		if err := e.db.MarkInboundSent(ctx, it.ID, 1, "m", true, reply); err != nil {
+			t.Fatal(err)
 		}
-		if left := count(t, db, "SELECT (SELECT count(*) FROM inbound) + (SELECT count(*) FROM deliveries)"); left != 1 {
-			t.Errorf("%d rows left, want the pending one", left)
+		d = newDelivery("msg_2", it.Conversation, e.clk.Now())
+		d.Target = bridge.ReplyTarget{MessageID: "ignored", UserID: "ignored"} // no room: the conversation's target
+		check("after a reply target", d, reply)
+
+		own := bridge.ReplyTarget{Room: roomKey("C9", ""), MessageID: "9.9"}
+		d = newDelivery("msg_3", it.Conversation, e.clk.Now())
+		d.Target = own
+		check("with a room of its own", d, own)
+	})
+
+	t.Run("a private reply target goes to the conversation's deliveries", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		it := e.mapConv(convKey("C1"), "cmd-1", "conv_1")
+		private := bridge.ReplyTarget{Room: roomKey("C1", ""), UserID: "U1", Ephemeral: true}
+		if err := e.db.MarkInboundSent(ctx, it.ID, 1, "m", true, private); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := e.db.Conversation(ctx, it.Conversation); err != nil || c.Reply != private {
+			t.Errorf("conversation's reply target %+v, %v; want %+v", c.Reply, err, private)
+		}
+		d := newDelivery("msg_1", it.Conversation, e.clk.Now())
+		d.Target = bridge.ReplyTarget{} // to the conversation's reply target
+		if stored := e.addDelivery(d); stored.Target != private {
+			t.Errorf("delivery target %+v, want %+v", stored.Target, private)
+		}
+		own := bridge.ReplyTarget{Room: roomKey("C1", "T1"), UserID: "U2", Ephemeral: true}
+		d = newDelivery("msg_2", it.Conversation, e.clk.Now())
+		d.Target = own
+		if stored := e.addDelivery(d); stored.Target != own {
+			t.Errorf("own private target %+v, want %+v", stored.Target, own)
+		}
+		pending, err := e.db.PendingDeliveries(ctx, 0)
+		if err != nil || len(pending) != 2 || pending[0].Target != private || pending[1].Target != own {
+			t.Errorf("pending %+v, %v", pending, err)
+		}
+		if got, err := e.db.Delivery(ctx, "msg_2"); err != nil || got.Target != own {
+			t.Errorf("Delivery = %+v, %v", got.Target, err)
+		}
+		public := bridge.ReplyTarget{Room: roomKey("C1", ""), UserID: "U1"}
+		if err := e.db.MarkInboundSent(ctx, e.enqueue(convKey("C1"), newInbound("ev2", roomKey("C1", ""), e.clk.Now())).ID, 1, "m", true, public); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := e.db.Conversation(ctx, it.Conversation); err != nil || c.Reply != public {
+			t.Errorf("after a public message: reply target %+v, %v; want %+v", c.Reply, err, public)
 		}
 	})
-}
 
-func testPruneCutoff(t *testing.T) {
-	db, clk := newDB(t)
-	ctx := t.Context()
-	key := convKey("C1")
-	it := mapConv(t, db, key, "stale-pending", "conv_1") // stays pending
-	staleDelivery := addDelivery(t, db, newDelivery("msg_stale", it.Conversation, clk.Now()))
-
-	clk.Advance(time.Hour)
-	t1 := clk.Now()
-	sent := enqueue(t, db, key, newInbound("sent", key.Room, clk.Now()))
-	posted := addDelivery(t, db, newDelivery("msg_posted", it.Conversation, clk.Now()))
-	if err := db.MarkInboundSent(ctx, sent.ID, 1, "m", true, bridge.ReplyTarget{}); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.MarkDelivered(ctx, posted.MessageID, bridge.Parts{"p"}); err != nil {
-		t.Fatal(err)
-	}
-
-	clk.Advance(time.Hour)
-	t2 := clk.Now()
-	failed := enqueue(t, db, key, newInbound("failed", key.Room, clk.Now()))
-	gaveUp := addDelivery(t, db, newDelivery("msg_failed", it.Conversation, clk.Now()))
-	if err := db.FailInbound(ctx, failed.ID, "r"); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.FailDelivery(ctx, gaveUp.MessageID, "r"); err != nil {
-		t.Fatal(err)
-	}
-	clk.Advance(time.Hour)
-
-	exists := func(table, column string, v any) bool {
-		return count(t, db, "SELECT count(*) FROM "+table+" WHERE "+column+" = ?", v) == 1
-	}
-	for _, step := range []struct {
-		before time.Time
-		want   int64
-		gone   []string
-	}{
-		{t1, 0, nil}, // finished exactly at t1 is not before t1
-		{t1.Add(time.Millisecond), 2, []string{"sent", "msg_posted"}},
-		{t2.Add(time.Minute), 2, []string{"failed", "msg_failed"}},
-		{clk.Now().Add(24 * time.Hour), 0, nil},
-	} {
-		n, err := db.Prune(ctx, bridge.PruneBefore{Finished: step.before})
-		if err != nil || n != step.want {
-			t.Errorf("Prune(%v) = %d, %v; want %d", step.before, n, err, step.want)
-		}
-		for _, g := range step.gone {
-			if exists("inbound", "event_key", g) || exists("deliveries", "message_id", g) {
-				t.Errorf("%s not pruned", g)
+	t.Run("the platform ids of posted parts read back", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		for i, parts := range []bridge.Parts{{"1700.1"}, {"1700.1", "", "1700.3"}, {"$ev,with,commas:hs"}} {
+			d := e.addDelivery(newDelivery("msg_"+strconv.Itoa(i), it.Conversation, e.clk.Now()))
+			if err := e.db.MarkDelivered(ctx, d.MessageID, parts); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := e.db.Delivery(ctx, d.MessageID); err != nil || !slices.Equal(got.Posted, parts) {
+				t.Errorf("posted %q read back as %q, %v", parts, got.Posted, err)
 			}
 		}
-	}
-	if !exists("inbound", "event_key", "stale-pending") || !exists("deliveries", "message_id", staleDelivery.MessageID) {
-		t.Error("pending rows were pruned")
-	}
-	if n := count(t, db, "SELECT count(*) FROM conversations"); n != 1 {
-		t.Errorf("%d conversations after prune, want 1", n)
-	}
+	})
+
+	t.Run("platform ids stored before parts were explicit read back", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		it := e.mapConv(convKey("C1"), "ev1", "conv_1")
+		for i, tc := range []struct {
+			stored string
+			want   bridge.Parts
+		}{{"1700.1", bridge.Parts{"1700.1"}}, {"1700.1,1700.2", bridge.Parts{"1700.1", "1700.2"}}} {
+			d := e.addDelivery(newDelivery("old_"+strconv.Itoa(i), it.Conversation, e.clk.Now()))
+			e.exec("UPDATE deliveries SET state = 'posted', platform_id = " + lit(tc.stored) + ", done_ms = 1 WHERE message_id = " + lit(string(d.MessageID)))
+			if got, err := e.db.Delivery(ctx, d.MessageID); err != nil || !slices.Equal(got.Posted, tc.want) {
+				t.Errorf("stored %q read back as %q, %v; want %q", tc.stored, got.Posted, err, tc.want)
+			}
+		}
+	})
 }

@@ -1,0 +1,36 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/botbridge/botbridge/store/storetest"
+)
+
+// The benchmarks are the contract suite's, on PostgreSQL; store/ has
+// the same on SQLite.
+
+func BenchmarkEnqueueInbound(b *testing.B) { storetest.BenchEnqueueInbound(b, openSubject) }
+func BenchmarkEnqueueInboundParallel(b *testing.B) {
+	storetest.BenchEnqueueInboundParallel(b, openSubject)
+}
+func BenchmarkEnqueueInboundContended(b *testing.B) {
+	storetest.BenchEnqueueInboundContended(b, openSubject)
+}
+func BenchmarkMarkInboundSent(b *testing.B) { storetest.BenchMarkInboundSent(b, openSubject) }
+func BenchmarkMarkInboundSentParallel(b *testing.B) {
+	storetest.BenchMarkInboundSentParallel(b, openSubject)
+}
+func BenchmarkAddDelivery(b *testing.B)         { storetest.BenchAddDelivery(b, openSubject) }
+func BenchmarkAddDeliveryParallel(b *testing.B) { storetest.BenchAddDeliveryParallel(b, openSubject) }
+func BenchmarkMarkDelivered(b *testing.B)       { storetest.BenchMarkDelivered(b, openSubject) }
+func BenchmarkMarkDeliveredParallel(b *testing.B) {
+	storetest.BenchMarkDeliveredParallel(b, openSubject)
+}
+func BenchmarkMessage(b *testing.B)         { storetest.BenchMessage(b, openSubject) }
+func BenchmarkMessageParallel(b *testing.B) { storetest.BenchMessageParallel(b, openSubject) }
+
+// BenchmarkNextInboundInABusyConversation: the read of the next message
+// must not walk the conversation's past (go test -bench NextInbound ./store/postgres/).
+func BenchmarkNextInboundInABusyConversation(b *testing.B) {
+	storetest.BenchNextInboundInABusyConversation(b, openSubject)
+}

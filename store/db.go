@@ -37,6 +37,8 @@ type DB struct {
 	abs  string
 	// maxPages is the MaxSize cap in pages; 0 for none.
 	maxPages int64
+	// normal is SyncNormal.
+	normal bool
 	write    *sql.DB
 	read     *sql.DB
 
@@ -76,6 +78,15 @@ type Option func(*options)
 
 type options struct {
 	maxBytes int64
+	normal   bool
+}
+
+// SyncNormal makes commits durable across a killed process but not across
+// a power loss or an OS crash (SQLite's synchronous=NORMAL): faster, for
+// operators whose disks or needs allow it. The default (FULL) syncs every
+// commit.
+func SyncNormal() Option {
+	return func(o *options) { o.normal = true }
 }
 
 // MaxSize caps the size of the database at about maxBytes (whole pages): a
@@ -113,11 +124,11 @@ func Open(ctx context.Context, path string, opts ...Option) (*DB, error) {
 			return nil, fmt.Errorf("open store %s: %w", path, err)
 		}
 	}
-	db := &DB{Now: time.Now, path: path, abs: abs, maxPages: maxPages}
-	if db.write, err = openPool(abs, 1, maxPages); err != nil {
+	db := &DB{Now: time.Now, path: path, abs: abs, maxPages: maxPages, normal: o.normal}
+	if db.write, err = openPool(abs, 1, maxPages, o.normal); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
-	if db.read, err = openPool(abs, readConns, maxPages); err != nil {
+	if db.read, err = openPool(abs, readConns, maxPages, o.normal); err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -178,7 +189,7 @@ var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 // default for a new file). It refuses a cap below the store's current size,
 // which SQLite would silently raise.
 func pageLimit(ctx context.Context, path string, maxBytes int64) (int64, error) {
-	probe, err := openPool(path, 1, 0)
+	probe, err := openPool(path, 1, 0, false)
 	if err != nil {
 		return 0, err
 	}
@@ -200,7 +211,7 @@ func pageLimit(ctx context.Context, path string, maxBytes int64) (int64, error) 
 // openPool returns a pool of at most conns connections to the file at the
 // absolute path, capped at maxPages pages when positive; connections are
 // made, and fail, on first use.
-func openPool(path string, conns int, maxPages int64) (*sql.DB, error) {
+func openPool(path string, conns int, maxPages int64, normal bool) (*sql.DB, error) {
 	q := url.Values{}
 	q.Add("_pragma", "busy_timeout("+strconv.Itoa(int(BusyTimeout/time.Millisecond))+")")
 	q.Add("_pragma", "journal_mode(WAL)")
@@ -211,7 +222,11 @@ func openPool(path string, conns int, maxPages int64) (*sql.DB, error) {
 	// event once its commit returns, and the platform will not send it
 	// again. Group commit shares one fsync among the writes that wait
 	// together, which keeps the cost down (see the README's performance).
-	q.Add("_pragma", "synchronous(FULL)")
+	sync := "FULL"
+	if normal {
+		sync = "NORMAL"
+	}
+	q.Add("_pragma", "synchronous("+sync+")")
 	// A burst can grow the WAL far past its usual size; keep the file at
 	// most 64 MiB once a checkpoint has emptied it.
 	q.Add("_pragma", "journal_size_limit(67108864)")
@@ -241,7 +256,7 @@ func (db *DB) Path() string { return db.path }
 // BusyTimeout) orders the writes of both. Close closes it too.
 func (db *DB) SQL() (*sql.DB, error) {
 	db.otherOnce.Do(func() {
-		db.other, db.otherErr = openPool(db.abs, otherConns, db.maxPages)
+		db.other, db.otherErr = openPool(db.abs, otherConns, db.maxPages, db.normal)
 	})
 	return db.other, db.otherErr
 }

@@ -260,6 +260,17 @@ func TestOpen(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("SyncNormal trades the power loss for speed", func(t *testing.T) {
+		db, err := store.Open(t.Context(), filepath.Join(t.TempDir(), "normal.db"), store.SyncNormal())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if got := pragma(t, mustSQL(t, db), "synchronous"); got != "1" {
+			t.Errorf("PRAGMA synchronous = %s, want 1 (NORMAL)", got)
+		}
+	})
 }
 
 func TestOpenErrors(t *testing.T) {

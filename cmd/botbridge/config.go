@@ -47,6 +47,10 @@ type StoreConfig struct {
 	// MaxSizeMB caps the store's size in megabytes: past it, writes fail as
 	// on a full disk and nothing new is acknowledged. Default 0, no cap.
 	MaxSizeMB int `yaml:"max_size_mb"`
+	// Sync is full (every commit survives a power loss; the default) or
+	// normal (a killed process loses nothing, a power loss may lose the
+	// last commits; faster). sqlite only.
+	Sync string `yaml:"sync"`
 }
 
 // HTTPConfig configures the HTTP listeners, public and admin, and the
@@ -389,6 +393,11 @@ func (c *Config) Validate() error {
 		}
 	default:
 		add("store.driver: %q is not %s or %s", c.Store.Driver, DriverSQLite, DriverPostgres)
+	}
+	switch c.Store.Sync {
+	case "", "full", "normal":
+	default:
+		add("store.sync: %q is not full or normal", c.Store.Sync)
 	}
 	if c.Store.MaxSizeMB < 0 {
 		add("store.max_size_mb: must not be negative (0 is no cap)")

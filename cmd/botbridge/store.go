@@ -47,7 +47,11 @@ var errMatrixOnPostgres = errors.New("matrix with store.driver postgres is not s
 func OpenStore(ctx context.Context, cfg StoreConfig) (Store, error) {
 	switch cfg.Driver {
 	case "", DriverSQLite:
-		db, err := store.Open(ctx, cfg.Path, store.MaxSize(int64(cfg.MaxSizeMB)<<20))
+		opts := []store.Option{store.MaxSize(int64(cfg.MaxSizeMB) << 20)}
+		if cfg.Sync == "normal" {
+			opts = append(opts, store.SyncNormal())
+		}
+		db, err := store.Open(ctx, cfg.Path, opts...)
 		if err != nil {
 			return nil, err
 		}

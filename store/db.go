@@ -39,8 +39,8 @@ type DB struct {
 	maxPages int64
 	// normal is SyncNormal.
 	normal bool
-	write    *sql.DB
-	read     *sql.DB
+	write  *sql.DB
+	read   *sql.DB
 
 	otherOnce sync.Once
 	other     *sql.DB

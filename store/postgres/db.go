@@ -158,6 +158,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, string(body)); err != nil {
 				return wrap("migrate: apply "+s.name, err)
 			}
+			if s.version == leasesVersion {
+				if err := backfillLeases(ctx, tx); err != nil {
+					return wrap("migrate: "+s.name+": the leases of the conversations", err)
+				}
+			}
 			if _, err := tx.Exec(ctx, "INSERT INTO schema_version (version, name, applied_ms) VALUES ($1, $2, $3)",
 				s.version, s.name, ms(db.Now())); err != nil {
 				return wrap("migrate: record "+s.name, err)
@@ -312,6 +317,7 @@ func missingReference(err error) bool {
 // sentinels or a context's error.
 func isWrapped(err error) bool {
 	return errors.Is(err, bridge.ErrStore) || errors.Is(err, bridge.ErrNotFound) || errors.Is(err, bridge.ErrConflict) ||
+		errors.Is(err, bridge.ErrFenced) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 

@@ -237,6 +237,8 @@ type PosterStore interface {
 	// conversations of the leases named, with a Seq above after, in Seq
 	// order, at most limit (0: all).
 	PendingDeliveriesIn(ctx context.Context, leases []string, after int64, limit int) ([]Delivery, error)
+	// Delivery returns a delivery by message id.
+	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
 	// ClaimDelivery records an attempt to post a pending delivery, made
 	// before it is posted, and returns how many were made before (see
 	// Claim). It claims nothing, and returns Behind, when an earlier
@@ -279,12 +281,15 @@ type LeaseStore interface {
 }
 
 // Notifier is an optional capability of a store that several processes
-// share: it tells of the work another process stored.
+// share: it carries notes of the work one process stored for another.
 type Notifier interface {
-	// Notify calls fn (on one goroutine, in order) for the inbound messages
-	// and deliveries other processes store, until ctx ends, and returns
-	// nil then. It blocks. When it may have missed some (its connection
-	// was lost), it calls fn with a Note of no Lease: anything may be new.
+	// Publish tells every process listening (Notify) of n. It does not
+	// wait for them.
+	Publish(ctx context.Context, n Note) error
+	// Notify calls fn (on one goroutine, in order) with the notes the
+	// processes publish, until ctx ends, and returns nil then. It blocks.
+	// When it may have missed some (its connection was lost), it calls fn
+	// with a Note of no Lease: anything may be new.
 	Notify(ctx context.Context, fn func(Note)) error
 }
 

@@ -109,6 +109,11 @@ type BridgeConfig struct {
 	NoAccessTimeout time.Duration `yaml:"no_access_timeout"` // default 30m
 	OfferTTL        time.Duration `yaml:"offer_ttl"`         // default 24h
 	DrainTimeout    time.Duration `yaml:"drain_timeout"`     // default 5s
+	// LeaseTTL and LeaseRenew are the leases' time to live and how often
+	// they are renewed, when several replicas share a PostgreSQL store:
+	// a dead replica's conversations are taken over within LeaseTTL.
+	LeaseTTL   time.Duration `yaml:"lease_ttl"`   // default 15s
+	LeaseRenew time.Duration `yaml:"lease_renew"` // default 5s; at most half of lease_ttl
 }
 
 // BotConfig is one Botpress bot.
@@ -435,11 +440,22 @@ func (c *Config) Validate() error {
 		{"bridge.drain_timeout", c.Bridge.DrainTimeout}, {"bridge.watch_window", c.Bridge.WatchWindow},
 		{"bridge.webhook_timeout", c.Bridge.WebhookTimeout}, {"bridge.forget_idle", c.Bridge.ForgetIdle},
 		{"bridge.no_access_timeout", c.Bridge.NoAccessTimeout}, {"bridge.offer_ttl", c.Bridge.OfferTTL},
-		{"bridge.sweep_interval", c.Bridge.SweepInterval},
+		{"bridge.sweep_interval", c.Bridge.SweepInterval}, {"bridge.lease_ttl", c.Bridge.LeaseTTL},
+		{"bridge.lease_renew", c.Bridge.LeaseRenew},
 	} {
 		if d.v < 0 {
 			add("%s: must not be negative", d.name)
 		}
+	}
+	ttl, renew := c.Bridge.LeaseTTL, c.Bridge.LeaseRenew
+	if ttl <= 0 {
+		ttl = 15 * time.Second
+	}
+	if renew <= 0 {
+		renew = 5 * time.Second
+	}
+	if renew > ttl/2 {
+		add("bridge.lease_renew: %v is more than half of bridge.lease_ttl (%v): a lease must be renewed at least twice in its time to live", renew, ttl)
 	}
 	if c.Bridge.Workers < 0 {
 		add("bridge.workers: must not be negative")

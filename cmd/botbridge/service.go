@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"sync"
 	"time"
@@ -156,6 +157,9 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		NoAccessTimeout: cfg.Bridge.NoAccessTimeout,
 		OfferTTL:        cfg.Bridge.OfferTTL,
 		DrainTimeout:    cfg.Bridge.DrainTimeout,
+		Replica:         replicaName(cfg.Store),
+		LeaseTTL:        cfg.Bridge.LeaseTTL,
+		LeaseRenew:      cfg.Bridge.LeaseRenew,
 	})
 	if err != nil {
 		return err
@@ -189,6 +193,25 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		s.admin = &listener{name: "admin", ln: ln, srv: s.newHTTPServer(s.adminHandler())}
 	}
 	return nil
+}
+
+// replicaName names this run of the process among the replicas that share
+// a PostgreSQL store: the host's name and a random suffix, new at each
+// start, so that a restarted replica never takes for its own the leases of
+// the run before it (which may only be stalled). A SQLite store is one
+// process's: "" lets the engine name it "local", and a restarted process
+// takes its leases back at once.
+func replicaName(st StoreConfig) string {
+	if st.Driver != DriverPostgres {
+		return ""
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "botbridge"
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
 }
 
 // listen opens a TCP listener at addr, the value of the config key field,

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/botbridge/botbridge/bridge/logging"
@@ -56,6 +57,10 @@ type leaser struct {
 	// leaser's goroutine's own.
 	nextExpiry time.Duration
 
+	// epoch is when the leaser was made: holdings keep their deadlines as
+	// monotonic time since.
+	epoch time.Time
+
 	mu       sync.Mutex
 	base     context.Context // the parent of the leases' contexts
 	held     map[string]*holding
@@ -70,9 +75,13 @@ type holding struct {
 	name     string
 	token    int64
 	deadline time.Time // by the monotonic clock
-	ctx      context.Context
-	cancel   context.CancelFunc
-	timer    *time.Timer
+	// until is deadline as time since the leaser's epoch, for the lease's
+	// context to read without the lock.
+	until  atomic.Int64
+	epoch  time.Time
+	ctx    context.Context
+	cancel context.CancelFunc
+	timer  *time.Timer
 	// active counts the work in flight under it; idle is closed when it
 	// drops to zero after the holding ended.
 	active int
@@ -99,6 +108,47 @@ const releaseWait = 5 * time.Second
 func (l *leaser) init() {
 	l.held = make(map[string]*holding)
 	l.wake = make(chan struct{}, 1)
+	l.epoch = time.Now()
+}
+
+// past reports whether h's deadline has passed, by the monotonic clock.
+func (h *holding) past() bool { return time.Since(h.epoch) >= time.Duration(h.until.Load()) }
+
+// leaseCtx is the context of the work under a holding: done when the
+// holding ends, and also, checked at every call of Done or Err, from its
+// deadline on, even before the timer that ends the holding has fired. A
+// process that stalled past its lease (SIGSTOP, a frozen VM) wakes with
+// overdue timers that fire in no promised order: the first context a
+// goroutine checks, or derives for a request, then already says the lease
+// is gone, so that no request starts under it.
+type leaseCtx struct {
+	context.Context
+	h *holding
+}
+
+// closed is a channel closed from the start, the Done of a lease past its
+// deadline.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+func (c leaseCtx) Done() <-chan struct{} {
+	if c.h.past() {
+		return closed
+	}
+	return c.Context.Done()
+}
+
+func (c leaseCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if c.h.past() {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // registration is the name of this process's presence lease.
@@ -241,11 +291,14 @@ func (l *leaser) take(ctx context.Context, names []string) error {
 	for name, x := range got {
 		if h, ok := l.held[name]; ok {
 			h.deadline = deadline
+			h.until.Store(int64(deadline.Sub(l.epoch)))
 			h.timer.Reset(time.Until(deadline))
 			continue
 		}
 		hctx, cancel := context.WithCancel(l.base)
-		h := &holding{name: name, token: x.Token, deadline: deadline, ctx: hctx, cancel: cancel}
+		h := &holding{name: name, token: x.Token, deadline: deadline, epoch: l.epoch, cancel: cancel}
+		h.until.Store(int64(deadline.Sub(l.epoch)))
+		h.ctx = leaseCtx{Context: hctx, h: h}
 		h.timer = time.AfterFunc(time.Until(deadline), func() { l.expire(h) })
 		l.held[name] = h
 		gained = append(gained, name)

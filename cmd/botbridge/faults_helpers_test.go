@@ -87,6 +87,9 @@ type worldOptions struct {
 	// redeliverAfter is the fake's wait before it delivers an unacknowledged
 	// envelope again (Slack's is about 3 s, then 1 and 5 minutes).
 	redeliverAfter time.Duration
+	// spread gives each event to the next Socket Mode connection in turn,
+	// as Slack does with an app's several connections (replicas).
+	spread bool
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -101,7 +104,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	}
 	t.Cleanup(func() { em.Close() })
 	w.em = em
-	fake, err := slacktest.New(slacktest.Options{RedeliverAfter: o.redeliverAfter})
+	fake, err := slacktest.New(slacktest.Options{RedeliverAfter: o.redeliverAfter, Spread: o.spread})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -93,6 +93,10 @@ type Server struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
+	// bin, data, port and cred start it again (Restart).
+	bin, data string
+	port      int
+	cred      *syscall.Credential
 	// findBin finds PostgreSQL's binaries: binDir, or a test's own.
 	findBin func() (string, error)
 
@@ -239,6 +243,7 @@ func (s *Server) startLocal(ctx context.Context) error {
 		err = s.run(ctx, bin, data, port, cred)
 		if err == nil {
 			s.admin = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+			s.bin, s.data, s.port, s.cred = bin, data, port, cred
 			return nil
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "could not bind") {
@@ -298,6 +303,36 @@ func (s *Server) run(ctx context.Context, bin, data string, port int, cred *sysc
 		case <-tick.C:
 		}
 	}
+}
+
+// Restart stops the server (PostgreSQL's fast shutdown: every session
+// ends), keeps it down for down, and starts it again on the same port and
+// data, as an operator's restart or a failover does. It fails tb when it
+// cannot, and skips tb for a server named by EnvDSN, which it did not
+// start.
+func (s *Server) Restart(tb testing.TB, down time.Duration) {
+	tb.Helper()
+	s.ready(tb)
+	if s.cmd == nil {
+		tb.Skipf("pgtest: a server named by %s cannot be restarted", EnvDSN)
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		tb.Fatal("pgtest: postgres did not stop within 30s of SIGINT")
+	}
+	select {
+	case <-time.After(down):
+	case <-tb.Context().Done():
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.run(ctx, s.bin, s.data, s.port, s.cred); err != nil {
+		tb.Fatalf("pgtest: start postgres again: %v", err)
+	}
+	s.pool.Reset() // its sessions ended with the server
 }
 
 // Stop stops a server this Server started and removes its files; a server

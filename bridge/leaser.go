@@ -83,10 +83,14 @@ type holding struct {
 	cancel context.CancelFunc
 	timer  *time.Timer
 	// active counts the work in flight under it; idle is closed when it
-	// drops to zero after the holding ended.
+	// drops to zero after the holding ended, or while it is being given
+	// up.
 	active int
 	ended  bool
 	idle   chan struct{}
+	// leaving is set while the lease is being given up: no new work
+	// starts under it, the work in flight finishes.
+	leaving bool
 }
 
 // LeaseMetrics is an optional capability of Metrics: it receives what the
@@ -397,37 +401,55 @@ func (l *leaser) endLocked(h *holding) {
 }
 
 // release gives up the leases named, for the replica that should have
-// them: their work stops, the work in flight ends (for up to releaseWait),
-// then the store frees them.
+// them: no new work starts under them, the work in flight finishes
+// undisturbed (for up to releaseWait: a message on its way to Botpress or
+// a post is not cut off, which would leave the next holder to guess
+// whether it went), then their contexts end and the store frees them.
 func (l *leaser) release(ctx context.Context, names []string) {
-	var waits []chan struct{}
+	var (
+		waits []chan struct{}
+		hs    []*holding
+	)
 	l.mu.Lock()
 	for _, name := range names {
 		h := l.held[name]
 		if h == nil {
 			continue
 		}
+		h.leaving = true
+		hs = append(hs, h)
 		if h.active > 0 {
 			h.idle = make(chan struct{})
 			waits = append(waits, h.idle)
 		}
-		l.endLocked(h)
 	}
-	n := len(l.held)
 	l.mu.Unlock()
-	l.gauge(n)
 	slices.Sort(names)
 	l.log.Info("giving leases up to the replica that should have them", "leases", names)
 	l.lost(names)
 	timer := time.NewTimer(releaseWait)
 	defer timer.Stop()
+wait:
 	for _, w := range waits {
 		select {
 		case <-w:
 		case <-timer.C:
+			break wait
 		case <-ctx.Done():
-			return
+			break wait
 		}
+	}
+	l.mu.Lock()
+	for _, h := range hs {
+		if !h.ended {
+			l.endLocked(h)
+		}
+	}
+	n := len(l.held)
+	l.mu.Unlock()
+	l.gauge(n)
+	if ctx.Err() != nil {
+		return
 	}
 	if err := l.store.ReleaseLeases(ctx, l.owner, names); err != nil {
 		l.log.Warn("give leases up; they expire on their own", "leases", names, LogErr, err)
@@ -456,7 +478,7 @@ func (l *leaser) acquire(name string) (context.Context, func(), bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := l.held[name]
-	if h == nil || !time.Now().Before(h.deadline) {
+	if h == nil || h.leaving || !time.Now().Before(h.deadline) {
 		return nil, nil, false
 	}
 	h.active++
@@ -480,7 +502,7 @@ func (l *leaser) context(name string) (context.Context, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := l.held[name]
-	if h == nil {
+	if h == nil || h.leaving {
 		return nil, false
 	}
 	return h.ctx, true
@@ -491,8 +513,10 @@ func (l *leaser) names() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]string, 0, len(l.held))
-	for name := range l.held {
-		out = append(out, name)
+	for name, h := range l.held {
+		if !h.leaving {
+			out = append(out, name)
+		}
 	}
 	slices.Sort(out)
 	return out
@@ -503,7 +527,7 @@ func (l *leaser) holds(name string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := l.held[name]
-	return h != nil && time.Now().Before(h.deadline)
+	return h != nil && !h.leaving && time.Now().Before(h.deadline)
 }
 
 // valid reports whether the fence of ctx (see acquire) still holds: its
@@ -518,7 +542,7 @@ func (l *leaser) valid(ctx context.Context) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	h := l.held[f.Lease]
-	return h != nil && h.token == f.Token && time.Now().Before(h.deadline)
+	return h != nil && !h.leaving && h.token == f.Token && time.Now().Before(h.deadline)
 }
 
 // fenced reports whether err is the store's refusal of a write under the

@@ -673,6 +673,8 @@ type traffic struct {
 	sent map[string][]string // channel → texts, in order
 	// pending is what each channel waits on to be acknowledged.
 	pending map[string]string
+	// gate holds the talk while a test holds it (hold, release).
+	gate sync.RWMutex
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -700,7 +702,10 @@ func (tr *traffic) talk(ctx context.Context, ch string) {
 			return
 		default:
 		}
-		if err := tr.say(ctx, ch, seq); err != nil {
+		tr.gate.RLock()
+		err := tr.say(ctx, ch, seq)
+		tr.gate.RUnlock()
+		if err != nil {
 			tr.errs <- err
 			return
 		}
@@ -713,6 +718,11 @@ func (tr *traffic) talk(ctx context.Context, ch string) {
 		}
 	}
 }
+
+// hold pauses the talk once every message said is acknowledged; release
+// lets it go on.
+func (tr *traffic) hold()    { tr.gate.Lock() }
+func (tr *traffic) release() { tr.gate.Unlock() }
 
 // once makes the person of each channel say one message, each in its own
 // goroutine; stop waits for them too.

@@ -136,8 +136,11 @@ func TestReplicasOnPostgresLoseAndDoubleNothing(t *testing.T) {
 
 	// One stalls past its lease (a GC pause, a VM frozen): the others take
 	// its rooms over; when it wakes it must post nothing stale. Slack is
-	// slow to take posts just then, so that it stalls with posts on their
-	// way, which it must not finish when it wakes.
+	// slow to take posts just then (Retry-After 4 s), so that it stalls
+	// with posts waiting to be tried again, which it must not make when it
+	// wakes. It stalls while they wait, the talk held: a request already
+	// handed to the network when a process freezes goes out when it wakes,
+	// which no lease can stop (see the README).
 	stalled := ps[2]
 	t.Logf("shards by replica before the stall: %v", shardsByOwner(t, dsn))
 	limited := func(st *slacktest.State) int {
@@ -150,13 +153,17 @@ func TestReplicasOnPostgresLoseAndDoubleNothing(t *testing.T) {
 		return n
 	}
 	already := limited(w.fake.Snapshot())
-	w.fake.RateLimit("chat.postMessage", 60, 4*time.Second)
+	w.fake.RateLimit("chat.postMessage", 1000, 4*time.Second)
 	// 24 posts of the three replicas refused, each waiting 4 s to try
 	// again: the stalled replica's among them, but for a chance of 2/3^24.
 	if err := w.fake.WaitFor(ctx, func(st *slacktest.State) bool { return limited(st)-already >= 24 }); err != nil {
 		t.Fatal(err)
 	}
+	tr.hold()
+	during(t, ctx, 1500*time.Millisecond) // the posts on their way are refused, and wait
 	stalled.signal(syscall.SIGSTOP)
+	w.fake.RateLimit("chat.postMessage", 0, 0)
+	tr.release()
 	during(t, ctx, replicaLease+3*time.Second)
 	stalled.signal(syscall.SIGCONT)
 	during(t, ctx, 4*time.Second)

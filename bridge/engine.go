@@ -150,6 +150,9 @@ type Engine struct {
 	notes    *notes
 	// pollNow asks for a poll of the work other replicas stored at once.
 	pollNow chan struct{}
+	// leading holds the platforms whose leader adapter runs here.
+	leadMu  sync.Mutex
+	leading map[Platform]bool
 
 	closed chan struct{}
 }
@@ -211,6 +214,7 @@ func New(cfg Config) (*Engine, error) {
 		now:      cfg.Now,
 		closed:   make(chan struct{}),
 		pollNow:  make(chan struct{}, 1),
+		leading:  make(map[Platform]bool),
 	}
 	for _, b := range cfg.Bots {
 		switch {
@@ -316,6 +320,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	var awg sync.WaitGroup
 	for p, a := range e.adapters {
 		awg.Go(func() {
+			if lease := LeaseOf(RoomKey{Platform: p}); !strings.HasPrefix(lease, shardPrefix) {
+				e.runLeader(adapterCtx, p, a, lease, errc)
+				return
+			}
 			e.log.Info("adapter starting", LogPlatform, p)
 			if err := a.Run(adapterCtx, e.intake); err != nil && adapterCtx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", p, err)
@@ -334,6 +342,70 @@ func (e *Engine) Run(ctx context.Context) error {
 	wg.Wait()
 	e.release(ctx)
 	return runErr
+}
+
+// runLeader runs the adapter of a platform whose rooms share one lease (the
+// Matrix sync loop and its encryption state live in one process): only
+// while this process holds the lease, in its context, so that the
+// adapter's writes carry its fence and it stops when the lease ends; it
+// runs again when the lease comes back. A replica without the lease
+// stands by.
+func (e *Engine) runLeader(ctx context.Context, p Platform, a Adapter, lease string, errc chan<- error) {
+	standby := false
+	for ctx.Err() == nil {
+		changed := e.leases.changed()
+		lctx, ok := e.leases.fencedContext(lease)
+		if !ok {
+			if !standby {
+				e.log.Info("adapter standing by: another replica holds its lease", LogPlatform, p, "lease", lease)
+				standby = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		standby = false
+		e.setLeading(p, true)
+		e.log.Info("adapter starting", LogPlatform, p, "lease", lease)
+		runCtx, cancel := context.WithCancel(lctx)
+		stop := context.AfterFunc(ctx, cancel)
+		err := a.Run(runCtx, e.intake)
+		stop()
+		cancel()
+		e.setLeading(p, false)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case lctx.Err() == nil && err != nil:
+			errc <- fmt.Errorf("%s: %w", p, err)
+			return
+		case lctx.Err() != nil:
+			e.log.Warn("adapter stopped: its lease ended; another replica runs it", LogPlatform, p, "lease", lease)
+		}
+	}
+}
+
+// setLeading records whether this process runs the adapter of p, which
+// only one replica runs at a time.
+func (e *Engine) setLeading(p Platform, on bool) {
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	e.leading[p] = on
+}
+
+// Standby reports whether the adapter of p stands by: its platform's
+// rooms share one lease (Matrix), which another replica holds, so that it
+// does not run here; its readiness is that replica's.
+func (e *Engine) Standby(p Platform) bool {
+	if strings.HasPrefix(LeaseOf(RoomKey{Platform: p}), shardPrefix) {
+		return false
+	}
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	return !e.leading[p]
 }
 
 // resume starts the parts on work and takes the first leases, whose work

@@ -61,9 +61,11 @@ type leaser struct {
 	// monotonic time since.
 	epoch time.Time
 
-	mu       sync.Mutex
-	base     context.Context // the parent of the leases' contexts
-	held     map[string]*holding
+	mu   sync.Mutex
+	base context.Context // the parent of the leases' contexts
+	held map[string]*holding
+	// change is closed and made again when a lease is taken or ends.
+	change   chan struct{}
 	replicas int
 	renewed  time.Time // of the last successful take or renewal
 	lastErr  error
@@ -111,6 +113,7 @@ const releaseWait = 5 * time.Second
 
 func (l *leaser) init() {
 	l.held = make(map[string]*holding)
+	l.change = make(chan struct{})
 	l.wake = make(chan struct{}, 1)
 	l.epoch = time.Now()
 }
@@ -309,6 +312,9 @@ func (l *leaser) take(ctx context.Context, names []string) error {
 	}
 	l.renewed, l.lastErr = time.Now(), nil
 	n := len(l.held)
+	if len(gained)+len(lost) > 0 {
+		l.changedLocked()
+	}
 	l.mu.Unlock()
 	l.gauge(n)
 	if len(lost) > 0 {
@@ -386,8 +392,23 @@ func (l *leaser) drop(names []string) {
 	}
 }
 
+// changedLocked wakes who waits for a lease to be taken or to end; l.mu
+// must be held.
+func (l *leaser) changedLocked() {
+	close(l.change)
+	l.change = make(chan struct{})
+}
+
+// changed returns a channel closed when a lease is next taken or ends.
+func (l *leaser) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.change
+}
+
 // endLocked ends h: its work stops. l.mu must be held.
 func (l *leaser) endLocked(h *holding) {
+	l.changedLocked()
 	h.ended = true
 	h.cancel()
 	h.timer.Stop()
@@ -494,6 +515,19 @@ func (l *leaser) acquire(name string) (context.Context, func(), bool) {
 			}
 		})
 	}, true
+}
+
+// fencedContext returns the context of the lease named, with its fence,
+// for work that lasts as long as the lease (a leader's adapter), or false.
+// Unlike acquire, it does not count as work in flight.
+func (l *leaser) fencedContext(name string) (context.Context, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.held[name]
+	if h == nil || h.leaving || h.past() {
+		return nil, false
+	}
+	return WithFence(h.ctx, Fence{Lease: name, Token: h.token}), true
 }
 
 // context returns the context of the lease named, cancelled when it ends,

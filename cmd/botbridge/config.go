@@ -393,9 +393,6 @@ func (c *Config) Validate() error {
 		if c.Store.MaxSizeMB != 0 {
 			add("store.max_size_mb: applies to store.driver sqlite only; leave it 0 and watch PostgreSQL's disk")
 		}
-		if c.Matrix.HomeserverURL != "" {
-			add("matrix: %v", errMatrixOnPostgres)
-		}
 	default:
 		add("store.driver: %q is not %s or %s", c.Store.Driver, DriverSQLite, DriverPostgres)
 	}

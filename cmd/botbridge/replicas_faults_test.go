@@ -3,8 +3,12 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -90,6 +94,30 @@ func shardsByOwner(t *testing.T, dsn string) map[string]int {
 	return out
 }
 
+// metric returns the value of a metric without labels in the process's
+// /metrics.
+func (p *proc) metric(ctx context.Context, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.addr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := p.w.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /metrics", name)
+}
+
 // signal sends sig to the process.
 func (p *proc) signal(sig syscall.Signal) {
 	p.w.t.Helper()
@@ -122,6 +150,37 @@ func TestReplicasOnPostgresLoseAndDoubleNothing(t *testing.T) {
 	tr := w.newTraffic(2*time.Second, 0)
 	tr.start(ctx, channels...)
 	during(t, ctx, 3*time.Second)
+	t.Run("status and metrics show the replicas and their shards", func(t *testing.T) {
+		// Shards move while the replicas come up; once they settle, every
+		// shard is held.
+		var (
+			code  int
+			out   string
+			total int
+		)
+		for range 30 {
+			code, out = w.runOnce(ctx, "status", "-config", cfg)
+			total = 0
+			for _, p := range ps {
+				n, err := p.metric(ctx, "botbridge_leases_held")
+				if err != nil {
+					t.Fatal(err)
+				}
+				total += int(n)
+			}
+			if code == 0 && strings.Contains(out, "replicas alive: 3") && strings.Contains(out, "shards held by no one: none") && total == 64 {
+				break
+			}
+			during(t, ctx, 500*time.Millisecond)
+		}
+		if code != 0 || !strings.Contains(out, "replicas alive: 3") || !strings.Contains(out, "shards held by no one: none") {
+			t.Errorf("botbridge status: exit %d:\n%s\nwant 3 replicas alive, every shard held", code, out)
+		}
+		if total != 64 {
+			t.Errorf("botbridge_leases_held of the replicas sum to %d, want the 64 shards", total)
+		}
+		t.Logf("botbridge status:\n%s", out)
+	})
 
 	// Two replicas die, one after the other; the third has all the rooms
 	// within the lease time. Then they come back.

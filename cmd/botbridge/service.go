@@ -348,7 +348,21 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks, "leases": leasesBody(s.Engine.Leases())})
+}
+
+// leasesBody is what /readyz shows of the replica's leases: its name, the
+// replicas alive, and the leases it holds with the time left on each.
+func leasesBody(st bridge.LeasesStatus) map[string]any {
+	held := make([]string, 0, len(st.Held))
+	for _, l := range st.Held {
+		held = append(held, fmt.Sprintf("%s (%s left)", l.Name, l.Left.Round(100*time.Millisecond)))
+	}
+	body := map[string]any{"replica": st.Owner, "replicas": st.Replicas, "held": held}
+	if !st.Renewed.IsZero() {
+		body["renewed_ago"] = time.Since(st.Renewed).Round(100 * time.Millisecond).String()
+	}
+	return body
 }
 
 // readiness runs the checks of /readyz. It reuses the store's result for
@@ -413,6 +427,14 @@ func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, 
 		rd.storeAt = time.Now()
 	}
 	set("store", rd.storeErr, redact(rd.storeErr)+": check the disk and store.path; the log has the details")
+	// The leases: a replica that cannot renew them for their time to live
+	// has stopped its work (the store check says why).
+	lst := s.Engine.Leases()
+	var leaseErr error
+	if lst.Err != nil && time.Since(lst.Renewed) > s.leaseTTL() {
+		leaseErr = fmt.Errorf("cannot renew the leases: %w", lst.Err)
+	}
+	set("leases", leaseErr, "this replica cannot renew its leases and has stopped its work: check the store", "replica", lst.Owner)
 	for _, a := range s.Adapters {
 		if s.Engine.Standby(a.Platform()) {
 			// Another replica runs it (the Matrix sync loop runs in one at
@@ -441,6 +463,14 @@ func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, 
 		set("bot."+b.Name, err, botNotReady(fmt.Sprintf("bots[%d]", i), err), bridge.LogBot, b.Name)
 	}
 	return checks, ready
+}
+
+// leaseTTL is the leases' time to live.
+func (s *Service) leaseTTL() time.Duration {
+	if d := s.Config.Bridge.LeaseTTL; d > 0 {
+		return d
+	}
+	return 15 * time.Second
 }
 
 // botNotReady says why a bot's Chat API check failed and what to check,

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -207,7 +209,7 @@ func (o *observer) wait(ctx context.Context, what string, done func() bool, prog
 				o.mu.Unlock()
 			}
 		case <-stall.C:
-			return fmt.Errorf("waiting for %s: no progress for %v; Slack refused: %s", what, stallTimeout, o.refusals())
+			return fmt.Errorf("waiting for %s: no progress for %v; Slack refused: %s; %s", what, stallTimeout, o.refusals(), dumpGoroutines())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, ctx.Err(), o.refusals())
 		}
@@ -253,6 +255,23 @@ func (o *observer) waitAcks(ctx context.Context, n int, note func(string, ...any
 		}
 	})
 	return at, err
+}
+
+// dumpGoroutines writes every goroutine's stack to a file in the temporary
+// directory, for a wait that saw no progress, and says where.
+func dumpGoroutines() string {
+	f, err := os.CreateTemp("", "botbridge-bench-stall-*.txt")
+	if err != nil {
+		return fmt.Sprintf("no goroutine dump: %v", err)
+	}
+	err = pprof.Lookup("goroutine").WriteTo(f, 2)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Sprintf("goroutine dump %s incomplete: %v", f.Name(), err)
+	}
+	return "goroutines in " + f.Name()
 }
 
 func (o *observer) refusals() string {

@@ -256,7 +256,7 @@ func (b *bench) listenerMemory(ctx context.Context, name string, emu *emulator, 
 	b.note("%s: opening %d conversations through the bridge", name, n)
 	sctx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
-	errc := sl.sayAll(sctx, rs, n, "hello")
+	errc := sl.sayPaced(sctx, rs, n, "hello")
 	_, err = sl.obs.waitPosts(ctx, n, b.note)
 	if err != nil {
 		stopSending()

@@ -113,6 +113,39 @@ func (s *slackSide) sayAll(ctx context.Context, rooms []room, n int, tag string)
 	return errc
 }
 
+// sayWindow is how many events sayPaced lets wait for their
+// acknowledgement.
+const sayWindow = 500
+
+// sayPaced is sayAll with at most sayWindow events unacknowledged at a
+// time, for the runs that open thousands of conversations before they
+// measure. Flooded, the Socket Mode connection holds more than 30 s of
+// events under load: the fake's pings wait behind them, slack-go sees none
+// for 30 s and reconnects, and the events still in the old connection are
+// lost (Slack would deliver them again; the fake does not, as the bench
+// runs it).
+func (s *slackSide) sayPaced(ctx context.Context, rooms []room, n int, tag string) <-chan error {
+	errc := make(chan error, 1)
+	_, acks0 := s.obs.counts()
+	go labelled("people", func() {
+		for i := range n {
+			if i >= sayWindow {
+				if _, err := s.obs.waitAcks(ctx, acks0+i-sayWindow+1, nil); err != nil {
+					errc <- err
+					return
+				}
+			}
+			if _, err := s.say(ctx, rooms[i%len(rooms)], fmt.Sprintf("%s %d", tag, i)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		s.sentAt = time.Now()
+		errc <- nil
+	})
+	return errc
+}
+
 // observer follows the fake's recorded calls: it counts the bot's successful
 // chat.postMessage calls (in total and per channel, with the time each
 // arrived at the fake), the Socket Mode acks, and the calls Slack refused.
@@ -120,6 +153,8 @@ type observer struct {
 	mu      sync.Mutex
 	changed chan struct{}
 	calls   int // prefix of State.Calls already seen
+	envs    int // envelopes sent
+	conns   int // Socket Mode connections opened
 	acks    int
 	lastAck time.Time
 	posts   int
@@ -143,6 +178,7 @@ func (o *observer) scan(st *slacktest.State) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	changed := len(st.Acks) != o.acks
+	o.envs, o.conns = len(st.Envelopes), len(st.Connections)
 	o.acks = len(st.Acks)
 	if o.acks > 0 {
 		o.lastAck = st.Acks[o.acks-1].Time
@@ -209,7 +245,10 @@ func (o *observer) wait(ctx context.Context, what string, done func() bool, prog
 				o.mu.Unlock()
 			}
 		case <-stall.C:
-			return fmt.Errorf("waiting for %s: no progress for %v; Slack refused: %s; %s", what, stallTimeout, o.refusals(), dumpGoroutines())
+			o.mu.Lock()
+			seen := fmt.Sprintf("%d posts, %d of %d events acknowledged, %d Socket Mode connections", o.posts, o.acks, o.envs, o.conns)
+			o.mu.Unlock()
+			return fmt.Errorf("waiting for %s: no progress for %v (%s); Slack refused: %s; %s", what, stallTimeout, seen, o.refusals(), dumpGoroutines())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, ctx.Err(), o.refusals())
 		}

@@ -166,6 +166,10 @@ type observer struct {
 type chanPosts struct {
 	n    int
 	last time.Time
+	// times holds when each post arrived, from the first, in channels
+	// marked with track.
+	times []time.Time
+	track bool
 }
 
 func newObserver() *observer {
@@ -192,6 +196,9 @@ func (o *observer) scan(st *slacktest.State) bool {
 			cp := o.chans[ch]
 			cp.n++
 			cp.last = c.Time
+			if cp.track {
+				cp.times = append(cp.times, c.Time)
+			}
 			o.chans[ch] = cp
 			o.posts++
 			o.last = c.Time
@@ -217,6 +224,60 @@ func (o *observer) channelPosts(ch string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.chans[ch].n
+}
+
+// track makes the observer keep the time of every post in the channels
+// from now on; postTime reads them.
+func (o *observer) track(chans []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ch := range chans {
+		cp := o.chans[ch]
+		cp.track = true
+		o.chans[ch] = cp
+	}
+}
+
+// postTime returns when the k-th post (from 1) tracked in ch arrived; o.mu
+// must be held.
+func (o *observer) postTime(ch string, k int) (time.Time, bool) {
+	cp := o.chans[ch]
+	if k < 1 || k > len(cp.times) {
+		return time.Time{}, false
+	}
+	return cp.times[k-1], true
+}
+
+// waitUntil blocks until done (called with o.mu held) reports true, or the
+// deadline passes (it then returns nil too), or ctx ends. progress, if not
+// nil, is called every few seconds with o.mu held.
+func (o *observer) waitUntil(ctx context.Context, deadline time.Time, done func() bool, progress func()) error {
+	end := time.NewTimer(time.Until(deadline))
+	defer end.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		o.mu.Lock()
+		ok := done()
+		ch := o.changed
+		o.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+			if progress != nil {
+				o.mu.Lock()
+				progress()
+				o.mu.Unlock()
+			}
+		case <-end.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // wait blocks until done (called with o.mu held) reports true, ctx ends, or

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
@@ -62,6 +66,11 @@ type lateRun struct {
 	cpu       cpuTimes
 	// hooks are the emulator's webhook counters of the run.
 	hooks struct{ delivered, failed, dropped, discarded int }
+	// In the webhook run, each late reply's delay in three parts: from the
+	// push to its webhook reaching the bridge (the emulator's queue and
+	// the POST), the bridge's handler (the reply stored), and from the
+	// handler's answer to the post.
+	toHook, inHook, toPost []time.Duration
 }
 
 // lateDetails are the late phase's figures beside the JSON ones.
@@ -135,8 +144,9 @@ func (b *bench) lateRun(ctx context.Context, name string, hooked bool) (lateRun,
 	if err != nil {
 		return run, err
 	}
+	timer := &hookTimer{next: br.eng.WebhookHandler(), seen: map[chat.ConversationID]hookTimes{}}
 	if hooked {
-		url, closeHooks, err := serveWebhooks(br.eng.WebhookHandler())
+		url, closeHooks, err := serveWebhooks(timer)
 		if err != nil {
 			return run, err
 		}
@@ -197,6 +207,7 @@ func (b *bench) lateRun(ctx context.Context, name string, hooked bool) (lateRun,
 
 	b.note("%s: the bot sends a late reply into %d of the %d idle conversations (%d streams open)", name, k, n, run.streams)
 	reqs0, cpu0 := st.Requests, b.cpuNow()
+	timer.armed.Store(true)
 	pushed, err := b.emu.push(ctx, ids, lateText)
 	if err != nil {
 		return run, err
@@ -258,13 +269,64 @@ func (b *bench) lateRun(ctx context.Context, name string, hooked bool) (lateRun,
 			continue
 		}
 		run.delays = append(run.delays, at.Sub(pushed[i]))
+		if h, ok := timer.times(ids[i]); ok {
+			run.toHook = append(run.toHook, h.arrived.Sub(pushed[i]))
+			run.inHook = append(run.inHook, h.answered.Sub(h.arrived))
+			run.toPost = append(run.toPost, at.Sub(h.answered))
+		}
 	}
 	sl.obs.mu.Unlock()
 	postsAfter, _ := sl.obs.counts()
 	run.extra = postsAfter - postsBefore - len(run.delays)
 	b.note("%s: %d of %d late replies posted: p50 %.3f s, p99 %.3f s; %d lost, %d posts too many; %.0f Chat API requests a minute meanwhile",
 		name, len(run.delays), k, percentile(run.delays, 0.5)/1000, percentile(run.delays, 0.99)/1000, run.lost, run.extra, run.perMinute)
+	if len(run.toHook) > 0 {
+		b.note("%s: p50 / p99 from the push to the webhook %.0f / %.0f ms, in the handler %.0f / %.0f ms, from its answer to the post %.0f / %.0f ms", name,
+			percentile(run.toHook, 0.5), percentile(run.toHook, 0.99), percentile(run.inHook, 0.5), percentile(run.inHook, 0.99),
+			percentile(run.toPost, 0.5), percentile(run.toPost, 0.99))
+	}
 	return run, nil
+}
+
+// hookTimer serves the engine's webhook handler and, once armed, records
+// when each bot message's webhook arrived and was answered, by
+// conversation.
+type hookTimer struct {
+	next  http.Handler
+	armed atomic.Bool
+	mu    sync.Mutex
+	seen  map[chat.ConversationID]hookTimes
+}
+
+type hookTimes struct{ arrived, answered time.Time }
+
+func (t *hookTimer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !t.armed.Load() {
+		t.next.ServeHTTP(w, r)
+		return
+	}
+	at := time.Now()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "cannot read the body", http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	t.next.ServeHTTP(w, r)
+	if s, err := chat.ParseSignal(body); err == nil {
+		if m, ok := s.(chat.MessageCreated); ok && m.IsBot {
+			t.mu.Lock()
+			t.seen[m.ConversationID] = hookTimes{arrived: at, answered: time.Now()}
+			t.mu.Unlock()
+		}
+	}
+}
+
+func (t *hookTimer) times(conv chat.ConversationID) (hookTimes, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, ok := t.seen[conv]
+	return h, ok
 }
 
 // serveWebhooks serves h on a loopback listener, as the service's public

@@ -577,8 +577,13 @@ func (b *bench) table(w io.Writer) error {
 	}
 	if late {
 		h, sw := lt.hook, lt.sweep
-		fmt.Fprintf(w, "late replies by webhook: %d streams open while idle; webhooks delivered %d, failed %d, dropped %d, discarded %d; %d posts too many\n",
+		fmt.Fprintf(w, "late replies by webhook: %d streams open while idle; webhooks delivered %d, failed %d, dropped %d, discarded %d; %d posts too many;\n",
 			h.streams, h.hooks.delivered, h.hooks.failed, h.hooks.dropped, h.hooks.discarded, h.extra)
+		fmt.Fprintf(w, "  from the bot's sends to the last post (%.2f s), %.0f CPU ms in this process and %.0f in the emulator (%.1f ms per reply)\n",
+			h.window.Seconds(), ms(h.cpu.self), ms(h.cpu.child), ms(h.cpu.self)/float64(max(1, len(h.delays))))
+		fmt.Fprintf(w, "  each late reply, p50 / p99: from the bot's send to its webhook reaching the bridge %.0f / %.0f ms, in the webhook handler (stored) %.0f / %.0f ms, from the handler's answer to the post %.0f / %.0f ms\n",
+			percentile(h.toHook, 0.5), percentile(h.toHook, 0.99), percentile(h.inHook, 0.5), percentile(h.inHook, 0.99),
+			percentile(h.toPost, 0.5), percentile(h.toPost, 0.99))
 		fmt.Fprintf(w, "late replies by sweeps: streams closed after %v idle (bridge.listener_idle); from the bot's sends to the last post (%.1f s), %.0f Chat API requests a minute and %.0f%% + %.0f%% of a core (this process + the emulator); %d posts too many\n",
 			sweepListenerIdle, sw.window.Seconds(), sw.perMinute, pct(sw.cpu.self, sw.window), pct(sw.cpu.child, sw.window), sw.extra)
 		fmt.Fprintln(w, "  (the late phase's CPU of the emulator leaves out the HTTP/2 run's own emulator child)")

@@ -52,9 +52,11 @@ type childAddrs struct {
 
 // childStats is what the control endpoint /stats answers.
 type childStats struct {
-	Streams  int                   `json:"streams"`
-	Requests int                   `json:"requests"`
-	Webhooks chattest.WebhookStats `json:"webhooks"`
+	Streams  int `json:"streams"`
+	Requests int `json:"requests"`
+	// Connections counts the connections the Chat API accepted.
+	Connections int                   `json:"connections"`
+	Webhooks    chattest.WebhookStats `json:"webhooks"`
 }
 
 // webhookTarget is the body of POST /webhook: where the emulator sends its
@@ -110,7 +112,7 @@ func runChild(proto string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
-		json.NewEncoder(w).Encode(childStats{Streams: em.OpenStreams(), Requests: em.Requests(), Webhooks: em.WebhookStats()})
+		json.NewEncoder(w).Encode(childStats{Streams: em.OpenStreams(), Requests: em.Requests(), Connections: em.Connections(), Webhooks: em.WebhookStats()})
 	})
 	mux.HandleFunc("POST /webhook", func(w http.ResponseWriter, r *http.Request) {
 		var t webhookTarget

@@ -78,7 +78,7 @@ type lateDetails struct {
 	hook, sweep lateRun
 	budget      int // the sweep run's SweepBudget
 	h2          perListener
-	h2ran       bool
+	h2conns     int // connections the HTTP/2 run's emulator accepted
 }
 
 // sweepBudget is the sweep run's bridge.sweep_budget, in requests a minute
@@ -379,9 +379,13 @@ func (b *bench) lateH2(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.info.late.h2, b.info.late.h2ran = m, true
+	st, err := emu.stats(ctx)
+	if err != nil {
+		return err
+	}
+	b.info.late.h2, b.info.late.h2conns = m, st.Connections
 	b.res.ListenerBytesH2 = m.heap + m.stack
-	b.note("late-h2: %.0f bytes per stream over HTTP/2 (heap %.0f, stack %.0f, %.2f goroutines)",
-		b.res.ListenerBytesH2, m.heap, m.stack, m.goroutines)
+	b.note("late-h2: %.0f bytes per stream over HTTP/2 (heap %.0f, stack %.0f, %.2f goroutines); the emulator accepted %d connections in all",
+		b.res.ListenerBytesH2, m.heap, m.stack, m.goroutines, st.Connections)
 	return nil
 }

@@ -238,7 +238,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.thinking, "thinking", "auto", "the Slack adapter's thinking indicator: auto (the service's default), status, reaction or off")
 	fs.DurationVar(&o.postInterval, "post-interval", time.Microsecond,
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open (at the end without the memory phase)")
 	fs.StringVar(&o.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's connection) to `file`")
@@ -586,6 +586,7 @@ func (b *bench) table(w io.Writer) error {
 			percentile(h.toPost, 0.5), percentile(h.toPost, 0.99))
 		fmt.Fprintf(w, "late replies by sweeps: streams closed after %v idle (bridge.listener_idle); from the bot's sends to the last post (%.1f s), %.0f Chat API requests a minute and %.0f%% + %.0f%% of a core (this process + the emulator); %d posts too many\n",
 			sweepListenerIdle, sw.window.Seconds(), sw.perMinute, pct(sw.cpu.self, sw.window), pct(sw.cpu.child, sw.window), sw.extra)
+		fmt.Fprintf(w, "HTTP/2 run: the emulator accepted %d connections in all (both bridge runs, %d streams each)\n", lt.h2conns, o.listeners)
 		fmt.Fprintln(w, "  (the late phase's CPU of the emulator leaves out the HTTP/2 run's own emulator child)")
 	}
 	return nil

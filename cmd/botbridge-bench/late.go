@@ -385,7 +385,7 @@ func (b *bench) lateH2(ctx context.Context) error {
 	}
 	b.info.late.h2, b.info.late.h2conns = m, st.Connections
 	b.res.ListenerBytesH2 = m.heap + m.stack
-	b.note("late-h2: %.0f bytes per stream over HTTP/2 (heap %.0f, stack %.0f, %.2f goroutines); the emulator accepted %d connections in all",
-		b.res.ListenerBytesH2, m.heap, m.stack, m.goroutines, st.Connections)
+	b.note("late-h2: %.0f bytes per stream over HTTP/2 (heap %.0f, stack %.0f, %.2f goroutines, %.4f open files); the emulator accepted %d connections in all",
+		b.res.ListenerBytesH2, m.heap, m.stack, m.goroutines, m.files, st.Connections)
 	return nil
 }

@@ -143,6 +143,7 @@ type details struct {
 	heapPerListener       float64
 	stackPerListener      float64
 	goroutinesPerListener float64
+	filesPerListener      float64
 	phases                map[string]phaseStats
 	perMsg                [3]perMsg // of each throughput run
 	drainRequests         float64   // Chat API requests per message drained
@@ -540,7 +541,7 @@ func (b *bench) table(w io.Writer) error {
 		fmt.Fprintf(tw, "messages per second, %d room(s), %d messages\t%.0f\t≥ %.0f\t%s\n", o.rooms[i], o.msgs, rate, targetPerSec, verdict(o.phases[phaseThroughput], rate >= targetPerSec))
 	}
 	fmt.Fprintf(tw, "memory per open listener, %d open\t%.1f KB\t< %d KB\t%s\n", o.listeners, r.ListenerBytes/1024, targetListener>>10, verdict(o.phases[phaseMemory], r.ListenerBytes < targetListener))
-	fmt.Fprintf(tw, "  heap / stack / goroutines per listener\t%.1f KB / %.1f KB / %.2f\t\t\n", in.heapPerListener/1024, in.stackPerListener/1024, in.goroutinesPerListener)
+	fmt.Fprintf(tw, "  heap / stack / goroutines / open connections per listener\t%.1f KB / %.1f KB / %.2f / %.4f\t\t\n", in.heapPerListener/1024, in.stackPerListener/1024, in.goroutinesPerListener, in.filesPerListener)
 	fmt.Fprintf(tw, "drain %d queued messages in %d rooms after a restart\t%.2f s\t< %.0f s\t%s\n", o.backlog, o.backlogRooms, r.DrainSeconds, targetDrainSecs, verdict(o.phases[phaseDrain], r.DrainSeconds < targetDrainSecs))
 	late, lt := o.phases[phaseLate], in.late
 	fmt.Fprintf(tw, "late reply by webhook, p50 / p99 (%d of %d idle conversations)\t%.3f / %.3f s\t≤ %.0f s\t%s\n",
@@ -551,7 +552,7 @@ func (b *bench) table(w io.Writer) error {
 		o.lateDeadline, r.LateLost, verdict(late, r.LateLost == 0))
 	fmt.Fprintf(tw, "memory per open stream over HTTP/2 (%s), %d open\t%.1f KB\t≤ %d KB\t%s\n",
 		o.h2, o.listeners, r.ListenerBytesH2/1024, targetStreamH2>>10, verdict(late, r.ListenerBytesH2 <= targetStreamH2))
-	fmt.Fprintf(tw, "  heap / stack / goroutines per stream\t%.1f KB / %.1f KB / %.2f\t\t\n", lt.h2.heap/1024, lt.h2.stack/1024, lt.h2.goroutines)
+	fmt.Fprintf(tw, "  heap / stack / goroutines / open connections per stream\t%.1f KB / %.1f KB / %.2f / %.4f\t\t\n", lt.h2.heap/1024, lt.h2.stack/1024, lt.h2.goroutines, lt.h2.files)
 	if err := tw.Flush(); err != nil {
 		return err
 	}

@@ -209,7 +209,7 @@ func (b *bench) memory(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	b.info.heapPerListener, b.info.stackPerListener, b.info.goroutinesPerListener = m.heap, m.stack, m.goroutines
+	b.info.heapPerListener, b.info.stackPerListener, b.info.goroutinesPerListener, b.info.filesPerListener = m.heap, m.stack, m.goroutines, m.files
 	b.res.ListenerBytes = m.heap + m.stack
 	b.note("memory: %.0f bytes per listener (heap %.0f, stack %.0f, %.2f goroutines)",
 		b.res.ListenerBytes, m.heap, m.stack, m.goroutines)
@@ -225,9 +225,9 @@ func (b *bench) memory(ctx context.Context) error {
 const resumeBudget = 1 << 30
 
 // perListener is what one open listener costs: bytes of heap and stack,
-// and goroutines.
+// goroutines, and open files (connections; negative when unknown).
 type perListener struct {
-	heap, stack, goroutines float64
+	heap, stack, goroutines, files float64
 }
 
 // listenerMemory opens opts.listeners conversations through the bridge (one
@@ -299,6 +299,10 @@ func (b *bench) listenerMemory(ctx context.Context, name string, emu *emulator, 
 		heap:       per(after.heap, before.heap),
 		stack:      per(after.stack, before.stack),
 		goroutines: (float64(after.goroutines) - float64(before.goroutines)) / float64(n),
+		files:      -1,
+	}
+	if after.files >= 0 && before.files >= 0 {
+		m.files = float64(after.files-before.files) / float64(n)
 	}
 	return m, br.stop()
 }
@@ -306,15 +310,21 @@ func (b *bench) listenerMemory(ctx context.Context, name string, emu *emulator, 
 type memSample struct {
 	heap, stack uint64
 	goroutines  int
+	files       int // open file descriptors; -1 when unknown
 }
 
-// memNow returns the heap and stack in use after a full collection.
+// memNow returns the heap and stack in use after a full collection, and the
+// goroutines and open files.
 func memNow() memSample {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+	files := -1
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		files = len(fds)
+	}
+	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine(), files: files}
 }
 
 // writeProfile writes the named runtime/pprof profile to path.

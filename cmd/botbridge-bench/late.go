@@ -46,6 +46,9 @@ const (
 	lateText = "a human agent answers, late"
 	// idleWait bounds the wait for every stream of the sweep run to close.
 	idleWait = time.Minute
+	// idleQuiet is how long the bridge has had nothing to send or post
+	// when the late replies come.
+	idleQuiet = 2 * time.Second
 )
 
 // lateRun is what one run of the late phase saw.
@@ -164,6 +167,11 @@ func (b *bench) lateRun(ctx context.Context, name string, hooked bool) (lateRun,
 	}
 	if _, err := sl.obs.waitPosts(ctx, n, b.note); err != nil {
 		return run, b.emu.annotate(ctx, err)
+	}
+	// Idle: nothing left to send or post for idleQuiet, so that the burst
+	// meets a bridge with no work from the setup.
+	if err := br.eng.WaitIdle(ctx, idleQuiet); err != nil {
+		return run, err
 	}
 	if !hooked {
 		b.note("%s: waiting for every stream to close (bridge.listener_idle %v)", name, sweepListenerIdle)
@@ -375,7 +383,11 @@ func (b *bench) lateH2(ctx context.Context) error {
 		return err
 	}
 	b.note("late-h2: emulator child at %s (HTTP/2 over %s)", emu.API, b.opts.h2)
-	m, err := b.listenerMemory(ctx, "late-h2", emu, api, "")
+	profile := ""
+	if !b.opts.phases[phaseMemory] {
+		profile = b.opts.memprofile
+	}
+	m, err := b.listenerMemory(ctx, "late-h2", emu, api, profile)
 	if err != nil {
 		return err
 	}

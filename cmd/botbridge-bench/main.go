@@ -241,7 +241,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
-	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open (at the end without the memory phase)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open: the memory phase's, else the late phase's over HTTP/2, else at the end")
 	fs.StringVar(&o.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's connection) to `file`")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to `file` (go tool trace); keep the run short")
 	fs.IntVar(&o.slackIdle, "slack-idle-conns", 0, "idle connections per host of the Slack adapter's HTTP client; 0 is the service's (the adapter's default: 64)")
@@ -416,7 +416,7 @@ func run(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 		b.info.others = max(0, busy1-busy0-ours.self-ours.child)
 		b.note("other processes used %.0f CPU seconds meanwhile", b.info.others.Seconds())
 	}
-	if opts.memprofile != "" && !opts.phases[phaseMemory] {
+	if opts.memprofile != "" && !opts.phases[phaseMemory] && !opts.phases[phaseLate] {
 		if err := writeProfile("heap", opts.memprofile); err != nil {
 			return nil, err
 		}

@@ -29,9 +29,9 @@ import (
 //     emulator child whose API speaks HTTP/2 (opts.h2: TLS or h2c).
 //
 // In the first two, opts.lateConvs conversations are opened through the
-// bridge (one DM each, answered by the echo bot), then the bot sends one
-// late reply into each of opts.lateReplies of them, picked at random, all
-// at once. A reply's delay runs from its push in the emulator child to its
+// bridge (one DM each, answered by the echo bot); once the bridge has had
+// nothing to send or post for idleQuiet, the bot sends one late reply into
+// each of opts.lateReplies of them, picked at random, all at once. A reply's delay runs from its push in the emulator child to its
 // chat.postMessage arriving at the fake Slack; both processes read the
 // same clock.
 
@@ -53,7 +53,6 @@ const (
 
 // lateRun is what one run of the late phase saw.
 type lateRun struct {
-	ran bool
 	// delays are those of the replies posted by the deadline.
 	delays []time.Duration
 	// lost counts the replies not posted by the deadline; extra the posts
@@ -122,7 +121,7 @@ func (b *bench) late(ctx context.Context) error {
 // opts.lateReplies of them and waits for their posts until opts.lateDeadline
 // after the push. hooked selects the webhook run, else the sweep run.
 func (b *bench) lateRun(ctx context.Context, name string, hooked bool) (lateRun, error) {
-	run := lateRun{ran: true}
+	var run lateRun
 	n, k := b.opts.lateConvs, b.opts.lateReplies
 	sl, err := newSlack()
 	if err != nil {

@@ -119,7 +119,14 @@ func (v *verifier) roomEvent(ctx context.Context, evt *event.Event) bool {
 }
 
 // confirmShown confirms the transactions whose SAS the helper showed,
-// outside its callbacks (which hold its lock).
+// outside its callbacks (which hold its lock). It runs right after the
+// event that showed the SAS, which is also when the bot sent its SAS key,
+// so the bot always confirms before the person's MAC can arrive (the
+// person needs that key to make it). The order matters: mautrix v0.30.0's
+// ConfirmSAS, called after the other side's MAC, checks the person's
+// master key against the bot's own and fails ("master keys do not match",
+// mautrix/go pull request 554); the other way round it checks the key the
+// person MAC'd.
 func (v *verifier) confirmShown(ctx context.Context) {
 	v.mu.Lock()
 	confirm := v.confirm

@@ -46,7 +46,9 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 	var (
 		opened time.Time
 		short  int
+		lanes  = newLanes()
 	)
+	defer lanes.wait()
 	for {
 		var ev socketmode.Event
 		select {
@@ -90,30 +92,36 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 			if ev.Request == nil {
 				continue
 			}
-			after, err := a.handleEvent(ctx, h, ev.Request.Payload)
-			if err != nil {
-				// Not acknowledged: Slack delivers it again.
-				a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
-					logEnvelope, ev.Request.EnvelopeID, logAttempt, ev.Request.RetryAttempt)
-				continue
-			}
-			a.ack(ctx, client, ev.Request, nil)
-			if after != nil {
-				a.goBackground(after)
-			}
+			req := ev.Request
+			lanes.run(channelOf(req.Payload), func() {
+				after, err := a.handleEvent(ctx, h, req.Payload)
+				if err != nil {
+					// Not acknowledged: Slack delivers it again.
+					a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
+						logEnvelope, req.EnvelopeID, logAttempt, req.RetryAttempt)
+					return
+				}
+				a.ack(ctx, client, req, nil)
+				if after != nil {
+					a.goBackground(after)
+				}
+			})
 		case socketmode.EventTypeInteractive:
 			if ev.Request == nil {
 				continue
 			}
-			after, err := a.handleInteraction(ctx, h, ev.Request.Payload)
-			if err != nil {
-				a.logs.Warn(a.log, "handle", "click not stored", bridge.LogErr, err, logEnvelope, ev.Request.EnvelopeID)
-				continue
-			}
-			a.ack(ctx, client, ev.Request, nil)
-			if after != nil {
-				a.goBackground(after)
-			}
+			req := ev.Request
+			lanes.run(channelOf(req.Payload), func() {
+				after, err := a.handleInteraction(ctx, h, req.Payload)
+				if err != nil {
+					a.logs.Warn(a.log, "handle", "click not stored", bridge.LogErr, err, logEnvelope, req.EnvelopeID)
+					return
+				}
+				a.ack(ctx, client, req, nil)
+				if after != nil {
+					a.goBackground(after)
+				}
+			})
 		case socketmode.EventTypeSlashCommand:
 			if ev.Request == nil {
 				continue

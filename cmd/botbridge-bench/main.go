@@ -12,17 +12,25 @@
 //   - memory (heap and stack) per open conversation listener, with 10,000
 //     open;
 //   - the time to drain a backlog of 10,000 messages queued while Botpress
-//     was down, after a restart.
+//     was down, after a restart;
+//   - late replies: 10,000 conversations, all idle, then the bot sends one
+//     reply into each of 1,000 random ones; the delay from the bot's send
+//     to the post, p50/p99 with the bot's webhooks, p99 with sweeps alone
+//     (no webhook, streams closed), the replies not posted by a deadline,
+//     and the memory per open stream over HTTP/2, with 10,000 open.
 //
 // With -json it prints one JSON object (direct_p50_ms, direct_p99_ms,
 // bridge_p50_ms, bridge_p99_ms, msgs_per_sec_1, msgs_per_sec_100,
-// msgs_per_sec_1000, listener_bytes, drain_seconds); else a table with the
-// targets and what each phase cost in CPU and Chat API requests. Progress
-// goes to standard error.
+// msgs_per_sec_1000, listener_bytes, drain_seconds, late_reply_p50_s,
+// late_reply_p99_s, late_reply_sweep_p99_s, listener_bytes_h2,
+// late_replies_lost); else a table with the targets and what each phase
+// cost in CPU and Chat API requests. Progress goes to standard error.
 //
 //	botbridge-bench [-json] [-n 2000] [-rooms 1,100,1000] [-msgs 5000]
 //	    [-listeners 10000] [-backlog 10000] [-backlog-rooms 100]
-//	    [-phases latency,throughput,memory,drain] [-thinking auto]
+//	    [-late-convs 10000] [-late-replies 1000] [-late-deadline 5m]
+//	    [-sweep-budget 0] [-h2 tls]
+//	    [-phases latency,throughput,memory,drain,late] [-thinking auto]
 //	    [-post-interval 1µs] [-slack-idle-conns 0] [-chat-idle-conns 0]
 //	    [-cpuprofile FILE] [-memprofile FILE] [-blockprofile FILE] [-trace FILE]
 //
@@ -61,7 +69,7 @@ import (
 
 func main() {
 	if os.Getenv(childEnv) == childEmulator {
-		os.Exit(runChild(os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(runChild(os.Getenv(childProtoEnv), os.Stdin, os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
@@ -75,9 +83,10 @@ const (
 	phaseThroughput = "throughput"
 	phaseMemory     = "memory"
 	phaseDrain      = "drain"
+	phaseLate       = "late"
 )
 
-var allPhases = []string{phaseLatency, phaseThroughput, phaseMemory, phaseDrain}
+var allPhases = []string{phaseLatency, phaseThroughput, phaseMemory, phaseDrain, phaseLate}
 
 // options are the command line.
 type options struct {
@@ -88,6 +97,11 @@ type options struct {
 	listeners    int
 	backlog      int
 	backlogRooms int
+	lateConvs    int
+	lateReplies  int
+	lateDeadline time.Duration
+	sweepBudget  int
+	h2           string
 	phases       map[string]bool
 	thinking     string
 	postInterval time.Duration
@@ -112,6 +126,16 @@ type results struct {
 	PerSec1000    float64 `json:"msgs_per_sec_1000"`
 	ListenerBytes float64 `json:"listener_bytes"`
 	DrainSeconds  float64 `json:"drain_seconds"`
+	// LateP50 and LateP99 are the delays of late replies with webhooks,
+	// LateSweepP99 with sweeps alone, in seconds.
+	LateP50      float64 `json:"late_reply_p50_s"`
+	LateP99      float64 `json:"late_reply_p99_s"`
+	LateSweepP99 float64 `json:"late_reply_sweep_p99_s"`
+	// ListenerBytesH2 is the memory per open stream over HTTP/2.
+	ListenerBytesH2 float64 `json:"listener_bytes_h2"`
+	// LateLost counts the late replies of both runs not posted by the
+	// deadline.
+	LateLost int `json:"late_replies_lost"`
 }
 
 // details are what the table shows beside the figures.
@@ -119,9 +143,11 @@ type details struct {
 	heapPerListener       float64
 	stackPerListener      float64
 	goroutinesPerListener float64
+	filesPerListener      float64
 	phases                map[string]phaseStats
 	perMsg                [3]perMsg // of each throughput run
 	drainRequests         float64   // Chat API requests per message drained
+	late                  lateDetails
 	wall                  time.Duration
 	rlimit                string
 	// others is the CPU time other processes of the machine used during
@@ -203,13 +229,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.listeners, "listeners", 10000, "open conversation listeners of the memory run")
 	fs.IntVar(&o.backlog, "backlog", 10000, "queued messages of the drain run")
 	fs.IntVar(&o.backlogRooms, "backlog-rooms", 100, "rooms the queued messages are spread over")
+	fs.IntVar(&o.lateConvs, "late-convs", 10000, "idle conversations of each late-reply run")
+	fs.IntVar(&o.lateReplies, "late-replies", 1000, "late replies of each late-reply run, one in each of as many random conversations")
+	fs.DurationVar(&o.lateDeadline, "late-deadline", 5*time.Minute, "a late reply not posted this long after the bot sent it counts as lost")
+	fs.IntVar(&o.sweepBudget, "sweep-budget", 0,
+		"bridge.sweep_budget (requests a minute) of the sweep run; 0 is 6 per conversation (1.5 times the 4 a minute each asks while idle less than 5 minutes), at least the default 300")
+	fs.StringVar(&o.h2, "h2", protoTLS, "how the late phase's HTTP/2 run speaks HTTP/2: tls (negotiated, as with Botpress Cloud) or h2c (without TLS)")
 	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run; the figures of the others are 0")
 	fs.StringVar(&o.thinking, "thinking", "auto", "the Slack adapter's thinking indicator: auto (the service's default), status, reaction or off")
 	fs.DurationVar(&o.postInterval, "post-interval", time.Microsecond,
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
-	fs.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up after this long")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
-	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open (at the end without the memory phase)")
+	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open: the memory phase's, else the late phase's over HTTP/2, else at the end")
 	fs.StringVar(&o.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's connection) to `file`")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to `file` (go tool trace); keep the run short")
 	fs.IntVar(&o.slackIdle, "slack-idle-conns", 0, "idle connections per host of the Slack adapter's HTTP client; 0 is the service's (the adapter's default: 64)")
@@ -239,10 +271,23 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 		o.phases[p] = true
 	}
-	for name, v := range map[string]int{"-n": o.n, "-msgs": o.msgs, "-listeners": o.listeners, "-backlog": o.backlog, "-backlog-rooms": o.backlogRooms} {
+	for name, v := range map[string]int{"-n": o.n, "-msgs": o.msgs, "-listeners": o.listeners, "-backlog": o.backlog, "-backlog-rooms": o.backlogRooms,
+		"-late-convs": o.lateConvs, "-late-replies": o.lateReplies} {
 		if v < 1 {
 			return o, fmt.Errorf("%s: must be at least 1", name)
 		}
+	}
+	if o.lateReplies > o.lateConvs {
+		return o, fmt.Errorf("-late-replies: %d is more than the %d conversations of -late-convs", o.lateReplies, o.lateConvs)
+	}
+	if o.lateDeadline <= 0 {
+		return o, errors.New("-late-deadline: must be positive")
+	}
+	if o.sweepBudget < 0 {
+		return o, errors.New("-sweep-budget: must be 0 (computed) or positive")
+	}
+	if o.h2 != protoTLS && o.h2 != protoH2C {
+		return o, fmt.Errorf("-h2: %q is not tls or h2c", o.h2)
 	}
 	switch o.thinking {
 	case "auto", "status", "reaction", "off":
@@ -308,7 +353,7 @@ func run(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(b.dir)
-	if b.emu, err = startEmulator(ctx, stderr); err != nil {
+	if b.emu, err = startEmulator(ctx, protoHTTP1, stderr); err != nil {
 		return nil, err
 	}
 	defer b.emu.close()
@@ -343,6 +388,7 @@ func run(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 		}},
 		{phaseMemory, b.memory},
 		{phaseDrain, b.drain},
+		{phaseLate, b.late},
 	}
 	busy0, busyErr := machineBusy()
 	cpu0 := b.cpuNow()
@@ -370,7 +416,7 @@ func run(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 		b.info.others = max(0, busy1-busy0-ours.self-ours.child)
 		b.note("other processes used %.0f CPU seconds meanwhile", b.info.others.Seconds())
 	}
-	if opts.memprofile != "" && !opts.phases[phaseMemory] {
+	if opts.memprofile != "" && !opts.phases[phaseMemory] && !opts.phases[phaseLate] {
 		if err := writeProfile("heap", opts.memprofile); err != nil {
 			return nil, err
 		}
@@ -419,6 +465,14 @@ func chatHTTPClient(idlePerHost int) *http.Client {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
+// pct is used as a percentage of over.
+func pct(used, over time.Duration) float64 {
+	if over <= 0 {
+		return 0
+	}
+	return 100 * used.Seconds() / over.Seconds()
+}
+
 // rounded returns the figures with the precision they have.
 func (r results) rounded() results {
 	round := func(v float64, digits int) float64 {
@@ -435,6 +489,12 @@ func (r results) rounded() results {
 		PerSec1000:    round(r.PerSec1000, 0),
 		ListenerBytes: round(r.ListenerBytes, 0),
 		DrainSeconds:  round(r.DrainSeconds, 2),
+
+		LateP50:         round(r.LateP50, 3),
+		LateP99:         round(r.LateP99, 3),
+		LateSweepP99:    round(r.LateSweepP99, 2),
+		ListenerBytesH2: round(r.ListenerBytesH2, 0),
+		LateLost:        r.LateLost,
 	}
 }
 
@@ -445,6 +505,9 @@ const (
 	targetPerSec    = 1000.0
 	targetListener  = 40 << 10 // bytes
 	targetDrainSecs = 30.0
+	targetLateP99   = 1.0      // s, with webhooks
+	targetSweepP99  = 60.0     // s, with sweeps alone
+	targetStreamH2  = 25 << 10 // bytes
 )
 
 // table writes the figures, the targets and whether each is met.
@@ -478,8 +541,18 @@ func (b *bench) table(w io.Writer) error {
 		fmt.Fprintf(tw, "messages per second, %d room(s), %d messages\t%.0f\t≥ %.0f\t%s\n", o.rooms[i], o.msgs, rate, targetPerSec, verdict(o.phases[phaseThroughput], rate >= targetPerSec))
 	}
 	fmt.Fprintf(tw, "memory per open listener, %d open\t%.1f KB\t< %d KB\t%s\n", o.listeners, r.ListenerBytes/1024, targetListener>>10, verdict(o.phases[phaseMemory], r.ListenerBytes < targetListener))
-	fmt.Fprintf(tw, "  heap / stack / goroutines per listener\t%.1f KB / %.1f KB / %.2f\t\t\n", in.heapPerListener/1024, in.stackPerListener/1024, in.goroutinesPerListener)
+	fmt.Fprintf(tw, "  heap / stack / goroutines / open connections per listener\t%.1f KB / %.1f KB / %.2f / %.4f\t\t\n", in.heapPerListener/1024, in.stackPerListener/1024, in.goroutinesPerListener, in.filesPerListener)
 	fmt.Fprintf(tw, "drain %d queued messages in %d rooms after a restart\t%.2f s\t< %.0f s\t%s\n", o.backlog, o.backlogRooms, r.DrainSeconds, targetDrainSecs, verdict(o.phases[phaseDrain], r.DrainSeconds < targetDrainSecs))
+	late, lt := o.phases[phaseLate], in.late
+	fmt.Fprintf(tw, "late reply by webhook, p50 / p99 (%d of %d idle conversations)\t%.3f / %.3f s\t≤ %.0f s\t%s\n",
+		o.lateReplies, o.lateConvs, r.LateP50, r.LateP99, targetLateP99, verdict(late, r.LateP99 <= targetLateP99))
+	fmt.Fprintf(tw, "late reply by sweeps alone, p99 (sweep_budget %d a minute)\t%.1f s\t≤ %.0f s\t%s\n",
+		b.sweepBudget(), r.LateSweepP99, targetSweepP99, verdict(late, r.LateSweepP99 <= targetSweepP99))
+	fmt.Fprintf(tw, "late replies lost, both runs (not posted %v after the bot sent them)\t%d\t0\t%s\n",
+		o.lateDeadline, r.LateLost, verdict(late, r.LateLost == 0))
+	fmt.Fprintf(tw, "memory per open stream over HTTP/2 (%s), %d open\t%.1f KB\t≤ %d KB\t%s\n",
+		o.h2, o.listeners, r.ListenerBytesH2/1024, targetStreamH2>>10, verdict(late, r.ListenerBytesH2 <= targetStreamH2))
+	fmt.Fprintf(tw, "  heap / stack / goroutines / open connections per stream\t%.1f KB / %.1f KB / %.2f / %.4f\t\t\n", lt.h2.heap/1024, lt.h2.stack/1024, lt.h2.goroutines, lt.h2.files)
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -502,6 +575,20 @@ func (b *bench) table(w io.Writer) error {
 	}
 	if o.phases[phaseDrain] {
 		fmt.Fprintf(w, "drain after the restart: %.1f Chat API requests per queued message\n", in.drainRequests)
+	}
+	if late {
+		h, sw := lt.hook, lt.sweep
+		fmt.Fprintf(w, "late replies by webhook: %d streams open while idle; webhooks delivered %d, failed %d, dropped %d, discarded %d; %d posts too many;\n",
+			h.streams, h.hooks.delivered, h.hooks.failed, h.hooks.dropped, h.hooks.discarded, h.extra)
+		fmt.Fprintf(w, "  from the bot's sends to the last post (%.2f s), %.0f CPU ms in this process and %.0f in the emulator (%.1f ms per reply)\n",
+			h.window.Seconds(), ms(h.cpu.self), ms(h.cpu.child), ms(h.cpu.self)/float64(max(1, len(h.delays))))
+		fmt.Fprintf(w, "  each late reply, p50 / p99: from the bot's send to its webhook reaching the bridge %.0f / %.0f ms, in the webhook handler (stored) %.0f / %.0f ms, from the handler's answer to the post %.0f / %.0f ms\n",
+			percentile(h.toHook, 0.5), percentile(h.toHook, 0.99), percentile(h.inHook, 0.5), percentile(h.inHook, 0.99),
+			percentile(h.toPost, 0.5), percentile(h.toPost, 0.99))
+		fmt.Fprintf(w, "late replies by sweeps: streams closed after %v idle (bridge.listener_idle); from the bot's sends to the last post (%.1f s), %.0f Chat API requests a minute and %.0f%% + %.0f%% of a core (this process + the emulator); %d posts too many\n",
+			sweepListenerIdle, sw.window.Seconds(), sw.perMinute, pct(sw.cpu.self, sw.window), pct(sw.cpu.child, sw.window), sw.extra)
+		fmt.Fprintf(w, "HTTP/2 run: the emulator accepted %d connections in all (both bridge runs, %d streams each)\n", lt.h2conns, o.listeners)
+		fmt.Fprintln(w, "  (the late phase's CPU of the emulator leaves out the HTTP/2 run's own emulator child)")
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 // re-executes itself as the emulator child.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == childEmulator {
-		os.Exit(runChild(os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(runChild(os.Getenv(childProtoEnv), os.Stdin, os.Stdout, os.Stderr))
 	}
 	os.Exit(m.Run())
 }
@@ -37,15 +37,13 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// TestTinyRunPrintsEveryFigureAsPositiveJSON runs every phase of the tool in a tiny
-// configuration, emulator child included, and checks the JSON it prints.
-// The figures are timings: only their presence and sign are checked.
-func TestTinyRunPrintsEveryFigureAsPositiveJSON(t *testing.T) {
+// runJSON runs the tool with args and -json, emulator child included, and
+// returns the one JSON object it printed.
+func runJSON(t *testing.T, args ...string) (map[string]any, string) {
+	t.Helper()
 	var stdout bytes.Buffer
 	var stderr lockedBuffer // the emulator child's standard error is copied in too
-	args := []string{"-json", "-n", "20", "-rooms", "1,2,5", "-msgs", "50", "-listeners", "50",
-		"-backlog", "50", "-backlog-rooms", "5", "-timeout", "2m"}
-	if code := Main(t.Context(), args, &stdout, &stderr); code != 0 {
+	if code := Main(t.Context(), append([]string{"-json"}, args...), &stdout, &stderr); code != 0 {
 		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
 	}
 	var got map[string]any
@@ -56,9 +54,14 @@ func TestTinyRunPrintsEveryFigureAsPositiveJSON(t *testing.T) {
 	if dec.More() {
 		t.Errorf("stdout holds more than one JSON value")
 	}
-	want := []string{"direct_p50_ms", "direct_p99_ms", "bridge_p50_ms", "bridge_p99_ms",
-		"msgs_per_sec_1", "msgs_per_sec_100", "msgs_per_sec_1000", "listener_bytes", "drain_seconds"}
-	for _, k := range want {
+	return got, stderr.String()
+}
+
+// checkFigures checks that the keys of positive are positive numbers, the
+// keys of zero are 0, and that there are no other keys.
+func checkFigures(t *testing.T, got map[string]any, positive, zero []string) {
+	t.Helper()
+	for _, k := range positive {
 		v, ok := got[k].(float64)
 		switch {
 		case got[k] == nil:
@@ -69,13 +72,51 @@ func TestTinyRunPrintsEveryFigureAsPositiveJSON(t *testing.T) {
 			t.Errorf("%s = %v, want a positive figure", k, v)
 		}
 	}
+	for _, k := range zero {
+		if v, ok := got[k].(float64); !ok || v != 0 {
+			t.Errorf("%s = %v, want 0", k, got[k])
+		}
+	}
 	for k := range got {
-		if !slices.Contains(want, k) {
+		if !slices.Contains(positive, k) && !slices.Contains(zero, k) {
 			t.Errorf("unexpected key %s", k)
 		}
 	}
-	if !strings.Contains(stderr.String(), "drain: ") {
-		t.Errorf("no progress on stderr:\n%s", stderr.String())
+}
+
+var (
+	earlyKeys = []string{"direct_p50_ms", "direct_p99_ms", "bridge_p50_ms", "bridge_p99_ms",
+		"msgs_per_sec_1", "msgs_per_sec_100", "msgs_per_sec_1000", "listener_bytes", "drain_seconds"}
+	lateKeys = []string{"late_reply_p50_s", "late_reply_p99_s", "late_reply_sweep_p99_s", "listener_bytes_h2"}
+)
+
+// TestTinyRunPrintsEveryFigureAsPositiveJSON runs every phase of the tool
+// but the late one in a tiny configuration, emulator child included, and
+// checks the JSON it prints. The figures are timings: only their presence
+// and sign are checked.
+func TestTinyRunPrintsEveryFigureAsPositiveJSON(t *testing.T) {
+	got, stderr := runJSON(t, "-n", "20", "-rooms", "1,2,5", "-msgs", "50", "-listeners", "50",
+		"-backlog", "50", "-backlog-rooms", "5", "-phases", "latency,throughput,memory,drain", "-timeout", "2m")
+	checkFigures(t, got, earlyKeys, append(slices.Clone(lateKeys), "late_replies_lost"))
+	if !strings.Contains(stderr, "drain: ") {
+		t.Errorf("no progress on stderr:\n%s", stderr)
+	}
+}
+
+// TestLatePhasePostsEveryLateReply runs the late phase at a small scale: 50
+// idle conversations, 10 late replies by webhook and 10 by sweeps (which
+// take up to the default sweep interval, 15 s), and 50 streams over HTTP/2.
+func TestLatePhasePostsEveryLateReply(t *testing.T) {
+	got, stderr := runJSON(t, "-phases", "late", "-late-convs", "50", "-late-replies", "10", "-listeners", "50",
+		"-late-deadline", "1m", "-timeout", "3m")
+	checkFigures(t, got, lateKeys, append(slices.Clone(earlyKeys), "late_replies_lost"))
+	if _, ok := got["late_replies_lost"]; !ok {
+		t.Errorf("key late_replies_lost is missing")
+	}
+	for _, want := range []string{"late-webhook: 10 of 10 late replies posted", "late-sweep: 10 of 10 late replies posted"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
 	}
 }
 
@@ -83,10 +124,12 @@ func TestTableMarksEachTargetMetOrMissed(t *testing.T) {
 	var out bytes.Buffer
 	b := &bench{
 		opts: options{n: 2000, rooms: []int{1, 100, 1000}, msgs: 5000, listeners: 10000, backlog: 10000, backlogRooms: 100,
-			phases:   map[string]bool{phaseLatency: true, phaseThroughput: true, phaseMemory: true, phaseDrain: true},
+			lateConvs: 10000, lateReplies: 1000, lateDeadline: 5 * time.Minute, h2: protoTLS,
+			phases:   map[string]bool{phaseLatency: true, phaseThroughput: true, phaseMemory: true, phaseDrain: true, phaseLate: true},
 			thinking: "auto", postInterval: time.Microsecond},
 		res: results{DirectP50: 0.3, DirectP99: 1.5, BridgeP50: 1.2, BridgeP99: 6, PerSec1: 800, PerSec100: 1100,
-			PerSec1000: 1000, ListenerBytes: 41 << 10, DrainSeconds: 12},
+			PerSec1000: 1000, ListenerBytes: 41 << 10, DrainSeconds: 12,
+			LateP50: 0.2, LateP99: 1.2, LateSweepP99: 15, ListenerBytesH2: 20 << 10, LateLost: 1},
 		info: details{phases: map[string]phaseStats{}},
 	}
 	if err := b.table(&out); err != nil {
@@ -96,6 +139,7 @@ func TestTableMarksEachTargetMetOrMissed(t *testing.T) {
 		"+0.90 ms", "+4.50 ms", "< 2 ms", "< 10 ms",
 		"1 room(s), 5000 messages",
 		"≥ 1000", "< 40 KB", "< 30 s",
+		"1000 of 10000 idle conversations", "0.200 / 1.200 s", "sweep_budget 60000 a minute", "≤ 60 s", "≤ 25 KB", "5m0s",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
@@ -117,6 +161,10 @@ func TestTableMarksEachTargetMetOrMissed(t *testing.T) {
 		"1000 room(s)":             "met",
 		"memory per open listener": "MISSED",
 		"drain 10000":              "met",
+		"late reply by webhook":    "MISSED",
+		"late reply by sweeps":     "met",
+		"late replies lost":        "MISSED",
+		"over HTTP/2":              "met",
 	} {
 		if got := verdict(prefix); got != want {
 			t.Errorf("%s: verdict %q, want %q", prefix, got, want)

@@ -202,29 +202,61 @@ func (b *bench) throughput(ctx context.Context, rooms int) (rate float64, cost p
 	return rate, cost, br.stop()
 }
 
-// memory opens opts.listeners conversations through the bridge (one DM
-// each), restarts the bridge on the same store, and measures what the
-// restarted process holds once it has reopened every conversation's stream:
-// heap and stack in use after a GC, before the engine runs and after.
-// The emulator runs in the child process, so its side of the streams is not
-// counted; the fake Slack is in this process but does nothing meanwhile.
+// memory measures the memory per open conversation listener over
+// HTTP/1.1 (the emulator child's only protocol), with opts.listeners open.
 func (b *bench) memory(ctx context.Context) error {
+	m, err := b.listenerMemory(ctx, "memory", b.emu, b.client, b.opts.memprofile)
+	if err != nil {
+		return err
+	}
+	b.info.heapPerListener, b.info.stackPerListener, b.info.goroutinesPerListener, b.info.filesPerListener = m.heap, m.stack, m.goroutines, m.files
+	b.res.ListenerBytes = m.heap + m.stack
+	b.note("memory: %.0f bytes per listener (heap %.0f, stack %.0f, %.2f goroutines)",
+		b.res.ListenerBytes, m.heap, m.stack, m.goroutines)
+	return nil
+}
+
+// resumeBudget is the sweep budget (requests a minute) of a bridge that is
+// restarted to measure its open streams: the restarted bridge reopens every
+// stream at once, and each stream's first catch-up waits for the budget
+// (at the default 300 a minute, 10,000 of them take 33 minutes). With this
+// one none waits, so the memory measured is that of idle streams, with no
+// catch-up pending.
+const resumeBudget = 1 << 30
+
+// perListener is what one open listener costs: bytes of heap and stack,
+// goroutines, and open files (connections; negative when unknown).
+type perListener struct {
+	heap, stack, goroutines, files float64
+}
+
+// listenerMemory opens opts.listeners conversations through the bridge (one
+// DM each), with api as the bot's Chat API client on the emulator emu,
+// restarts the bridge on the same store, and measures what the restarted
+// process holds once it has reopened every conversation's stream: heap and
+// stack in use after a GC, before the engine runs and after. The emulator
+// runs in a child process, so its side of the streams is not counted; the
+// fake Slack is in this process but does nothing meanwhile. With profile
+// set, a heap profile is written there with every listener open.
+func (b *bench) listenerMemory(ctx context.Context, name string, emu *emulator, api *chat.Client, profile string) (perListener, error) {
+	var m perListener
 	n := b.opts.listeners
 	sl, err := newSlack()
 	if err != nil {
-		return err
+		return m, err
 	}
 	defer sl.close()
 	rs := sl.addDMs("M", n)
-	path := b.dbPath("memory")
-	br, err := b.startBridge(ctx, sl, path, nil)
+	path := b.dbPath(name)
+	withAPI := func(c *bridge.Config) { c.Bots[0].API = api }
+	br, err := b.startBridge(ctx, sl, path, withAPI)
 	if err != nil {
-		return err
+		return m, err
 	}
-	b.note("memory: opening %d conversations through the bridge", n)
+	b.note("%s: opening %d conversations through the bridge", name, n)
 	sctx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
-	errc := sl.sayAll(sctx, rs, n, "hello")
+	errc := sl.sayPaced(sctx, rs, n, "hello")
 	_, err = sl.obs.waitPosts(ctx, n, b.note)
 	if err != nil {
 		stopSending()
@@ -234,53 +266,65 @@ func (b *bench) memory(ctx context.Context) error {
 	}
 	if err != nil {
 		br.stop()
-		return err
+		return m, err
 	}
 	if err := br.stop(); err != nil {
-		return err
+		return m, err
 	}
 
 	// The restarted bridge reopens the streams of the conversations active
 	// within ListenerIdle as it starts.
-	br, err = b.newBridge(ctx, sl, path, nil)
+	br, err = b.newBridge(ctx, sl, path, func(c *bridge.Config) {
+		withAPI(c)
+		c.SweepBudget = resumeBudget
+	})
 	if err != nil {
-		return err
+		return m, err
 	}
 	defer br.stop()
 	before := memNow()
 	br.run(ctx)
-	b.note("memory: restarted; waiting for %d streams", n)
-	if err := b.emu.waitStreams(ctx, n); err != nil {
-		return err
+	b.note("%s: restarted; waiting for %d streams", name, n)
+	if err := emu.waitStreams(ctx, n); err != nil {
+		return m, err
 	}
 	after := memNow()
-	if b.opts.memprofile != "" {
-		if err := writeProfile("heap", b.opts.memprofile); err != nil {
-			return err
+	if profile != "" {
+		if err := writeProfile("heap", profile); err != nil {
+			return m, err
 		}
 	}
 	per := func(after, before uint64) float64 { return (float64(after) - float64(before)) / float64(n) }
-	b.info.heapPerListener = per(after.heap, before.heap)
-	b.info.stackPerListener = per(after.stack, before.stack)
-	b.info.goroutinesPerListener = (float64(after.goroutines) - float64(before.goroutines)) / float64(n)
-	b.res.ListenerBytes = b.info.heapPerListener + b.info.stackPerListener
-	b.note("memory: %.0f bytes per listener (heap %.0f, stack %.0f, %.2f goroutines)",
-		b.res.ListenerBytes, b.info.heapPerListener, b.info.stackPerListener, b.info.goroutinesPerListener)
-	return br.stop()
+	m = perListener{
+		heap:       per(after.heap, before.heap),
+		stack:      per(after.stack, before.stack),
+		goroutines: (float64(after.goroutines) - float64(before.goroutines)) / float64(n),
+		files:      -1,
+	}
+	if after.files >= 0 && before.files >= 0 {
+		m.files = float64(after.files-before.files) / float64(n)
+	}
+	return m, br.stop()
 }
 
 type memSample struct {
 	heap, stack uint64
 	goroutines  int
+	files       int // open file descriptors; -1 when unknown
 }
 
-// memNow returns the heap and stack in use after a full collection.
+// memNow returns the heap and stack in use after a full collection, and the
+// goroutines and open files.
 func memNow() memSample {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}
+	files := -1
+	if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+		files = len(fds)
+	}
+	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine(), files: files}
 }
 
 // writeProfile writes the named runtime/pprof profile to path.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -111,6 +113,39 @@ func (s *slackSide) sayAll(ctx context.Context, rooms []room, n int, tag string)
 	return errc
 }
 
+// sayWindow is how many events sayPaced lets wait for their
+// acknowledgement.
+const sayWindow = 500
+
+// sayPaced is sayAll with at most sayWindow events unacknowledged at a
+// time, for the runs that open thousands of conversations before they
+// measure. Flooded, the Socket Mode connection holds more than 30 s of
+// events under load: the fake's pings wait behind them, slack-go sees none
+// for 30 s and reconnects, and the events still in the old connection are
+// lost (Slack would deliver them again; the fake does not, as the bench
+// runs it).
+func (s *slackSide) sayPaced(ctx context.Context, rooms []room, n int, tag string) <-chan error {
+	errc := make(chan error, 1)
+	_, acks0 := s.obs.counts()
+	go labelled("people", func() {
+		for i := range n {
+			if i >= sayWindow {
+				if _, err := s.obs.waitAcks(ctx, acks0+i-sayWindow+1, nil); err != nil {
+					errc <- err
+					return
+				}
+			}
+			if _, err := s.say(ctx, rooms[i%len(rooms)], fmt.Sprintf("%s %d", tag, i)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		s.sentAt = time.Now()
+		errc <- nil
+	})
+	return errc
+}
+
 // observer follows the fake's recorded calls: it counts the bot's successful
 // chat.postMessage calls (in total and per channel, with the time each
 // arrived at the fake), the Socket Mode acks, and the calls Slack refused.
@@ -118,6 +153,8 @@ type observer struct {
 	mu      sync.Mutex
 	changed chan struct{}
 	calls   int // prefix of State.Calls already seen
+	envs    int // envelopes sent
+	conns   int // Socket Mode connections opened
 	acks    int
 	lastAck time.Time
 	posts   int
@@ -129,6 +166,10 @@ type observer struct {
 type chanPosts struct {
 	n    int
 	last time.Time
+	// times holds when each post arrived, from the first, in channels
+	// marked with track.
+	times []time.Time
+	track bool
 }
 
 func newObserver() *observer {
@@ -141,6 +182,7 @@ func (o *observer) scan(st *slacktest.State) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	changed := len(st.Acks) != o.acks
+	o.envs, o.conns = len(st.Envelopes), len(st.Connections)
 	o.acks = len(st.Acks)
 	if o.acks > 0 {
 		o.lastAck = st.Acks[o.acks-1].Time
@@ -154,6 +196,9 @@ func (o *observer) scan(st *slacktest.State) bool {
 			cp := o.chans[ch]
 			cp.n++
 			cp.last = c.Time
+			if cp.track {
+				cp.times = append(cp.times, c.Time)
+			}
 			o.chans[ch] = cp
 			o.posts++
 			o.last = c.Time
@@ -179,6 +224,60 @@ func (o *observer) channelPosts(ch string) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.chans[ch].n
+}
+
+// track makes the observer keep the time of every post in the channels
+// from now on; postTime reads them.
+func (o *observer) track(chans []string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, ch := range chans {
+		cp := o.chans[ch]
+		cp.track = true
+		o.chans[ch] = cp
+	}
+}
+
+// postTime returns when the k-th post (from 1) tracked in ch arrived; o.mu
+// must be held.
+func (o *observer) postTime(ch string, k int) (time.Time, bool) {
+	cp := o.chans[ch]
+	if k < 1 || k > len(cp.times) {
+		return time.Time{}, false
+	}
+	return cp.times[k-1], true
+}
+
+// waitUntil blocks until done (called with o.mu held) reports true, or the
+// deadline passes (it then returns nil too), or ctx ends. progress, if not
+// nil, is called every few seconds with o.mu held.
+func (o *observer) waitUntil(ctx context.Context, deadline time.Time, done func() bool, progress func()) error {
+	end := time.NewTimer(time.Until(deadline))
+	defer end.Stop()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		o.mu.Lock()
+		ok := done()
+		ch := o.changed
+		o.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+			if progress != nil {
+				o.mu.Lock()
+				progress()
+				o.mu.Unlock()
+			}
+		case <-end.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // wait blocks until done (called with o.mu held) reports true, ctx ends, or
@@ -207,7 +306,10 @@ func (o *observer) wait(ctx context.Context, what string, done func() bool, prog
 				o.mu.Unlock()
 			}
 		case <-stall.C:
-			return fmt.Errorf("waiting for %s: no progress for %v; Slack refused: %s", what, stallTimeout, o.refusals())
+			o.mu.Lock()
+			seen := fmt.Sprintf("%d posts, %d of %d events acknowledged, %d Socket Mode connections", o.posts, o.acks, o.envs, o.conns)
+			o.mu.Unlock()
+			return fmt.Errorf("waiting for %s: no progress for %v (%s); Slack refused: %s; %s", what, stallTimeout, seen, o.refusals(), dumpGoroutines())
 		case <-ctx.Done():
 			return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, ctx.Err(), o.refusals())
 		}
@@ -253,6 +355,23 @@ func (o *observer) waitAcks(ctx context.Context, n int, note func(string, ...any
 		}
 	})
 	return at, err
+}
+
+// dumpGoroutines writes every goroutine's stack to a file in the temporary
+// directory, for a wait that saw no progress, and says where.
+func dumpGoroutines() string {
+	f, err := os.CreateTemp("", "botbridge-bench-stall-*.txt")
+	if err != nil {
+		return fmt.Sprintf("no goroutine dump: %v", err)
+	}
+	err = pprof.Lookup("goroutine").WriteTo(f, 2)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Sprintf("goroutine dump %s incomplete: %v", f.Name(), err)
+	}
+	return "goroutines in " + f.Name()
 }
 
 func (o *observer) refusals() string {

@@ -104,11 +104,11 @@ type Config struct {
 	// restarts takes its leases back at once.
 	Replica string
 	// LeaseTTL is how long a lease lasts without a renewal: how long the
-	// conversations of a replica that died wait for another. Default 15
-	// seconds.
+	// conversations of a replica that died wait for another. Default
+	// DefaultLeaseTTL.
 	LeaseTTL time.Duration
 	// LeaseRenew is how often the leases are renewed; at most half of
-	// LeaseTTL. Default 5 seconds.
+	// LeaseTTL. Default DefaultLeaseRenew.
 	LeaseRenew time.Duration
 	// PollInterval is how often a replica lists the work other replicas
 	// stored for the leases it holds, in case their notes were lost; only
@@ -186,8 +186,8 @@ func New(cfg Config) (*Engine, error) {
 	setDefault(&cfg.ForgetIdle, 90*24*time.Hour)
 	setDefault(&cfg.NoAccessTimeout, 30*time.Minute)
 	setDefault(&cfg.OfferTTL, 24*time.Hour)
-	setDefault(&cfg.LeaseTTL, 15*time.Second)
-	setDefault(&cfg.LeaseRenew, 5*time.Second)
+	setDefault(&cfg.LeaseTTL, DefaultLeaseTTL)
+	setDefault(&cfg.LeaseRenew, DefaultLeaseRenew)
 	setDefault(&cfg.PollInterval, 5*time.Second)
 	if cfg.LeaseRenew > cfg.LeaseTTL/2 {
 		return nil, fmt.Errorf("bridge: the leases are renewed every %v, more than half their time to live of %v", cfg.LeaseRenew, cfg.LeaseTTL)

@@ -27,6 +27,16 @@ import (
 // process took it over. The work is another process's now.
 var ErrFenced = errors.New("fenced off: the lease this write was made under is held by another process or expired")
 
+// DefaultLeaseTTL and DefaultLeaseRenew are the leases' time to live and
+// how often they are renewed, unless configured. A replica killed just
+// after it renewed its leases loses them DefaultLeaseTTL later; the others
+// resume its work a fraction of a second after that (botbridge-bench's
+// failover_seconds): within 15 seconds of its death.
+const (
+	DefaultLeaseTTL   = 12 * time.Second
+	DefaultLeaseRenew = 4 * time.Second
+)
+
 // Shards is how many shards the conversations of the hashed platforms are
 // spread over. It is part of what is stored (each conversation's lease), so
 // it never changes.

@@ -38,7 +38,7 @@
 //	    [-listeners 10000] [-backlog 10000] [-backlog-rooms 100]
 //	    [-late-convs 10000] [-late-replies 1000] [-late-deadline 5m]
 //	    [-sweep-budget 0] [-h2 tls]
-//	    [-store sqlite|postgres] [-replicas 3] [-lease-ttl 15s] [-pg-dsn DSN]
+//	    [-store sqlite|postgres] [-replicas 3] [-lease-ttl 12s] [-pg-dsn DSN]
 //	    [-phases latency,throughput,memory,drain,late] [-thinking auto]
 //	    [-post-interval 1µs] [-slack-idle-conns 0] [-chat-idle-conns 0]
 //	    [-cpuprofile FILE] [-memprofile FILE] [-blockprofile FILE] [-trace FILE]
@@ -73,6 +73,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/store/postgres/pgtest"
 )
@@ -197,6 +198,9 @@ type details struct {
 	late                  lateDetails
 	wall                  time.Duration
 	rlimit                string
+	// failoverLeft is the time the killed replica's leases had left at
+	// the kill, by the store's clock.
+	failoverLeft time.Duration
 	// others is the CPU time other processes of the machine used during
 	// the phases; negative when unknown.
 	others time.Duration
@@ -286,7 +290,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"phases to run; the figures of the others are 0. -store postgres adds "+phaseReplicas)
 	fs.StringVar(&o.store, "store", storeSQLite, "sqlite: every phase on SQLite; postgres: also the replicas phase, several replicas on one PostgreSQL")
 	fs.IntVar(&o.replicas, "replicas", 3, "the replicas phase measures 1 to this many replicas (at most 3), and the failover with this many (at least 2)")
-	fs.DurationVar(&o.leaseTTL, "lease-ttl", 15*time.Second, "bridge.lease_ttl of the replicas (bridge.lease_renew is a third of it); the failover waits for it")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", bridge.DefaultLeaseTTL, "bridge.lease_ttl of the replicas (bridge.lease_renew is a third of it); the failover waits for it")
 	fs.StringVar(&o.pgDSN, "pg-dsn", "",
 		"connection string of a PostgreSQL user who may create databases, for the replicas phase; default $"+pgtest.EnvDSN+", else a throwaway server started with the machine's initdb and postgres")
 	fs.StringVar(&o.thinking, "thinking", "auto", "the Slack adapter's thinking indicator: auto (the service's default), status, reaction or off")
@@ -648,6 +652,7 @@ func (b *bench) table(w io.Writer) error {
 	}
 	fmt.Fprintf(tw, "failover: kill -9 of the replica owning %d busy rooms → their next reply (lease_ttl %v)\t%.2f s\t≤ %.0f s\t%s\n",
 		failoverBusy, o.leaseTTL, r.FailoverSeconds, targetFailover, verdict(reps && o.replicas > 1, r.FailoverSeconds <= targetFailover))
+	fmt.Fprintf(tw, "  of which the time its leases had left at the kill (then the others may take them)\t%.2f s\t\t\n", in.failoverLeft.Seconds())
 	fmt.Fprintf(tw, "replicas: messages lost / replies doubled\t%d / %d\t0 / 0\t%s\n",
 		r.ReplicaLost, r.ReplicaDoubled, verdict(reps, r.ReplicaLost == 0 && r.ReplicaDoubled == 0))
 	if err := tw.Flush(); err != nil {

@@ -112,8 +112,8 @@ type BridgeConfig struct {
 	// LeaseTTL and LeaseRenew are the leases' time to live and how often
 	// they are renewed, when several replicas share a PostgreSQL store:
 	// a dead replica's conversations are taken over within LeaseTTL.
-	LeaseTTL   time.Duration `yaml:"lease_ttl"`   // default 15s
-	LeaseRenew time.Duration `yaml:"lease_renew"` // default 5s; at most half of lease_ttl
+	LeaseTTL   time.Duration `yaml:"lease_ttl"`   // default 12s (bridge.DefaultLeaseTTL)
+	LeaseRenew time.Duration `yaml:"lease_renew"` // default 4s; at most half of lease_ttl
 }
 
 // BotConfig is one Botpress bot.
@@ -446,10 +446,10 @@ func (c *Config) Validate() error {
 	}
 	ttl, renew := c.Bridge.LeaseTTL, c.Bridge.LeaseRenew
 	if ttl <= 0 {
-		ttl = 15 * time.Second
+		ttl = bridge.DefaultLeaseTTL
 	}
 	if renew <= 0 {
-		renew = 5 * time.Second
+		renew = bridge.DefaultLeaseRenew
 	}
 	if renew > ttl/2 {
 		add("bridge.lease_renew: %v is more than half of bridge.lease_ttl (%v): a lease must be renewed at least twice in its time to live", renew, ttl)

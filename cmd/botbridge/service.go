@@ -470,7 +470,7 @@ func (s *Service) leaseTTL() time.Duration {
 	if d := s.Config.Bridge.LeaseTTL; d > 0 {
 		return d
 	}
-	return 15 * time.Second
+	return bridge.DefaultLeaseTTL
 }
 
 // botNotReady says why a bot's Chat API check failed and what to check,

@@ -243,6 +243,13 @@ type Adapter struct {
 	fetcher *media.Fetcher
 	sync    *dispatcher
 	state   *sqlstatestore.SQLStateStore
+
+	// standby downloads files while the adapter does not run here (another
+	// replica runs it), with standbyToken, the token that replica keeps:
+	// a client of its own, so that it never touches the token of cli.
+	standby      *mautrix.Client
+	standbyToken atomic.Pointer[string]
+
 	// crypto is nil without encryption.
 	crypto *cryptohelper.CryptoHelper
 
@@ -409,6 +416,14 @@ func New(opts Config) (*Adapter, error) {
 	a.sync = newDispatcher()
 	cli.Syncer = a.sync
 	a.cli = cli
+	if a.standby, err = mautrix.NewClient(cli.HomeserverURL.String(), "", ""); err != nil {
+		return nil, fmt.Errorf("matrix: homeserver URL %q: %w", opts.HomeserverURL, err)
+	}
+	shc := *base
+	shc.Transport = bearer{base: base.Transport, token: &a.standbyToken, origin: origin(cli.HomeserverURL)}
+	a.standby.Client = &shc
+	a.standby.DefaultHTTPRetries = 0
+	a.standby.Log = cli.Log
 	return a, nil
 }
 

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -68,7 +70,11 @@ func (hs *hookServer) serve(eng *bridge.Engine) {
 // webhookRig is a rig whose bot has a webhook secret, with the engine's
 // webhook handler on an HTTP server.
 func webhookRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*rig, *hookServer) {
-	r := newRig(t, bot)
+	return startWebhooks(t, newRig(t, bot), tweak)
+}
+
+// startWebhooks starts r as webhookRig does.
+func startWebhooks(t *testing.T, r *rig, tweak func(*bridge.Config)) (*rig, *hookServer) {
 	hs := &hookServer{}
 	hs.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		h := hs.h.Load()
@@ -249,7 +255,12 @@ func silentBot() chattest.Bot {
 // hookedRig is a rig whose emulator sends every signal to the engine's
 // webhook handler, as the Chat integration does with a Webhook URL.
 func hookedRig(t *testing.T, bot chattest.Bot, tweak func(*bridge.Config)) (*rig, *hookServer) {
-	r, hs := webhookRig(t, bot, tweak)
+	return startHooked(t, newRig(t, bot), tweak)
+}
+
+// startHooked starts r as hookedRig does.
+func startHooked(t *testing.T, r *rig, tweak func(*bridge.Config)) (*rig, *hookServer) {
+	r, hs := startWebhooks(t, r, tweak)
 	if err := r.em.SetWebhook(hs.URL+bridge.WebhookPath+"bot", "hook-s3cret"); err != nil {
 		t.Fatal(err)
 	}
@@ -380,5 +391,104 @@ func TestAWebhookReplyStoredButNotPostedWhenTheBridgeStopsIsPostedOnceAfterIt(t 
 	r.waitIdle()
 	if got := texts(r.ad().Posts()); len(got) != 1 || got[0] != "stored, not posted" {
 		t.Errorf("posts %q (first %q), want the reply once", got, bridgetest.Text(ps[0].Payload()))
+	}
+}
+
+// echoFirst is a transport that answers the bridge's createMessage only
+// once the bridge has answered the service's webhook of that message: the
+// order in which a fast webhook and a slow answer arrive.
+type echoFirst struct {
+	mu     sync.Mutex
+	hooked map[chat.MessageID]chan struct{} // closed once the webhook was answered
+	held   atomic.Int32                     // answers held until their webhook came
+}
+
+// came returns the channel closed once the webhook of msg was answered.
+func (e *echoFirst) came(msg chat.MessageID) chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.hooked[msg]
+	if !ok {
+		c = make(chan struct{})
+		e.hooked[msg] = c
+	}
+	return c
+}
+
+// serve hands a webhook to h, then marks its message as come.
+func (e *echoFirst) serve(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		body, _ := io.ReadAll(req.Body)
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		h.ServeHTTP(w, req)
+		var s struct {
+			Type string `json:"type"`
+			Data struct {
+				ID chat.MessageID `json:"id"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(body, &s) == nil && s.Type == "message_created" {
+			close(e.came(s.Data.ID))
+		}
+	})
+}
+
+func (e *echoFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil || req.Method != http.MethodPost || !strings.HasSuffix(req.URL.Path, "/messages") || resp.StatusCode/100 != 2 {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	var created struct {
+		Message struct {
+			ID chat.MessageID `json:"id"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(body, &created); err != nil {
+		return nil, err
+	}
+	select {
+	case <-e.came(created.Message.ID):
+		e.held.Add(1)
+	case <-time.After(10 * time.Second):
+	}
+	return resp, nil
+}
+
+func TestAWebhookEchoArrivingBeforeTheSendsAnswerKeepsWebhooksHealthy(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	r := newRig(t, chattest.EchoBot())
+	order := &echoFirst{hooked: make(map[chat.MessageID]chan struct{})}
+	client, err := chat.NewClient(r.em.URL(), chat.WithHTTPClient(&http.Client{Transport: order}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, hs := startHooked(t, r, func(cfg *bridge.Config) {
+		cfg.WebhookTimeout = timeout
+		cfg.Bots[0].API = client
+	})
+	h := order.serve(r.eng.WebhookHandler())
+	hs.h.Store(&h)
+
+	r.say(dm("hello"))
+	r.waitPosts(1)
+	// The echo came before the answer; had it been missed, the watcher
+	// would count the bot's webhooks as down within a few ticks of the
+	// timeout, and the next conversation's message would get a stream.
+	time.Sleep(3 * timeout)
+	in := dm("a second person")
+	in.Sender.ID, in.Room.Room = "U2", "D2"
+	r.say(in)
+	r.waitPosts(2)
+	if n := order.held.Load(); n != 2 {
+		t.Fatalf("%d answers came after their webhook, want 2: the test did not make the order it tests", n)
+	}
+	if n := r.em.OpenStreams(); n != 0 {
+		t.Errorf("%d streams open: an echo that came before the send's answer counted as missing, webhooks as down", n)
 	}
 }

@@ -627,7 +627,7 @@ func (r *receiver) webhook(ctx context.Context, bot string, s chat.Signal) error
 		if !s.IsBot {
 			// One of the bridge's own messages, or a person's of another
 			// channel: the webhook works.
-			if r.hooks.arrived(bot, msg) {
+			if r.hooks.arrived(bot, msg, true, r.now()) {
 				r.log.Info("webhooks from Botpress arrive again", LogBot, bot)
 				r.sweeper.reschedule(bot, false)
 			}
@@ -651,7 +651,7 @@ func (r *receiver) webhook(ctx context.Context, bot string, s chat.Signal) error
 	if err != nil {
 		return err
 	}
-	if r.hooks.arrived(bot, msg) {
+	if r.hooks.arrived(bot, msg, false, r.now()) {
 		r.log.Info("webhooks from Botpress arrive again", LogBot, bot)
 		r.sweeper.reschedule(bot, false)
 	}

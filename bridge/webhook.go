@@ -33,7 +33,8 @@ type hooks struct {
 
 	mu     sync.Mutex
 	expect map[chat.MessageID]echo
-	down   map[string]time.Time // bots whose webhooks stopped, since when
+	early  map[chat.MessageID]time.Time // echoes that came before sent, kept until
+	down   map[string]time.Time         // bots whose webhooks stopped, since when
 }
 
 // echo is a message the bridge sent that should come back as a webhook.
@@ -51,6 +52,7 @@ func (h *hooks) init(bots []BotSpec, timeout time.Duration) {
 	}
 	h.timeout = timeout
 	h.expect = make(map[chat.MessageID]echo)
+	h.early = make(map[chat.MessageID]time.Time)
 	h.down = make(map[string]time.Time)
 }
 
@@ -66,21 +68,34 @@ func (h *hooks) healthy(bot string) bool {
 }
 
 // sent records a message the bridge sent, whose webhook should come back.
+// The webhook may come before the sender hears the service's answer: then
+// it is expected no longer.
 func (h *hooks) sent(bot string, msg chat.MessageID, now time.Time) {
 	if _, ok := h.secrets[bot]; !ok || msg == "" {
 		return
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if _, came := h.early[msg]; came {
+		delete(h.early, msg)
+		return
+	}
 	h.expect[msg] = echo{bot: bot, by: now.Add(h.timeout)}
 }
 
-// arrived records a webhook of bot; it reports whether the bot's webhooks
-// were down until now.
-func (h *hooks) arrived(bot string, msg chat.MessageID) (back bool) {
+// arrived records a webhook of bot carrying msg, a message of the bot
+// (own false) or of a user, such as one the bridge sent (own true); it
+// reports whether the bot's webhooks were down until now.
+func (h *hooks) arrived(bot string, msg chat.MessageID, own bool, now time.Time) (back bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.expect, msg)
+	if _, expected := h.expect[msg]; expected {
+		delete(h.expect, msg)
+	} else if own && msg != "" {
+		// Perhaps before the sender records it: remember it for as long
+		// as an echo is waited for.
+		h.early[msg] = now.Add(h.timeout)
+	}
 	if _, down := h.down[bot]; down {
 		delete(h.down, bot)
 		return true
@@ -93,6 +108,11 @@ func (h *hooks) arrived(bot string, msg chat.MessageID) (back bool) {
 func (h *hooks) overdue(now time.Time) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for id, until := range h.early {
+		if !now.Before(until) {
+			delete(h.early, id)
+		}
+	}
 	var out []string
 	for id, e := range h.expect {
 		if now.Before(e.by) {

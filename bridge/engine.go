@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,26 @@ type Config struct {
 	// ListenIdleTimeout is passed to the Chat API client as the silence
 	// after which a stream is dropped and reopened. Default: the client's.
 	ListenIdleTimeout time.Duration
+
+	// Replica names this process among the processes that share the store
+	// (see lease.go). It must be unique to each run of each process on a
+	// shared store, so that a process that restarts does not take for its
+	// own the leases of the run before, which may still be acting. Default
+	// "local", for a store no other process shares (SQLite): a process that
+	// restarts takes its leases back at once.
+	Replica string
+	// LeaseTTL is how long a lease lasts without a renewal: how long the
+	// conversations of a replica that died wait for another. Default
+	// DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// LeaseRenew is how often the leases are renewed; at most half of
+	// LeaseTTL. Default DefaultLeaseRenew.
+	LeaseRenew time.Duration
+	// PollInterval is how often a replica lists the work other replicas
+	// stored for the leases it holds, in case their notes were lost; only
+	// on a store that several processes share (Notifier). Default 5
+	// seconds.
+	PollInterval time.Duration
 }
 
 // Engine moves messages between adapters and Botpress. It wires four parts
@@ -125,6 +146,13 @@ type Engine struct {
 	receiver *receiver
 	poster   *poster
 	health   *health
+	leases   *leaser
+	notes    *notes
+	// pollNow asks for a poll of the work other replicas stored at once.
+	pollNow chan struct{}
+	// leading holds the platforms whose leader adapter runs here.
+	leadMu  sync.Mutex
+	leading map[Platform]bool
 
 	closed chan struct{}
 }
@@ -158,6 +186,15 @@ func New(cfg Config) (*Engine, error) {
 	setDefault(&cfg.ForgetIdle, 90*24*time.Hour)
 	setDefault(&cfg.NoAccessTimeout, 30*time.Minute)
 	setDefault(&cfg.OfferTTL, 24*time.Hour)
+	setDefault(&cfg.LeaseTTL, DefaultLeaseTTL)
+	setDefault(&cfg.LeaseRenew, DefaultLeaseRenew)
+	setDefault(&cfg.PollInterval, 5*time.Second)
+	if cfg.LeaseRenew > cfg.LeaseTTL/2 {
+		return nil, fmt.Errorf("bridge: the leases are renewed every %v, more than half their time to live of %v", cfg.LeaseRenew, cfg.LeaseTTL)
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = "local"
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -176,6 +213,8 @@ func New(cfg Config) (*Engine, error) {
 		log:      log,
 		now:      cfg.Now,
 		closed:   make(chan struct{}),
+		pollNow:  make(chan struct{}, 1),
+		leading:  make(map[Platform]bool),
 	}
 	for _, b := range cfg.Bots {
 		switch {
@@ -206,13 +245,24 @@ func New(cfg Config) (*Engine, error) {
 	}
 	policy := retry.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax}
 	e.health = newHealth(log)
-	e.poster = &poster{store: cfg.Store, adapters: e.adapters, metrics: cfg.Metrics, log: log, now: cfg.Now,
-		policy: policy, noAccessTimeout: cfg.NoAccessTimeout, offerTTL: cfg.OfferTTL}
+	e.notes = newNotes(cfg.Store, log)
+	e.leases = &leaser{store: cfg.Store, owner: cfg.Replica, ttl: cfg.LeaseTTL, renew: cfg.LeaseRenew,
+		margin: cfg.LeaseTTL / 5, poll: min(time.Second, cfg.LeaseRenew/2), shards: ShardLeases(), log: log}
+	for p := range e.adapters {
+		if l := LeaseOf(RoomKey{Platform: p}); !strings.HasPrefix(l, shardPrefix) {
+			e.leases.leaders = append(e.leases.leaders, l)
+		}
+	}
+	e.leases.metrics, _ = cfg.Metrics.(LeaseMetrics)
+	e.leases.gained, e.leases.lost = e.gain, e.lose
+	e.leases.init()
+	e.poster = &poster{store: cfg.Store, adapters: e.adapters, leases: e.leases, notes: e.notes, metrics: cfg.Metrics,
+		log: log, now: cfg.Now, policy: policy, noAccessTimeout: cfg.NoAccessTimeout, offerTTL: cfg.OfferTTL}
 	e.poster.init(cfg.TypingTimeout, cfg.StreamThrottle)
-	e.sender = &sender{store: cfg.Store, bots: e.bots, files: cfg.Files, await: e.poster, health: e.health,
-		metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, workers: cfg.Workers}
+	e.sender = &sender{store: cfg.Store, bots: e.bots, files: cfg.Files, await: e.poster, leases: e.leases, notes: e.notes,
+		health: e.health, metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, workers: cfg.Workers}
 	e.sender.init()
-	e.receiver = &receiver{store: cfg.Store, bots: e.bots, targets: e.sender, poster: e.poster, health: e.health,
+	e.receiver = &receiver{store: cfg.Store, bots: e.bots, leases: e.leases, targets: e.sender, poster: e.poster, health: e.health,
 		metrics: cfg.Metrics, log: log, now: cfg.Now, policy: policy, listenIdleTimeout: cfg.ListenIdleTimeout,
 		listenerIdle: cfg.ListenerIdle, hookedIdle: cfg.ListenerIdle, maxStreams: cfg.MaxStreams}
 	if cfg.ListenerIdle <= 0 {
@@ -248,6 +298,7 @@ func (e *Engine) Run(ctx context.Context) error {
 
 	if err := e.resume(ctx, work); err != nil {
 		e.drain(stop)
+		e.release(ctx)
 		if ctx.Err() != nil {
 			return nil // stopped while starting
 		}
@@ -256,6 +307,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.janitor(work) })
 	wg.Go(func() { e.health.probe(work, e.bots, e.cfg.ProbeInterval) })
+	wg.Go(func() { e.leases.run(work) })
+	if e.notes.store != nil {
+		wg.Go(func() { e.notes.run(work) })
+		wg.Go(func() { e.listen(work) })
+		wg.Go(func() { e.poll(work) })
+	}
 
 	adapterCtx, stopAdapters := context.WithCancel(ctx)
 	defer stopAdapters()
@@ -263,6 +320,10 @@ func (e *Engine) Run(ctx context.Context) error {
 	var awg sync.WaitGroup
 	for p, a := range e.adapters {
 		awg.Go(func() {
+			if lease := LeaseOf(RoomKey{Platform: p}); !strings.HasPrefix(lease, shardPrefix) {
+				e.runLeader(adapterCtx, p, a, lease, errc)
+				return
+			}
 			e.log.Info("adapter starting", LogPlatform, p)
 			if err := a.Run(adapterCtx, e.intake); err != nil && adapterCtx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", p, err)
@@ -279,34 +340,182 @@ func (e *Engine) Run(ctx context.Context) error {
 	awg.Wait()
 	e.drain(stop)
 	wg.Wait()
+	e.release(ctx)
 	return runErr
 }
 
-// resume hands the parts what the store holds from before (replies to post
-// and indicators left shown, inbound messages to send, possibly sent
-// already, and the conversations to listen to) and starts them on work.
+// runLeader runs the adapter of a platform whose rooms share one lease (the
+// Matrix sync loop and its encryption state live in one process): only
+// while this process holds the lease, in its context, so that the
+// adapter's writes carry its fence and it stops when the lease ends; it
+// runs again when the lease comes back. A replica without the lease
+// stands by.
+func (e *Engine) runLeader(ctx context.Context, p Platform, a Adapter, lease string, errc chan<- error) {
+	standby := false
+	for ctx.Err() == nil {
+		changed := e.leases.changed()
+		lctx, ok := e.leases.fencedContext(lease)
+		if !ok {
+			if !standby {
+				e.log.Info("adapter standing by: another replica holds its lease", LogPlatform, p, "lease", lease)
+				standby = true
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		standby = false
+		e.setLeading(p, true)
+		e.log.Info("adapter starting", LogPlatform, p, "lease", lease)
+		runCtx, cancel := context.WithCancel(lctx)
+		stop := context.AfterFunc(ctx, cancel)
+		err := a.Run(runCtx, e.intake)
+		stop()
+		cancel()
+		e.setLeading(p, false)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case lctx.Err() == nil && err != nil:
+			errc <- fmt.Errorf("%s: %w", p, err)
+			return
+		case lctx.Err() != nil:
+			e.log.Warn("adapter stopped: its lease ended; another replica runs it", LogPlatform, p, "lease", lease)
+		}
+	}
+}
+
+// setLeading records whether this process runs the adapter of p, which
+// only one replica runs at a time.
+func (e *Engine) setLeading(p Platform, on bool) {
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	e.leading[p] = on
+}
+
+// Standby reports whether the adapter of p stands by: its platform's
+// rooms share one lease (Matrix), which another replica holds, so that it
+// does not run here; its readiness is that replica's.
+func (e *Engine) Standby(p Platform) bool {
+	if strings.HasPrefix(LeaseOf(RoomKey{Platform: p}), shardPrefix) {
+		return false
+	}
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	return !e.leading[p]
+}
+
+// resume starts the parts on work and takes the first leases, whose work
+// the store holds from before (see gain).
 func (e *Engine) resume(ctx, work context.Context) error {
-	ds, err := e.poster.resume(ctx)
-	if err != nil {
-		return err
-	}
-	items, err := e.sender.resume(ctx)
-	if err != nil {
-		return err
-	}
 	e.poster.start(work)
 	e.sender.start(work)
 	e.receiver.start(work)
+	return e.leases.start(ctx, work)
+}
+
+// gain hands the parts what the store holds of the leases named, which this
+// process took: replies to post and indicators left shown, inbound
+// messages to send, possibly sent already, and the conversations to listen
+// to.
+func (e *Engine) gain(ctx context.Context, leases []string) error {
+	ds, err := e.poster.resume(ctx, leases)
+	if err != nil {
+		return err
+	}
+	items, err := e.sender.resume(ctx, leases)
+	if err != nil {
+		return err
+	}
 	now := e.now()
-	convs, err := e.receiver.resume(ctx, now.Add(-e.cfg.WatchWindow), now.Add(-e.receiver.listenerIdle))
+	convs, err := e.receiver.resume(ctx, leases, now.Add(-e.cfg.WatchWindow), now.Add(-e.receiver.listenerIdle))
 	if err != nil {
 		return fmt.Errorf("resume conversations: %w", err)
 	}
 	if ds+items+convs > 0 {
-		e.log.Info("resumed work from the store", "deliveries", ds, "inbound", items, "conversations", convs)
+		e.log.Info("resumed work from the store", "deliveries", ds, "inbound", items, "conversations", convs, "leases", len(leases))
 	}
 	return nil
 }
+
+// lose makes the parts drop the work of the leases named, which ended.
+func (e *Engine) lose(leases []string) {
+	e.sender.drop(leases)
+	e.poster.drop(leases)
+	e.receiver.drop(leases)
+}
+
+// release gives every lease up once the parts stopped, for the other
+// replicas to take at once.
+func (e *Engine) release(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	e.leases.stop(rctx)
+}
+
+// listen takes the notes of work other replicas stored for this one's
+// leases, until ctx ends.
+func (e *Engine) listen(ctx context.Context) {
+	n := e.store.(Notifier)
+	b := retry.Policy{Min: time.Second, Max: 30 * time.Second}.New()
+	for {
+		err := n.Notify(ctx, func(note Note) { e.noted(ctx, note) })
+		if ctx.Err() != nil {
+			return
+		}
+		e.log.Warn("listen for the notes of other replicas; polling meanwhile", LogErr, err)
+		if retry.Wait(ctx, b.Next(err)) != nil {
+			return
+		}
+	}
+}
+
+// noted takes up the work of a note.
+func (e *Engine) noted(ctx context.Context, n Note) {
+	switch {
+	case n.Lease == "":
+		select {
+		case e.pollNow <- struct{}{}:
+		default:
+		}
+	case !e.leases.holds(n.Lease):
+	case n.Message != "":
+		if err := e.poster.fetch(ctx, n.Message); err != nil && ctx.Err() == nil {
+			e.log.Debug("fetch a reply another replica stored; the poll finds it", LogMessage, string(n.Message), LogErr, err)
+		}
+	default:
+		e.sender.nudge(n.Conversation, n.Lease)
+	}
+}
+
+// poll lists, every PollInterval, the work other replicas stored for this
+// one's leases: the fallback for notes lost.
+func (e *Engine) poll(ctx context.Context) {
+	tick := time.NewTicker(e.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-e.pollNow:
+		}
+		held := e.leases.names()
+		if len(held) == 0 {
+			continue
+		}
+		err := errors.Join(e.sender.poll(ctx, held), e.poster.poll(ctx, held))
+		if err != nil && ctx.Err() == nil {
+			e.log.Warn("list the work other replicas stored for this one", LogErr, err)
+		}
+	}
+}
+
+// Leases returns the leases this process holds, for operators.
+func (e *Engine) Leases() LeasesStatus { return e.leases.status() }
 
 // drain stops the intake of new work, waits for the work in flight up to
 // DrainTimeout, then stops the parts; what is left stays in the store.

@@ -277,6 +277,9 @@ func (s *sender) sendNotice(ctx context.Context, b *bot, conv Conversation, u Us
 	payload := metadata(in, mkey)
 	payload["type"] = noticeType(in)
 	payload["text"] = noticeText(in)
+	if !s.leases.valid(ctx) {
+		return false, errLeaseEnded
+	}
 	if _, err := b.API.CreateEvent(ctx, u.Key, conv.ChatID, payload); err != nil {
 		if ambiguous(err) {
 			s.markMaybeSent(conv.ID, it.ID)

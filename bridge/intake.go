@@ -20,7 +20,7 @@ import (
 type intake struct {
 	router  *Router
 	store   IntakeStore
-	sender  interface{ Queue(conv int64) }
+	sender  interface{ Queue(it OutboxItem) }
 	poster  interface{ Deliver(d Delivery) }
 	texts   map[Platform]bool // platforms whose people answer choices by text
 	metrics Metrics
@@ -86,7 +86,7 @@ func (it *intake) HandleInbound(ctx context.Context, in Inbound) error {
 	}
 	it.metrics.Inbound(in.Room.Platform, route.Bot, "stored")
 	log.Debug("inbound stored", LogConversation, item.Conversation, LogBot, route.Bot)
-	it.sender.Queue(item.Conversation)
+	it.sender.Queue(item)
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,11 +25,20 @@ import (
 // replies (stream.go), and records the choices it posts where people answer
 // by text.
 //
+// It posts only in the rooms of the leases this process holds (leaser.go),
+// each job under its lease's fence, and claims each delivery before it
+// posts it (ClaimDelivery): a delivery claimed before may be on the
+// platform already, and one behind an earlier delivery of its room waits
+// for it. The deliveries another process stores for its rooms come by note
+// or poll.
+//
 // It owns the room queues, the unreachable rooms, the streams shown, and the
 // indicators.
 type poster struct {
 	store    PosterStore
 	adapters map[Platform]Adapter
+	leases   *leaser
+	notes    *notes
 	metrics  Metrics
 	log      *slog.Logger
 	now      func() time.Time
@@ -44,6 +54,9 @@ type poster struct {
 
 	mu     sync.Mutex
 	queues map[RoomKey]*roomQueue
+	// known holds the deliveries queued or being posted, so that a note or
+	// a poll does not queue one twice.
+	known map[chat.MessageID]bool
 	// unreachable holds the rooms where the bot could not post, since when.
 	unreachable map[RoomKey]time.Time
 
@@ -64,6 +77,7 @@ type job struct {
 
 func (p *poster) init(typingTimeout, streamThrottle time.Duration) {
 	p.queues = make(map[RoomKey]*roomQueue)
+	p.known = make(map[chat.MessageID]bool)
 	p.unreachable = make(map[RoomKey]time.Time)
 	p.streams.init(p, streamThrottle)
 	p.typing.init(p, typingTimeout)
@@ -84,12 +98,13 @@ func (p *poster) start(ctx context.Context) {
 	p.typing.start(ctx)
 }
 
-// resume queues the deliveries the store holds from before, and takes down
-// the indicators a stopped process left shown. Rooms post one delivery at a
-// time, so only the first pending one of a room can have been posted
-// without the store knowing.
-func (p *poster) resume(ctx context.Context) (int, error) {
-	ds, err := p.store.PendingDeliveries(ctx, 0)
+// resume queues the deliveries the store holds of the leases named, taken
+// by this process (at its start, or from another), and takes down the
+// indicators a process that stopped or lost them left shown. Rooms post
+// one delivery at a time, so only the first pending one of a room can have
+// been posted without the store knowing (claims tell the others).
+func (p *poster) resume(ctx context.Context, leases []string) (int, error) {
+	ds, err := p.store.PendingDeliveriesIn(ctx, leases, 0, 0)
 	if err != nil {
 		return 0, fmt.Errorf("resume deliveries: %w", err)
 	}
@@ -99,18 +114,84 @@ func (p *poster) resume(ctx context.Context) (int, error) {
 			heads[room] = true
 			d.MaybePosted = true
 		}
-		p.push(d.Target.Room, job{delivery: &d})
+		p.queue(d)
 	}
-	if err := p.typing.resume(ctx); err != nil {
+	if err := p.typing.resume(ctx, leases); err != nil {
 		return len(ds), err
 	}
 	return len(ds), nil
 }
 
-// Deliver posts a stored delivery in its room, in order.
+// Deliver posts a stored delivery in its room, in order, when this process
+// holds the room's lease; else it tells the process that does.
 func (p *poster) Deliver(d Delivery) {
+	lease := LeaseOf(d.Target.Room)
+	if !p.leases.holds(lease) {
+		p.notes.publish(Note{Lease: lease, Conversation: d.Conversation, Message: d.MessageID})
+		return
+	}
 	p.typing.replied(d.Conversation)
+	p.queue(d)
+}
+
+// queue pushes a delivery not queued yet.
+func (p *poster) queue(d Delivery) {
+	p.mu.Lock()
+	if p.known[d.MessageID] {
+		p.mu.Unlock()
+		return
+	}
+	p.known[d.MessageID] = true
+	p.mu.Unlock()
 	p.push(d.Target.Room, job{delivery: &d})
+}
+
+// fetch queues a delivery another process stored, in a room of a lease
+// this process holds.
+func (p *poster) fetch(ctx context.Context, id chat.MessageID) error {
+	d, err := p.store.Delivery(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !p.leases.holds(LeaseOf(d.Target.Room)) || d.Posted.Found() {
+		return nil
+	}
+	p.typing.replied(d.Conversation)
+	p.queue(d)
+	return nil
+}
+
+// poll queues the deliveries of the leases named not queued yet: the
+// fallback for notes lost.
+func (p *poster) poll(ctx context.Context, leases []string) error {
+	ds, err := p.store.PendingDeliveriesIn(ctx, leases, 0, 0)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if p.leases.holds(LeaseOf(d.Target.Room)) {
+			p.queue(d)
+		}
+	}
+	return nil
+}
+
+// drop forgets the queued work of the rooms of the leases named, which
+// ended; a job in progress stops with its lease's context.
+func (p *poster) drop(leases []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for key, q := range p.queues {
+		if !slices.Contains(leases, LeaseOf(key)) {
+			continue
+		}
+		for _, j := range q.jobs {
+			if j.delivery != nil {
+				delete(p.known, j.delivery.MessageID)
+			}
+		}
+		q.jobs = nil
+	}
 }
 
 // Remove deletes a posted delivery, where the platform can.
@@ -154,11 +235,11 @@ func (p *poster) idle() bool {
 func (p *poster) wait() { p.busy.Wait() }
 
 func (p *poster) work(key RoomKey) {
-	ctx := p.ctx
+	lease := LeaseOf(key)
 	for {
 		p.mu.Lock()
 		q := p.queues[key]
-		if len(q.jobs) == 0 || ctx.Err() != nil {
+		if len(q.jobs) == 0 || p.ctx.Err() != nil {
 			delete(p.queues, key)
 			p.mu.Unlock()
 			return
@@ -167,25 +248,100 @@ func (p *poster) work(key RoomKey) {
 		q.jobs[0] = job{}
 		q.jobs = q.jobs[1:]
 		p.mu.Unlock()
+		ctx, done, held := p.leases.acquire(lease)
+		if !held {
+			// Another process's room now: what is queued is its work.
+			p.mu.Lock()
+			for _, j := range append(q.jobs, j) {
+				if j.delivery != nil {
+					delete(p.known, j.delivery.MessageID)
+				}
+			}
+			q.jobs = nil
+			p.mu.Unlock()
+			continue
+		}
 		switch {
 		case j.delivery != nil:
-			p.post(ctx, *j.delivery)
+			if p.post(ctx, *j.delivery) {
+				p.mu.Lock()
+				delete(p.known, j.delivery.MessageID)
+				p.mu.Unlock()
+			}
 		case j.remove != nil:
 			p.remove(ctx, *j.remove)
 		case j.stream != nil:
 			p.streams.run(ctx, j.stream)
 		}
+		done()
 	}
 }
 
+// behind puts the pending deliveries of d's room that come before d (lower
+// Seq: stored by another process, or queued after d in a race) at the head
+// of the room's queue, and d after them.
+func (p *poster) behind(ctx context.Context, d Delivery, log *slog.Logger) {
+	room := d.Target.Room.Top()
+	ds, err := p.store.PendingDeliveriesIn(ctx, []string{LeaseOf(room)}, 0, 0)
+	var earlier []job
+	if err == nil {
+		for _, e := range ds {
+			if e.Target.Room.Top() == room && e.Seq < d.Seq {
+				earlier = append(earlier, job{delivery: &e})
+			}
+		}
+	}
+	if len(earlier) == 0 {
+		// Not listed yet (being stored), or another lease's (a room renamed
+		// while it had replies waiting): wait for it a moment.
+		log.Debug("an earlier reply of the room is not posted yet; waiting for it", LogErr, err)
+		if retry.Wait(ctx, behindWait) != nil {
+			return
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queues[room]
+	ahead := make(map[chat.MessageID]bool, len(earlier))
+	for _, e := range earlier {
+		ahead[e.delivery.MessageID] = true
+		p.known[e.delivery.MessageID] = true
+	}
+	jobs := append(earlier, job{delivery: &d})
+	for _, j := range q.jobs {
+		if j.delivery == nil || !ahead[j.delivery.MessageID] {
+			jobs = append(jobs, j)
+		}
+	}
+	q.jobs = jobs
+}
+
+// behindWait is how long a delivery waits for an earlier one of its room
+// that is not listed yet.
+const behindWait = 200 * time.Millisecond
+
 // post hands a delivery to its adapter, retrying until the platform takes it
-// or says it never will, and records the result.
-func (p *poster) post(ctx context.Context, d Delivery) {
+// or says it never will, and records the result. It claims the delivery
+// first (see PosterStore.ClaimDelivery). It returns false when it left the
+// delivery queued (behind an earlier one, or without an adapter to post
+// it), true when it is done with it.
+func (p *poster) post(ctx context.Context, d Delivery) bool {
 	log := p.log.With(LogMessage, string(d.MessageID), LogRoom, d.Target.Room.String())
 	a := p.adapters[d.Target.Room.Platform]
 	if a == nil {
 		log.Warn("no adapter for the platform of this reply; it stays in the store until one is configured")
-		return
+		return false
+	}
+	claim, ok := p.claim(ctx, d, log)
+	if !ok {
+		return true
+	}
+	if claim.Behind {
+		p.behind(ctx, d, log)
+		return false
+	}
+	if claim.Attempts > 0 {
+		d.MaybePosted = true // an earlier attempt may have posted it
 	}
 	out := Outbound{
 		ID:          d.MessageID,
@@ -197,9 +353,12 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		Time:        d.CreatedAt,
 		Ephemeral:   d.Target.Ephemeral,
 	}
+	if !p.leases.valid(ctx) {
+		return true
+	}
 	if posted, ok := p.streams.finish(ctx, out); ok {
 		p.posted(ctx, d, out, posted, log)
-		return
+		return true
 	}
 	offer := p.offer(ctx, d, out, log)
 	rec, canRecover := a.(Recoverer)
@@ -212,7 +371,7 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 				log.Info("reply is on the platform already; not posting it again")
 				p.posted(ctx, d, out, found, log)
 				p.offered(ctx, offer, found, log)
-				return
+				return true
 			case err == nil:
 				if found.Found() {
 					log.Info("part of a reply was posted before; posting the rest")
@@ -223,39 +382,44 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
 				p.failed(ctx, d, err)
 				p.withdraw(ctx, offer, log)
-				return
+				return true
 			default:
 				log.Warn("look for a reply that may have been posted", LogErr, err)
 				if retry.Wait(ctx, b.Next(err)) != nil {
-					return
+					return true
 				}
 				continue
 			}
+		}
+		// The lease may have ended while this process stalled: then the
+		// post is the next owner's, which finds it claimed.
+		if !p.leases.valid(ctx) {
+			return true
 		}
 		posted, err := a.Send(ctx, out)
 		if err == nil {
 			p.posted(ctx, d, out, posted, log)
 			p.offered(ctx, offer, posted, log)
-			return
+			return true
 		}
 		if posted.Found() {
 			out.Posted = posted
 		}
 		if ctx.Err() != nil {
-			return
+			return true
 		}
 		if IsPermanent(err) {
 			log.Error("reply given up: the platform refuses it", LogErr, err)
 			p.failed(ctx, d, err)
 			p.withdraw(ctx, offer, log)
-			return
+			return true
 		}
 		if errors.Is(err, ErrNoAccess) {
 			if p.noAccess(d.Target.Room, err, log) {
 				log.Error("reply given up: the bot cannot post in this room; invite it back for its next replies to get through", LogErr, err)
 				p.failed(ctx, d, err)
 				p.withdraw(ctx, offer, log)
-				return
+				return true
 			}
 		} else {
 			// The post may have reached the platform before it failed.
@@ -264,7 +428,32 @@ func (p *poster) post(ctx context.Context, d Delivery) {
 		wait := b.Next(err)
 		log.Warn("posting reply failed; will retry", LogErr, err, LogWait, wait, "attempt", b.Attempts())
 		if retry.Wait(ctx, wait) != nil {
-			return
+			return true
+		}
+	}
+	return true
+}
+
+// claim claims d before it is posted, retrying while the store fails. It
+// returns false when d is not to be posted here: done already, or another
+// process's now, or the lease's context ended.
+func (p *poster) claim(ctx context.Context, d Delivery, log *slog.Logger) (Claim, bool) {
+	b := p.policy.New()
+	for {
+		c, err := p.store.ClaimDelivery(ctx, d.MessageID)
+		switch {
+		case err == nil:
+			return c, true
+		case errors.Is(err, ErrNotFound):
+			log.Debug("reply posted or given up already")
+			return c, false
+		case p.leases.fenced(ctx, err), ctx.Err() != nil:
+			return c, false
+		}
+		wait := b.Next(err)
+		log.Warn("claim a reply before posting it failed; will retry", LogErr, err, LogWait, wait)
+		if retry.Wait(ctx, wait) != nil {
+			return c, false
 		}
 	}
 }
@@ -304,7 +493,12 @@ func (p *poster) failed(ctx context.Context, d Delivery, err error) {
 func (p *poster) record(ctx context.Context, what string, fn func(ctx context.Context) error) {
 	_ = retry.Until(ctx, p.policy, func() error {
 		err := recordAccepted(ctx, fn)
-		if errors.Is(err, ErrNotFound) {
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return nil
+		case p.leases.fenced(ctx, err):
+			// The next owner of the room finds it claimed, and looks.
+			p.log.Info(what+": the room is another replica's now, which finds the reply claimed and looks for it", LogErr, err)
 			return nil
 		}
 		return err

@@ -66,6 +66,6 @@ func (it *intake) reaction(ctx context.Context, in Inbound, log *slog.Logger) er
 	}
 	it.metrics.Inbound(in.Room.Platform, p.Bot, "stored")
 	log.Debug("reaction stored", LogConversation, item.Conversation, LogBot, p.Bot, LogMessage, string(p.MessageID))
-	it.sender.Queue(item.Conversation)
+	it.sender.Queue(item)
 	return nil
 }

@@ -21,10 +21,16 @@ import (
 // de-duplicates by message id) and handed to the poster; streamed replies and
 // deletions go to the poster as they come.
 //
+// It listens to, and sweeps, only the conversations of the leases this
+// process holds (leaser.go); a stream ends with its lease. Webhooks come
+// to any process: a bot message is stored by whichever gets it, and posted
+// by the process that holds its room's lease.
+//
 // It owns the open streams.
 type receiver struct {
 	store   ReceiverStore
 	bots    map[string]*bot
+	leases  *leaser
 	targets interface {
 		ReplyTarget(conv int64) (ReplyTarget, bool)
 	}
@@ -73,6 +79,7 @@ type sink interface {
 // listener is one conversation's stream.
 type listener struct {
 	conv   int64
+	lease  string
 	chatID chat.ConversationID
 	bot    *bot
 	cancel context.CancelFunc
@@ -179,13 +186,14 @@ func (r *receiver) start(ctx context.Context) {
 	}
 }
 
-// resume watches the conversations with traffic in the watch window, or
-// with replies not yet posted, and lists each once: what the bot said while
-// the bridge was down came by no stream, and its webhooks reached nobody.
-// Streams open for those active since streamsSince (up to maxStreams, the
-// most recently active first).
-func (r *receiver) resume(ctx context.Context, since, streamsSince time.Time) (int, error) {
-	convs, err := r.store.ActiveConversations(ctx, since)
+// resume watches the conversations of the leases named, taken by this
+// process (at its start, or from another), with traffic in the watch
+// window, or with replies not yet posted, and lists each once: what the bot
+// said while no process listened came by no stream, and its webhooks
+// reached nobody. Streams open for those active since streamsSince (up to
+// maxStreams, the most recently active first).
+func (r *receiver) resume(ctx context.Context, leases []string, since, streamsSince time.Time) (int, error) {
+	convs, err := r.store.ActiveConversationsIn(ctx, leases, since)
 	if err != nil {
 		return 0, err
 	}
@@ -255,6 +263,11 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 	if b == nil {
 		return nil
 	}
+	lease := LeaseOf(c.Key.Room)
+	lctx, held := r.leases.context(lease)
+	if !held {
+		return nil // another process's
+	}
 	now := r.now()
 	active := now
 	if budgeted {
@@ -281,8 +294,9 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 		return nil
 	}
 	evicted := r.evictLocked()
-	ctx, cancel := context.WithCancel(r.ctx)
-	l := &listener{conv: c.ID, chatID: c.ChatID, bot: b, cancel: cancel, ready: make(chan struct{})}
+	// The stream ends with the lease, or with the receiver.
+	ctx, cancel := context.WithCancel(lctx)
+	l := &listener{conv: c.ID, lease: lease, chatID: c.ChatID, bot: b, cancel: cancel, ready: make(chan struct{})}
 	l.active.Store(now.UnixNano())
 	l.budgeted.Store(budgeted)
 	r.open[c.ID] = l
@@ -355,6 +369,22 @@ func (r *receiver) closeIdle(now time.Time) {
 	for _, id := range closed {
 		r.sweeper.rescheduleConv(id)
 	}
+}
+
+// drop closes the streams of the conversations of the leases named, which
+// ended, and stops sweeping them.
+func (r *receiver) drop(leases []string) {
+	r.mu.Lock()
+	for id, l := range r.open {
+		if slices.Contains(leases, l.lease) {
+			l.cancel()
+			delete(r.open, id)
+		}
+	}
+	n := len(r.open)
+	r.mu.Unlock()
+	r.metrics.Listeners(n)
+	r.sweeper.drop(leases)
 }
 
 // kick makes the streams of bot that are down reconnect at once.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,10 @@ import (
 // store; after a crash it looks for a message in the conversation before
 // sending it again.
 //
+// It works only on the conversations of the leases this process holds
+// (leaser.go), each turn under its lease's fence; the messages another
+// process stores for them come by note or poll (nudge).
+//
 // It owns the queue of conversations and a cache of their Botpress side
 // (conversation id, participants) and of where their replies go while a
 // message is on its way.
@@ -31,6 +36,8 @@ type sender struct {
 	files   FileLinker
 	watch   watcher
 	await   awaiter
+	leases  *leaser
+	notes   *notes
 	health  *health
 	metrics Metrics
 	log     *slog.Logger
@@ -71,11 +78,20 @@ type awaiter interface {
 
 // convWork is the sender's state of one conversation.
 type convWork struct {
+	// lease is the conversation's lease.
+	lease                  string
 	queued, running, again bool
 	// items counts the conversation's inbound messages stored and not yet
 	// sent or given up, so that a worker knows when it is done without
 	// asking the store once more.
-	items   int
+	items int
+	// unknown is set when another process may have stored messages of the
+	// conversation (a note, a poll, a lease taken): a worker then goes on
+	// until the store has none left.
+	unknown bool
+	// dropped is set when the conversation's lease ended while a worker
+	// was on it: the state goes when the worker is done.
+	dropped bool
 	retry   *time.Timer
 	backoff *retry.Backoff
 	// maybeSent holds items whose send may have reached Botpress without
@@ -111,11 +127,13 @@ func (s *sender) start(ctx context.Context) {
 	}
 }
 
-// resume queues what the store holds from before: a conversation sends one
-// item at a time, so only its first pending item can have reached Botpress
-// without the store knowing.
-func (s *sender) resume(ctx context.Context) (int, error) {
-	items, err := s.store.PendingInbound(ctx, 0)
+// resume queues what the store holds of the leases named, taken by this
+// process (at its start, or from another): a conversation sends one item
+// at a time, so only its first pending item can have reached Botpress
+// without the store knowing (sent by a process that stopped, or lost the
+// lease, before it recorded it).
+func (s *sender) resume(ctx context.Context, leases []string) (int, error) {
+	items, err := s.store.PendingInboundIn(ctx, leases, 0, 0)
 	if err != nil {
 		return 0, fmt.Errorf("resume outbox: %w", err)
 	}
@@ -123,9 +141,11 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 	s.mu.Lock()
 	for _, it := range items {
 		s.pending++
-		s.work(it.Conversation).items++
+		w := s.work(it.Conversation)
+		w.lease = LeaseOf(it.Inbound.Room)
+		w.items++
 		if !seen[it.Conversation] {
-			s.work(it.Conversation).maybeSent[it.ID] = true
+			w.maybeSent[it.ID] = true
 			seen[it.Conversation] = true
 		}
 	}
@@ -136,13 +156,81 @@ func (s *sender) resume(ctx context.Context) (int, error) {
 	return len(items), nil
 }
 
-// Queue makes the sender send a newly stored item of the conversation.
-func (s *sender) Queue(conv int64) {
+// Queue makes the sender send a newly stored item, when this process holds
+// its conversation's lease; else it tells the process that does.
+func (s *sender) Queue(it OutboxItem) {
+	lease := LeaseOf(it.Inbound.Room)
+	if !s.leases.holds(lease) {
+		s.notes.publish(Note{Lease: lease, Conversation: it.Conversation})
+		return
+	}
 	s.mu.Lock()
 	s.pending++
-	s.work(conv).items++
+	w := s.work(it.Conversation)
+	w.lease = lease
+	w.items++
+	s.mu.Unlock()
+	s.notify(it.Conversation)
+}
+
+// nudge makes the sender send what the store holds of a conversation of a
+// lease it holds: messages another process stored.
+func (s *sender) nudge(conv int64, lease string) {
+	if !s.leases.holds(lease) {
+		return
+	}
+	s.mu.Lock()
+	w := s.work(conv)
+	w.lease, w.unknown = lease, true
 	s.mu.Unlock()
 	s.notify(conv)
+}
+
+// poll nudges every conversation of the leases named with messages
+// waiting: the fallback for notes lost.
+func (s *sender) poll(ctx context.Context, leases []string) error {
+	items, err := s.store.PendingInboundIn(ctx, leases, 0, 0)
+	if err != nil {
+		return err
+	}
+	seen := map[int64]bool{}
+	for _, it := range items {
+		if !seen[it.Conversation] {
+			seen[it.Conversation] = true
+			s.nudge(it.Conversation, LeaseOf(it.Inbound.Room))
+		}
+	}
+	return nil
+}
+
+// drop forgets the conversations of the leases named, which ended: their
+// messages are another process's now.
+func (s *sender) drop(leases []string) {
+	s.mu.Lock()
+	for conv, w := range s.state {
+		if !slices.Contains(leases, w.lease) {
+			continue
+		}
+		s.pending -= w.items
+		w.items, w.unknown = 0, false
+		if w.retry != nil {
+			w.retry.Stop()
+			w.retry = nil
+		}
+		if w.running {
+			w.dropped = true
+		} else {
+			delete(s.state, conv)
+		}
+	}
+	s.mu.Unlock()
+	s.convMu.Lock()
+	for id, ce := range s.convs {
+		if slices.Contains(leases, LeaseOf(ce.conv.Key.Room)) {
+			delete(s.convs, id)
+		}
+	}
+	s.convMu.Unlock()
 }
 
 func (s *sender) work(conv int64) *convWork {
@@ -177,14 +265,14 @@ func (s *sender) signal() {
 	}
 }
 
-// take returns the next conversation to work on, or false when the sender
-// is closed or ctx ended.
-func (s *sender) take(ctx context.Context) (int64, bool) {
+// take returns the next conversation to work on and its lease, or false
+// when the sender is closed or ctx ended.
+func (s *sender) take(ctx context.Context) (int64, string, bool) {
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return 0, false
+			return 0, "", false
 		}
 		if len(s.queue) > 0 {
 			conv := s.queue[0]
@@ -194,16 +282,20 @@ func (s *sender) take(ctx context.Context) (int64, bool) {
 			} else {
 				s.signal()
 			}
-			w := s.work(conv)
+			w, ok := s.state[conv]
+			if !ok {
+				s.mu.Unlock()
+				continue // dropped with its lease
+			}
 			w.queued, w.running = false, true
 			s.busy.Add(1)
 			s.mu.Unlock()
-			return conv, true
+			return conv, w.lease, true
 		}
 		s.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return 0, false
+			return 0, "", false
 		case <-s.wake:
 		}
 	}
@@ -218,6 +310,8 @@ func (s *sender) release(conv int64, retryIn time.Duration) {
 	w := s.work(conv)
 	w.running = false
 	switch {
+	case w.dropped:
+		delete(s.state, conv)
 	case s.closed:
 	case retryIn > 0:
 		w.again = false
@@ -231,7 +325,7 @@ func (s *sender) release(conv int64, retryIn time.Duration) {
 		w.again, w.queued = false, true
 		s.queue = append(s.queue, conv)
 		s.signal()
-	case len(w.maybeSent) == 0 && w.backoff == nil && w.items == 0:
+	case len(w.maybeSent) == 0 && w.backoff == nil && w.items == 0 && !w.unknown:
 		delete(s.state, conv)
 	}
 }
@@ -262,15 +356,23 @@ func (s *sender) wait() { s.wg.Wait() }
 func (s *sender) idle() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending == 0
+	if s.pending != 0 {
+		return false
+	}
+	for _, w := range s.state {
+		if w.unknown {
+			return false
+		}
+	}
+	return true
 }
 
 // finished counts an item of conv sent or given up.
 func (s *sender) finished(conv int64) {
 	s.mu.Lock()
-	s.pending--
 	if w := s.work(conv); w.items > 0 {
 		w.items--
+		s.pending--
 	}
 	s.mu.Unlock()
 }
@@ -279,16 +381,29 @@ func (s *sender) finished(conv int64) {
 func (s *sender) caughtUp(conv int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.work(conv).items == 0
+	w := s.work(conv)
+	return w.items == 0 && !w.unknown
 }
 
 func (s *sender) worker(ctx context.Context) {
 	for {
-		conv, ok := s.take(ctx)
+		conv, lease, ok := s.take(ctx)
 		if !ok {
 			return
 		}
-		s.release(conv, s.drainConversation(ctx, conv))
+		lctx, done, held := s.leases.acquire(lease)
+		if !held {
+			s.mu.Lock()
+			w := s.work(conv)
+			s.pending -= w.items
+			w.items, w.unknown, w.dropped = 0, false, true
+			s.mu.Unlock()
+			s.release(conv, 0)
+			continue
+		}
+		retryIn := s.drainConversation(lctx, conv)
+		done()
+		s.release(conv, retryIn)
 	}
 }
 
@@ -302,12 +417,18 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 		it, err := s.store.NextInbound(ctx, conv)
 		if errors.Is(err, ErrNotFound) {
 			s.mu.Lock()
-			s.pending -= s.work(conv).items // cannot happen; never wait for them
-			s.work(conv).items = 0
+			w := s.work(conv)
+			// Items counted but gone: sent by another process before this
+			// one took the lease; never wait for them.
+			s.pending -= w.items
+			w.items, w.unknown = 0, false
 			s.mu.Unlock()
 			return 0
 		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return 0
+			}
 			s.log.Error("read outbox", LogConversation, conv, LogErr, err)
 			return s.failed(ctx, conv, err)
 		}
@@ -316,12 +437,16 @@ func (s *sender) drainConversation(ctx context.Context, conv int64) time.Duratio
 		case err == nil:
 			s.sent(conv, it.ID)
 			s.finished(conv)
-		case ctx.Err() != nil:
+		case ctx.Err() != nil, errors.Is(err, errLeaseEnded), s.leases.fenced(ctx, err):
+			// Stopping, or the conversation is another process's now.
 			return 0
 		case IsPermanent(err):
 			s.log.Error("inbound message given up: Botpress refuses it", LogConversation, conv,
 				LogEventKey, string(it.Inbound.Key), LogErr, err)
 			if ferr := s.store.FailInbound(ctx, it.ID, err.Error()); ferr != nil {
+				if s.leases.fenced(ctx, ferr) {
+					return 0
+				}
 				s.log.Error("record failed inbound", LogErr, ferr)
 				return s.failed(ctx, conv, ferr)
 			}
@@ -410,6 +535,11 @@ func (s *sender) failed(ctx context.Context, conv int64, err error) time.Duratio
 // errVanished marks a failure because the Botpress side of a conversation or
 // user is gone; the mapping was dropped and the send is tried again at once.
 var errVanished = errors.New("vanished on the Botpress side")
+
+// errLeaseEnded stops a send before it reaches Botpress: the lease of the
+// conversation ended (lost, given up, or past its deadline), and its
+// messages are another process's now.
+var errLeaseEnded = errors.New("the lease of the conversation ended")
 
 // send delivers one outbox item to Botpress: it resolves the bot's users and
 // the conversation, then sends each part not yet sent, recording progress in
@@ -536,6 +666,9 @@ func (s *sender) sendParts(ctx context.Context, b *bot, conv Conversation, u Use
 				}
 				continue
 			}
+		}
+		if !s.leases.valid(ctx) {
+			return sentNow, last, errLeaseEnded
 		}
 		msg, err := b.API.CreateMessage(ctx, u.Key, chat.CreateMessageRequest{
 			ConversationID: conv.ChatID,

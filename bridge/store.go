@@ -117,6 +117,16 @@ type PruneBefore struct {
 // ctx, runs one transaction and returns ErrNotFound for missing records (and
 // for Mark and Fail calls on records already finished) and errors wrapping
 // ErrStore for failures of the database.
+//
+// The writes of the sender and the poster are fenced (see lease.go): when
+// ctx carries a fence (WithFence), the write is made only while the lease
+// of what it writes (LeaseOf its conversation's or room's room) is held with
+// the fence's token, by the store's clock, and fails with ErrFenced
+// otherwise. Those are MarkInboundSent, FailInbound, SetConversationChatID,
+// AddParticipant, MarkDelivered, FailDelivery, ClaimDelivery, PutOffer,
+// SetIndicator, and SetCursor (checked against the fence's own lease). The
+// writes any process may make, which unique keys keep single
+// (EnqueueInbound, ResetConversation, AddDelivery...), take no fence.
 
 // IntakeStore is what the intake needs: it routes and stores what people say.
 type IntakeStore interface {
@@ -187,6 +197,10 @@ type SenderStore interface {
 	Participant(ctx context.Context, conversation int64, user chat.UserID) (bool, error)
 	// AddParticipant records that user was added to the conversation.
 	AddParticipant(ctx context.Context, conversation int64, user chat.UserID) error
+	// PendingInboundIn lists the unsent inbound messages of the
+	// conversations of the leases named, with an id above after, oldest
+	// first, at most limit (0: all).
+	PendingInboundIn(ctx context.Context, leases []string, after int64, limit int) ([]OutboxItem, error)
 }
 
 // ReceiverStore is what the receiver needs: the conversations to listen to
@@ -201,6 +215,9 @@ type ReceiverStore interface {
 	// ActiveConversations lists mapped conversations active since the time
 	// given, or with undelivered bot messages.
 	ActiveConversations(ctx context.Context, since time.Time) ([]Conversation, error)
+	// ActiveConversationsIn is ActiveConversations of the conversations of
+	// the leases named.
+	ActiveConversationsIn(ctx context.Context, leases []string, since time.Time) ([]Conversation, error)
 	// AddDelivery stores a bot message to post and moves the conversation's
 	// cursor to its creation time. A delivery without a target room goes to
 	// the conversation's reply target. It returns created=false, and the
@@ -216,6 +233,18 @@ type PosterStore interface {
 	// PendingDeliveries lists deliveries not yet posted, in Seq order, at
 	// most limit (0: all).
 	PendingDeliveries(ctx context.Context, limit int) ([]Delivery, error)
+	// PendingDeliveriesIn lists the deliveries not yet posted of the
+	// conversations of the leases named, with a Seq above after, in Seq
+	// order, at most limit (0: all).
+	PendingDeliveriesIn(ctx context.Context, leases []string, after int64, limit int) ([]Delivery, error)
+	// Delivery returns a delivery by message id.
+	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)
+	// ClaimDelivery records an attempt to post a pending delivery, made
+	// before it is posted, and returns how many were made before (see
+	// Claim). It claims nothing, and returns Behind, when an earlier
+	// delivery of the same room is still pending. ErrNotFound when the
+	// delivery is not pending.
+	ClaimDelivery(ctx context.Context, id chat.MessageID) (Claim, error)
 	// MarkDelivered records the platform ids of a posted delivery's parts.
 	MarkDelivered(ctx context.Context, id chat.MessageID, posted Parts) error
 	// FailDelivery gives a delivery up for good, keeping the reason.
@@ -234,6 +263,47 @@ type PosterStore interface {
 	Indicators(ctx context.Context) ([]ReplyTarget, error)
 }
 
+// LeaseStore keeps the leases through which processes sharing the store
+// share its work (see lease.go). Expiry is by the store's clock, which all
+// processes share.
+type LeaseStore interface {
+	// TakeLeases takes for owner, for ttl from now, each of the leases
+	// named that is free, expired, or held by owner already (then it is
+	// renewed, its token unchanged; a lease taken gets a new token). It
+	// returns the leases owner holds now of those named; the others are
+	// another's.
+	TakeLeases(ctx context.Context, owner string, names []string, ttl time.Duration) ([]Lease, error)
+	// ReleaseLeases ends the leases named that owner holds, for another
+	// process to take at once.
+	ReleaseLeases(ctx context.Context, owner string, names []string) error
+	// Leases lists every lease, by name, and the store's clock.
+	Leases(ctx context.Context) ([]Lease, time.Time, error)
+}
+
+// Notifier is an optional capability of a store that several processes
+// share: it carries notes of the work one process stored for another.
+type Notifier interface {
+	// Publish tells every process listening (Notify) of n. It does not
+	// wait for them.
+	Publish(ctx context.Context, n Note) error
+	// Notify calls fn (on one goroutine, in order) with the notes the
+	// processes publish, until ctx ends, and returns nil then. It blocks.
+	// When it may have missed some (its connection was lost), it calls fn
+	// with a Note of no Lease: anything may be new.
+	Notify(ctx context.Context, fn func(Note)) error
+}
+
+// Note tells of work another process stored: an inbound message of the
+// conversation, or the delivery Message.
+type Note struct {
+	// Lease is the lease of the conversation; empty when anything may be
+	// new.
+	Lease        string
+	Conversation int64
+	// Message is the delivery's message id; empty for an inbound message.
+	Message chat.MessageID
+}
+
 // Store is the durable state of the bridge: what each part needs, and what
 // the engine needs to keep it small and to check it.
 type Store interface {
@@ -241,6 +311,7 @@ type Store interface {
 	SenderStore
 	ReceiverStore
 	PosterStore
+	LeaseStore
 
 	// Cursor returns a named platform value (a Matrix sync token), or "" when
 	// unset.

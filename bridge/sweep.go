@@ -3,6 +3,7 @@ package bridge
 import (
 	"container/heap"
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,6 +35,7 @@ type sweeper struct {
 // watched is a conversation the sweeper keeps an eye on.
 type watched struct {
 	conv   int64
+	lease  string
 	chatID chat.ConversationID
 	bot    string
 	active time.Time // its last traffic
@@ -71,7 +73,7 @@ func (sw *sweeper) watch(c Conversation, active time.Time, listNow bool) {
 	defer sw.mu.Unlock()
 	w := sw.convs[c.ID]
 	if w == nil {
-		w = &watched{conv: c.ID, chatID: c.ChatID, bot: c.Key.Bot, active: active, index: -1}
+		w = &watched{conv: c.ID, lease: LeaseOf(c.Key.Room), chatID: c.ChatID, bot: c.Key.Bot, active: active, index: -1}
 		sw.convs[c.ID] = w
 	}
 	w.chatID = c.ChatID
@@ -83,6 +85,20 @@ func (sw *sweeper) watch(c Conversation, active time.Time, listNow bool) {
 		next = sw.r.now()
 	}
 	sw.schedule(w, next)
+}
+
+// drop forgets the conversations of the leases named, which ended.
+func (sw *sweeper) drop(leases []string) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	for id, w := range sw.convs {
+		if slices.Contains(leases, w.lease) {
+			if w.index >= 0 {
+				heap.Remove(&sw.due, w.index)
+			}
+			delete(sw.convs, id)
+		}
+	}
 }
 
 // touch records traffic in a watched conversation.
@@ -196,10 +212,14 @@ func (sw *sweeper) work(ctx context.Context) {
 		if w == nil {
 			return
 		}
+		lctx, held := sw.r.leases.context(w.lease)
+		if !held {
+			continue // dropped with its lease
+		}
 		if err := sw.bucket(w.bot).take(ctx, sw.r.now, nil); err != nil {
 			return
 		}
-		if err := sw.r.sweep(ctx, w.conv, w.chatID, w.bot); err != nil && ctx.Err() == nil {
+		if err := sw.r.sweep(lctx, w.conv, w.chatID, w.bot); err != nil && ctx.Err() == nil {
 			sw.r.log.Debug("list a conversation for missed bot messages", LogConversation, w.conv, LogErr, err)
 		}
 		sw.mu.Lock()

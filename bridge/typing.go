@@ -75,12 +75,18 @@ func (t *typing) start(ctx context.Context) {
 // wait blocks until the workers returned; their context must have ended.
 func (t *typing) wait() { t.wg.Wait() }
 
-// resume takes down the indicators the store says are shown: a process
-// that stopped left them.
-func (t *typing) resume(ctx context.Context) error {
-	ts, err := t.p.store.Indicators(ctx)
+// resume takes down the indicators the store says are shown in the rooms
+// of the leases named: a process that stopped, or lost them, left them.
+func (t *typing) resume(ctx context.Context, leases []string) error {
+	all, err := t.p.store.Indicators(ctx)
 	if err != nil {
 		return err
+	}
+	var ts []ReplyTarget
+	for _, target := range all {
+		if slices.Contains(leases, LeaseOf(target.Room)) {
+			ts = append(ts, target)
+		}
 	}
 	for _, target := range ts {
 		q := t.queue(target)
@@ -229,16 +235,25 @@ func (t *typing) worker(ctx context.Context, q *typingQueue) {
 		change := q.shown[target] != on
 		q.mu.Unlock()
 		if change {
-			t.apply(ctx, q, target, on)
+			t.apply(q, target, on)
 		}
 	}
 }
 
 // apply makes the platform call, and records an indicator shown before it
 // is shown and forgets it after it was taken down, so that a crash in
-// between leaves the record.
-func (t *typing) apply(ctx context.Context, q *typingQueue, target ReplyTarget, on bool) {
+// between leaves the record. It does nothing in a room of a lease this
+// process does not hold: the indicators there are another process's.
+func (t *typing) apply(q *typingQueue, target ReplyTarget, on bool) {
 	p := t.p
+	ctx, done, held := p.leases.acquire(LeaseOf(target.Room))
+	if !held {
+		q.mu.Lock()
+		delete(q.shown, target)
+		q.mu.Unlock()
+		return
+	}
+	defer done()
 	tp := p.adapters[target.Room.Platform].(Typer)
 	if on {
 		if err := p.store.SetIndicator(ctx, target, true); err != nil {

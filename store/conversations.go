@@ -59,9 +59,10 @@ func (db *DB) currentConversation(t *txn, key bridge.ConvKey, now time.Time) (br
 
 func (db *DB) insertConversation(t *txn, key bridge.ConvKey, gen int, now time.Time) (bridge.Conversation, error) {
 	res, err := t.exec(`INSERT INTO conversations
-		(bot, scope, platform, room, thread, user, generation, active_ms, created_ms)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		key.Bot, string(key.Scope), string(key.Room.Platform), key.Room.Room, key.Room.Thread, key.User, gen, ms(now), ms(now))
+		(bot, scope, platform, room, thread, user, generation, active_ms, created_ms, lease)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		key.Bot, string(key.Scope), string(key.Room.Platform), key.Room.Room, key.Room.Thread, key.User, gen, ms(now), ms(now),
+		bridge.LeaseOf(key.Room))
 	if err != nil {
 		return bridge.Conversation{}, err
 	}
@@ -236,6 +237,9 @@ func (db *DB) ConversationByChatID(ctx context.Context, bot string, id chat.Conv
 // SetConversationChatID implements bridge.Store.
 func (db *DB) SetConversationChatID(ctx context.Context, id int64, chatID chat.ConversationID) error {
 	return db.tx(ctx, "set conversation chat id", func(t *txn) error {
+		if err := fenced(t, conversationLease, id); err != nil {
+			return err
+		}
 		res, err := t.exec(`UPDATE conversations SET chat_id = ? WHERE id = ?`, string(chatID), id)
 		if err != nil {
 			return err
@@ -290,6 +294,9 @@ func (db *DB) Participant(ctx context.Context, conversation int64, user chat.Use
 // AddParticipant implements bridge.Store.
 func (db *DB) AddParticipant(ctx context.Context, conversation int64, user chat.UserID) error {
 	return db.tx(ctx, "add participant", func(t *txn) error {
+		if err := fenced(t, conversationLease, conversation); err != nil {
+			return err
+		}
 		_, err := t.exec(`INSERT INTO participants (conversation, chat_user) VALUES (?, ?)
 			ON CONFLICT DO NOTHING`, conversation, string(user))
 		return err

@@ -364,6 +364,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			if _, err := t.tx.ExecContext(ctx, string(body)); err != nil {
 				return wrap("migrate: apply "+s.name, err)
 			}
+			if s.version == leasesVersion {
+				if err := backfillLeases(ctx, t.tx); err != nil {
+					return wrap("migrate: "+s.name+": the leases of the conversations", err)
+				}
+			}
 		}
 		_, err := t.tx.ExecContext(ctx, "PRAGMA user_version = "+strconv.Itoa(len(steps)))
 		return wrap("migrate: set schema version", err)
@@ -386,7 +391,7 @@ func wrap(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, bridge.ErrFenced) {
 		return fmt.Errorf("%s: %w", op, err)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
@@ -597,7 +602,8 @@ func (db *DB) commit(batch []*writeReq, reply bool) error {
 	for i, r := range batch {
 		err := errs[i]
 		if err != nil && !errors.Is(err, bridge.ErrStore) && !errors.Is(err, bridge.ErrNotFound) &&
-			!errors.Is(err, bridge.ErrConflict) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			!errors.Is(err, bridge.ErrConflict) && !errors.Is(err, bridge.ErrFenced) &&
+			!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 			err = wrap(r.op, err)
 		}
 		db.noteWrite(r.op, err)

@@ -143,18 +143,26 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 
 // MarkDelivered implements bridge.Store.
 func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
-	return db.updateDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
+	return db.updateDelivery(ctx, "mark delivered", id, `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
 		WHERE message_id = ? AND state = 'pending'`, form.EncodeParts(posted), ms(db.Now()), string(id))
 }
 
 // FailDelivery implements bridge.Store.
 func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
-	return db.updateDelivery(ctx, "fail delivery", `UPDATE deliveries SET state = 'failed', error = ?, done_ms = ?
+	return db.updateDelivery(ctx, "fail delivery", id, `UPDATE deliveries SET state = 'failed', error = ?, done_ms = ?
 		WHERE message_id = ? AND state = 'pending'`, reason, ms(db.Now()), string(id))
 }
 
-func (db *DB) updateDelivery(ctx context.Context, op, query string, args ...any) error {
+// updateDelivery runs query, the record of what became of delivery id,
+// fenced.
+func (db *DB) updateDelivery(ctx context.Context, op string, id chat.MessageID, query string, args ...any) error {
 	return db.tx(ctx, op, func(t *txn) error {
+		if err := fenced(t, deliveryLease, string(id)); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
+			}
+			return err
+		}
 		res, err := t.exec(query, args...)
 		if err != nil {
 			return err
@@ -188,6 +196,11 @@ func (db *DB) Prune(ctx context.Context, before bridge.PruneBefore) (int64, erro
 			(SELECT rowid FROM deliveries WHERE state <> 'pending' AND done_ms < ? LIMIT ?)`, []any{ms(before.Finished)}},
 		{"offers", `DELETE FROM offers WHERE (platform, room, thread) IN
 			(SELECT platform, room, thread FROM offers WHERE expires_ms <= ? LIMIT ?)`, []any{now}},
+		// The presence of processes gone since then; never the row of the
+		// highest token, which the next token is counted from.
+		{"leases", `DELETE FROM leases WHERE name IN
+			(SELECT name FROM leases WHERE name LIKE 'replica:%' AND expires_ms < ?
+			AND token < (SELECT max(token) FROM leases) LIMIT ?)`, []any{ms(before.Finished)}},
 	}
 	if !before.Idle.IsZero() {
 		idle := ms(before.Idle)

@@ -15,6 +15,9 @@ func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
 		return fmt.Errorf("put offer: %w", err)
 	}
 	return db.tx(ctx, "put offer", func(t *txn) error {
+		if err := fenced(t, namedLease, bridge.LeaseOf(o.Room)); err != nil {
+			return err
+		}
 		if o.MessageID != "" {
 			_, err := t.exec(`UPDATE offers SET message_id = ? WHERE platform = ? AND room = ? AND thread = ?
 				AND conversation = ? AND message_id = ''`,
@@ -54,6 +57,9 @@ func (db *DB) Offer(ctx context.Context, room bridge.RoomKey) (bridge.Offer, err
 func (db *DB) SetIndicator(ctx context.Context, t bridge.ReplyTarget, on bool) error {
 	args := []any{string(t.Room.Platform), t.Room.Room, t.Room.Thread, t.MessageID, t.UserID}
 	return db.tx(ctx, "set indicator", func(tx *txn) error {
+		if err := fenced(tx, namedLease, bridge.LeaseOf(t.Room)); err != nil {
+			return err
+		}
 		var err error
 		if on {
 			_, err = tx.exec(`INSERT INTO indicators (platform, room, thread, message_id, user_id, since_ms)

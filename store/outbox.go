@@ -65,6 +65,9 @@ func (db *DB) NextInbound(ctx context.Context, conversation int64) (bridge.Outbo
 // MarkInboundSent implements bridge.Store.
 func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat.MessageID, done bool, reply bridge.ReplyTarget) error {
 	return db.tx(ctx, "mark inbound sent", func(t *txn) error {
+		if err := fenced(t, inboundLease, id); err != nil {
+			return err
+		}
 		now := ms(db.Now())
 		state := "pending"
 		var doneMS any
@@ -90,6 +93,9 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 // FailInbound implements bridge.Store.
 func (db *DB) FailInbound(ctx context.Context, id int64, reason string) error {
 	return db.tx(ctx, "fail inbound", func(t *txn) error {
+		if err := fenced(t, inboundLease, id); err != nil {
+			return err
+		}
 		res, err := t.exec(`UPDATE inbound SET state = 'failed', error = ?, done_ms = ?
 			WHERE id = ? AND state = 'pending'`, reason, ms(db.Now()), id)
 		if err != nil {

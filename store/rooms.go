@@ -28,7 +28,8 @@ func (db *DB) RenameRoom(ctx context.Context, platform bridge.Platform, from, to
 	p := string(platform)
 	var moved int64
 	err := db.tx(ctx, "rename room", func(t *txn) error {
-		res, err := t.exec(`UPDATE OR IGNORE conversations SET room = ? WHERE platform = ? AND room = ?`, to, p, from)
+		res, err := t.exec(`UPDATE OR IGNORE conversations SET room = ?, lease = ? WHERE platform = ? AND room = ?`,
+			to, bridge.LeaseOf(bridge.RoomKey{Platform: platform, Room: to}), p, from)
 		if err != nil {
 			return err
 		}

@@ -66,9 +66,15 @@ func (db *DB) Cursor(ctx context.Context, name string) (string, error) {
 	return v, wrap("cursor "+name, err)
 }
 
-// SetCursor implements bridge.Store.
+// SetCursor implements bridge.Store. With a fence in ctx, it writes only
+// while the fence's own lease is held with its token.
 func (db *DB) SetCursor(ctx context.Context, name, value string) error {
 	return db.tx(ctx, "set cursor "+name, func(t *txn) error {
+		if f, ok := bridge.FenceFrom(ctx); ok {
+			if err := fenced(t, namedLease, f.Lease); err != nil {
+				return err
+			}
+		}
 		_, err := t.exec(setCursorSQL, name, value, ms(db.Now()))
 		return err
 	})

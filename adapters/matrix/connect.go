@@ -189,7 +189,11 @@ func (a *Adapter) loggedIn(user id.UserID, device id.DeviceID) error {
 // openStores opens, once, the room state cache and, with encryption, the
 // crypto helper, on the bridge's database.
 func (a *Adapter) openStores(ctx context.Context) error {
-	db, err := dbutil.NewWithDB(a.opts.DB, "sqlite")
+	dialect := a.opts.Dialect
+	if dialect == "" {
+		dialect = DialectSQLite
+	}
+	db, err := dbutil.NewWithDB(a.opts.DB, dialect)
 	if err != nil {
 		return fmt.Errorf("matrix: open the state store: %w", err)
 	}

@@ -7,7 +7,14 @@
 // with transaction ids derived from the Chat API message id, in threads or
 // as replies, with media uploaded to the media repository. End-to-end
 // encrypted rooms work through mautrix's crypto helper (build with the goolm
-// tag; no cgo), which keeps its keys in the bridge's SQLite file.
+// tag; no cgo), which keeps its keys in the bridge's database (SQLite or
+// PostgreSQL).
+//
+// When several replicas share a PostgreSQL store, the bridge runs the
+// adapter in one of them at a time, under the lease of every Matrix room
+// (bridge.MatrixLease): the sync loop, the encryption state and the posts
+// are that replica's. Its writes of the sync token carry the lease's
+// fence.
 package matrix
 
 import (
@@ -38,6 +45,12 @@ import (
 
 // Platform is the platform name of the adapter's rooms.
 const Platform = bridge.PlatformMatrix
+
+// The dialects of Config.DB.
+const (
+	DialectSQLite   = "sqlite"
+	DialectPostgres = "postgres"
+)
 
 // Defaults of Config.
 const (
@@ -85,10 +98,14 @@ type Config struct {
 	// for their keys, and moves a room's conversations when the room is
 	// upgraded (the bridge's store).
 	Store Store
-	// DB is the SQLite database (driver modernc "sqlite") that holds the
-	// room state cache and, with encryption, the crypto store: the bridge's
-	// own file. The adapter never closes it.
+	// DB is the database that holds the room state cache and, with
+	// encryption, the crypto store: the bridge's own (its SQLite file, or
+	// its PostgreSQL database through pgx's database/sql driver). The
+	// adapter never closes it.
 	DB *sql.DB
+	// Dialect is DB's SQL dialect: DialectSQLite (the default) or
+	// DialectPostgres.
+	Dialect string
 	// PickleKey turns end-to-end encryption on and encrypts the secrets of
 	// the crypto store. Losing it loses the device's keys.
 	PickleKey string
@@ -226,6 +243,13 @@ type Adapter struct {
 	fetcher *media.Fetcher
 	sync    *dispatcher
 	state   *sqlstatestore.SQLStateStore
+
+	// standby downloads files while the adapter does not run here (another
+	// replica runs it), with standbyToken, the token that replica keeps:
+	// a client of its own, so that it never touches the token of cli.
+	standby      *mautrix.Client
+	standbyToken atomic.Pointer[string]
+
 	// crypto is nil without encryption.
 	crypto *cryptohelper.CryptoHelper
 
@@ -303,6 +327,11 @@ func New(opts Config) (*Adapter, error) {
 	}
 	if opts.Store == nil || opts.DB == nil {
 		errs = append(errs, errors.New("matrix: no store"))
+	}
+	switch opts.Dialect {
+	case "", DialectSQLite, DialectPostgres:
+	default:
+		errs = append(errs, fmt.Errorf("matrix: database dialect %q is not %s or %s", opts.Dialect, DialectSQLite, DialectPostgres))
 	}
 	switch opts.Trust {
 	case "", TrustAny, TrustCrossSigned, TrustVerified:
@@ -387,6 +416,14 @@ func New(opts Config) (*Adapter, error) {
 	a.sync = newDispatcher()
 	cli.Syncer = a.sync
 	a.cli = cli
+	if a.standby, err = mautrix.NewClient(cli.HomeserverURL.String(), "", ""); err != nil {
+		return nil, fmt.Errorf("matrix: homeserver URL %q: %w", opts.HomeserverURL, err)
+	}
+	shc := *base
+	shc.Transport = bearer{base: base.Transport, token: &a.standbyToken, origin: origin(cli.HomeserverURL)}
+	a.standby.Client = &shc
+	a.standby.DefaultHTTPRetries = 0
+	a.standby.Log = cli.Log
 	return a, nil
 }
 

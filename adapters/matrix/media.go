@@ -80,11 +80,15 @@ func (a *Adapter) upload(ctx context.Context, room id.RoomID, encrypted bool, m 
 
 // OpenFile implements bridge.FileOpener: it downloads a person's file
 // through the homeserver's authenticated media API and, in encrypted rooms,
-// decrypts and verifies it. It waits for Run to have logged in. Files
-// larger than MaxFileBytes fail; a file the homeserver no longer has wraps
-// bridge.ErrNotFound.
+// decrypts and verifies it. Files larger than MaxFileBytes fail; a file the
+// homeserver no longer has wraps bridge.ErrNotFound. It works in a replica
+// that does not run the adapter (another runs the Matrix sync loop), with
+// the access token of the configuration or the one the running replica
+// keeps in the store; before any replica has logged in, it waits for Run
+// to.
 func (a *Adapter) OpenFile(ctx context.Context, ref string) (io.ReadCloser, string, error) {
-	if err := a.waitConnected(ctx); err != nil {
+	cli, err := a.downloader(ctx)
+	if err != nil {
 		return nil, "", err
 	}
 	mxc := id.ContentURIString(ref)
@@ -100,7 +104,7 @@ func (a *Adapter) OpenFile(ctx context.Context, ref string) (io.ReadCloser, stri
 	if err != nil {
 		return nil, "", fmt.Errorf("matrix: open file %q: %w", mxc, err)
 	}
-	resp, err := a.cli.Download(ctx, uri)
+	resp, err := cli.Download(ctx, uri)
 	var he mautrix.HTTPError
 	switch {
 	case errors.Is(err, mautrix.MNotFound), errors.As(err, &he) && he.IsStatus(http.StatusNotFound):
@@ -151,3 +155,29 @@ func (c *capped) Read(p []byte) (int, error) {
 }
 
 func (c *capped) Close() error { return c.r.Close() }
+
+// downloader returns the client to download with: the adapter's once Run
+// has logged in. Until then (in a replica standing by while another runs
+// the sync loop) the standby client, with the configured access token, or
+// the one the running replica keeps in the store, read each time since a
+// new login there replaces it; with neither, it waits for Run.
+func (a *Adapter) downloader(ctx context.Context) (*mautrix.Client, error) {
+	select {
+	case <-a.connected:
+		return a.cli, nil
+	default:
+	}
+	token := a.opts.AccessToken
+	if token == "" {
+		kept, err := a.opts.Store.Cursor(ctx, cursorName(a.opts.UserID, cursorToken))
+		if err != nil {
+			return nil, fmt.Errorf("matrix: read the kept access token: %w", err)
+		}
+		if kept == "" {
+			return a.cli, a.waitConnected(ctx)
+		}
+		token = kept
+	}
+	a.standbyToken.Store(&token)
+	return a.standby, nil
+}

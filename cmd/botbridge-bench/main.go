@@ -17,19 +17,28 @@
 //     reply into each of 1,000 random ones; the delay from the bot's send
 //     to the post, p50/p99 with the bot's webhooks, p99 with sweeps alone
 //     (no webhook, streams closed), the replies not posted by a deadline,
-//     and the memory per open stream over HTTP/2, with 10,000 open.
+//     and the memory per open stream over HTTP/2, with 10,000 open;
+//   - with -store postgres, replicas on one PostgreSQL database (a
+//     throwaway server the bench starts, or -pg-dsn), each a child process:
+//     messages per second of 1 to -replicas of them in 100 rooms; the
+//     failover, from the kill -9 of the replica owning 50 busy rooms until
+//     each of them had its next reply posted; and the messages lost and
+//     replies doubled in those runs.
 //
 // With -json it prints one JSON object (direct_p50_ms, direct_p99_ms,
 // bridge_p50_ms, bridge_p99_ms, msgs_per_sec_1, msgs_per_sec_100,
 // msgs_per_sec_1000, listener_bytes, drain_seconds, late_reply_p50_s,
 // late_reply_p99_s, late_reply_sweep_p99_s, listener_bytes_h2,
-// late_replies_lost); else a table with the targets and what each phase
-// cost in CPU and Chat API requests. Progress goes to standard error.
+// late_replies_lost, pg_msgs_per_sec_100_r1, _r2, _r3, failover_seconds,
+// replica_lost, replica_doubled); else a table with the targets and what
+// each phase cost in CPU and Chat API requests. Progress goes to standard
+// error.
 //
 //	botbridge-bench [-json] [-n 2000] [-rooms 1,100,1000] [-msgs 5000]
 //	    [-listeners 10000] [-backlog 10000] [-backlog-rooms 100]
 //	    [-late-convs 10000] [-late-replies 1000] [-late-deadline 5m]
 //	    [-sweep-budget 0] [-h2 tls]
+//	    [-store sqlite|postgres] [-replicas 3] [-lease-ttl 12s] [-pg-dsn DSN]
 //	    [-phases latency,throughput,memory,drain,late] [-thinking auto]
 //	    [-post-interval 1µs] [-slack-idle-conns 0] [-chat-idle-conns 0]
 //	    [-cpuprofile FILE] [-memprofile FILE] [-blockprofile FILE] [-trace FILE]
@@ -64,17 +73,31 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
+	"github.com/botbridge/botbridge/store/postgres/pgtest"
 )
 
 func main() {
-	if os.Getenv(childEnv) == childEmulator {
-		os.Exit(runChild(os.Getenv(childProtoEnv), os.Stdin, os.Stdout, os.Stderr))
+	if code, ok := runAsChild(); ok {
+		os.Exit(code)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := Main(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// runAsChild runs the child the environment names (the emulator or a
+// replica), if any, and returns its exit code.
+func runAsChild() (int, bool) {
+	switch os.Getenv(childEnv) {
+	case childEmulator:
+		return runChild(os.Getenv(childProtoEnv), os.Stdin, os.Stdout, os.Stderr), true
+	case childReplica:
+		return runReplica(os.Stdin, os.Stdout, os.Stderr), true
+	}
+	return 0, false
 }
 
 // Phases of a run, in the order they run.
@@ -84,9 +107,16 @@ const (
 	phaseMemory     = "memory"
 	phaseDrain      = "drain"
 	phaseLate       = "late"
+	phaseReplicas   = "replicas"
 )
 
-var allPhases = []string{phaseLatency, phaseThroughput, phaseMemory, phaseDrain, phaseLate}
+var allPhases = []string{phaseLatency, phaseThroughput, phaseMemory, phaseDrain, phaseLate, phaseReplicas}
+
+// Stores of -store.
+const (
+	storeSQLite   = "sqlite"
+	storePostgres = "postgres"
+)
 
 // options are the command line.
 type options struct {
@@ -113,6 +143,11 @@ type options struct {
 	slackIdle    int
 	chatIdle     int
 	verbose      bool
+	// store, replicas, leaseTTL and pgDSN are the replicas phase's.
+	store    string
+	replicas int
+	leaseTTL time.Duration
+	pgDSN    string
 }
 
 // results are the figures; their JSON form is the -json output.
@@ -136,6 +171,19 @@ type results struct {
 	// LateLost counts the late replies of both runs not posted by the
 	// deadline.
 	LateLost int `json:"late_replies_lost"`
+	// PgPerSec100R1 to R3 are the messages per second of 1, 2 and 3
+	// replicas on PostgreSQL in 100 rooms.
+	PgPerSec100R1 float64 `json:"pg_msgs_per_sec_100_r1"`
+	PgPerSec100R2 float64 `json:"pg_msgs_per_sec_100_r2"`
+	PgPerSec100R3 float64 `json:"pg_msgs_per_sec_100_r3"`
+	// FailoverSeconds is the time from the kill of the replica owning 50
+	// busy rooms until each of them had its next reply posted.
+	FailoverSeconds float64 `json:"failover_seconds"`
+	// ReplicaLost and ReplicaDoubled count the messages of the replicas
+	// phase's runs answered never, and the replies posted beyond one per
+	// message.
+	ReplicaLost    int `json:"replica_lost"`
+	ReplicaDoubled int `json:"replica_doubled"`
 }
 
 // details are what the table shows beside the figures.
@@ -150,6 +198,9 @@ type details struct {
 	late                  lateDetails
 	wall                  time.Duration
 	rlimit                string
+	// failoverLeft is the time the killed replica's leases had left at
+	// the kill, by the store's clock.
+	failoverLeft time.Duration
 	// others is the CPU time other processes of the machine used during
 	// the phases; negative when unknown.
 	others time.Duration
@@ -235,7 +286,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.sweepBudget, "sweep-budget", 0,
 		"bridge.sweep_budget (requests a minute) of the sweep run; 0 is 6 per conversation (1.5 times the 4 a minute each asks while idle less than 5 minutes), at least the default 300")
 	fs.StringVar(&o.h2, "h2", protoTLS, "how the late phase's HTTP/2 run speaks HTTP/2: tls (negotiated, as with Botpress Cloud) or h2c (without TLS)")
-	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run; the figures of the others are 0")
+	phases := fs.String("phases", strings.Join(allPhases[:len(allPhases)-1], ","),
+		"phases to run; the figures of the others are 0. -store postgres adds "+phaseReplicas)
+	fs.StringVar(&o.store, "store", storeSQLite, "sqlite: every phase on SQLite; postgres: also the replicas phase, several replicas on one PostgreSQL")
+	fs.IntVar(&o.replicas, "replicas", 3, "the replicas phase measures 1 to this many replicas (at most 3), and the failover with this many (at least 2)")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", bridge.DefaultLeaseTTL, "bridge.lease_ttl of the replicas (bridge.lease_renew is a third of it); the failover waits for it")
+	fs.StringVar(&o.pgDSN, "pg-dsn", "",
+		"connection string of a PostgreSQL user who may create databases, for the replicas phase; default $"+pgtest.EnvDSN+", else a throwaway server started with the machine's initdb and postgres")
 	fs.StringVar(&o.thinking, "thinking", "auto", "the Slack adapter's thinking indicator: auto (the service's default), status, reaction or off")
 	fs.DurationVar(&o.postInterval, "post-interval", time.Microsecond,
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
@@ -296,6 +353,22 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.postInterval <= 0 {
 		return o, errors.New("-post-interval: must be positive (the adapter takes 0 for its 1s default)")
+	}
+	switch o.store {
+	case storeSQLite:
+		if o.phases[phaseReplicas] {
+			return o, fmt.Errorf("-phases: %s needs -store postgres", phaseReplicas)
+		}
+	case storePostgres:
+		o.phases[phaseReplicas] = true
+	default:
+		return o, fmt.Errorf("-store: %q is not %s or %s", o.store, storeSQLite, storePostgres)
+	}
+	if o.replicas < 1 || o.replicas > 3 {
+		return o, errors.New("-replicas: give 1, 2 or 3")
+	}
+	if o.leaseTTL < time.Second {
+		return o, errors.New("-lease-ttl: must be at least 1s")
 	}
 	return o, nil
 }
@@ -389,6 +462,7 @@ func run(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 		{phaseMemory, b.memory},
 		{phaseDrain, b.drain},
 		{phaseLate, b.late},
+		{phaseReplicas, b.replicas},
 	}
 	busy0, busyErr := machineBusy()
 	cpu0 := b.cpuNow()
@@ -495,6 +569,13 @@ func (r results) rounded() results {
 		LateSweepP99:    round(r.LateSweepP99, 2),
 		ListenerBytesH2: round(r.ListenerBytesH2, 0),
 		LateLost:        r.LateLost,
+
+		PgPerSec100R1:   round(r.PgPerSec100R1, 0),
+		PgPerSec100R2:   round(r.PgPerSec100R2, 0),
+		PgPerSec100R3:   round(r.PgPerSec100R3, 0),
+		FailoverSeconds: round(r.FailoverSeconds, 2),
+		ReplicaLost:     r.ReplicaLost,
+		ReplicaDoubled:  r.ReplicaDoubled,
 	}
 }
 
@@ -508,6 +589,10 @@ const (
 	targetLateP99   = 1.0      // s, with webhooks
 	targetSweepP99  = 60.0     // s, with sweeps alone
 	targetStreamH2  = 25 << 10 // bytes
+	// One replica on PostgreSQL makes at least this share of the messages
+	// per second of SQLite, in 100 rooms.
+	targetPgShare  = 0.5
+	targetFailover = 15.0 // s, with the default lease_ttl
 )
 
 // table writes the figures, the targets and whether each is met.
@@ -525,6 +610,9 @@ func (b *bench) table(w io.Writer) error {
 	fmt.Fprintf(w, "botbridge-bench on %d CPUs, %s %s/%s; wall time %v\n", runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, in.wall.Round(time.Second))
 	fmt.Fprintf(w, "Slack adapter over Socket Mode with post_interval %v (the service's default 1s paces each channel to one post a second), thinking %s;\n", o.postInterval, o.thinking)
 	fmt.Fprintf(w, "SQLite store on a temporary directory; emulator (echo bot) in a child process; %s.\n", in.rlimit)
+	if o.phases[phaseReplicas] {
+		fmt.Fprintln(w, "Replicas phase: each replica a child process on one PostgreSQL database; their CPU is not in the phase table.")
+	}
 	if in.others >= 0 && in.wall > 0 {
 		fmt.Fprintf(w, "Other processes used %.0f%% of the machine's CPU meanwhile (%.0f CPU seconds); the figures need it idle.\n",
 			100*in.others.Seconds()/(in.wall.Seconds()*float64(runtime.NumCPU())), in.others.Seconds())
@@ -553,6 +641,20 @@ func (b *bench) table(w io.Writer) error {
 	fmt.Fprintf(tw, "memory per open stream over HTTP/2 (%s), %d open\t%.1f KB\t≤ %d KB\t%s\n",
 		o.h2, o.listeners, r.ListenerBytesH2/1024, targetStreamH2>>10, verdict(late, r.ListenerBytesH2 <= targetStreamH2))
 	fmt.Fprintf(tw, "  heap / stack / goroutines / open connections per stream\t%.1f KB / %.1f KB / %.2f / %.4f\t\t\n", lt.h2.heap/1024, lt.h2.stack/1024, lt.h2.goroutines, lt.h2.files)
+	reps := o.phases[phaseReplicas]
+	for i, rate := range []float64{r.PgPerSec100R1, r.PgPerSec100R2, r.PgPerSec100R3}[:o.replicas] {
+		if i > 0 || !o.phases[phaseThroughput] {
+			fmt.Fprintf(tw, "messages per second, %d replica(s) on PostgreSQL, %d rooms, %d messages\t%.0f\t\t\n", i+1, pgRooms, o.msgs, rate)
+			continue
+		}
+		fmt.Fprintf(tw, "messages per second, %d replica(s) on PostgreSQL, %d rooms, %d messages\t%.0f\t≥ %.0f (half of SQLite's)\t%s\n",
+			i+1, pgRooms, o.msgs, rate, targetPgShare*r.PerSec100, verdict(reps, rate >= targetPgShare*r.PerSec100))
+	}
+	fmt.Fprintf(tw, "failover: kill -9 of the replica owning %d busy rooms → their next reply (lease_ttl %v)\t%.2f s\t≤ %.0f s\t%s\n",
+		failoverBusy, o.leaseTTL, r.FailoverSeconds, targetFailover, verdict(reps && o.replicas > 1, r.FailoverSeconds <= targetFailover))
+	fmt.Fprintf(tw, "  of which the time its leases had left at the kill (then the others may take them)\t%.2f s\t\t\n", in.failoverLeft.Seconds())
+	fmt.Fprintf(tw, "replicas: messages lost / replies doubled\t%d / %d\t0 / 0\t%s\n",
+		r.ReplicaLost, r.ReplicaDoubled, verdict(reps, r.ReplicaLost == 0 && r.ReplicaDoubled == 0))
 	if err := tw.Flush(); err != nil {
 		return err
 	}

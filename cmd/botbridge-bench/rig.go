@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/botbridge/botbridge/adapters/slack"
 	"github.com/botbridge/botbridge/adapters/slack/slacktest"
 	"github.com/botbridge/botbridge/bridge"
+	"github.com/botbridge/botbridge/chat"
 	"github.com/botbridge/botbridge/store"
 )
 
@@ -42,8 +44,11 @@ type slackSide struct {
 	sentAt time.Time
 }
 
-func newSlack() (*slackSide, error) {
-	fake, err := slacktest.New(slacktest.Options{})
+func newSlack() (*slackSide, error) { return newSlackWith(slacktest.Options{}) }
+
+// newSlackWith is newSlack with the fake's options.
+func newSlackWith(opts slacktest.Options) (*slackSide, error) {
+	fake, err := slacktest.New(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -409,45 +414,9 @@ func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, twe
 		return nil, err
 	}
 	o := sl.fake.Options()
-	// The service gives the adapter no client, so the adapter makes its own:
-	// a clone of http.DefaultTransport with 64 idle connections per host.
-	// The bench makes the same, to close it with its run.
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	if b.opts.slackIdle > 0 {
-		tr.MaxIdleConnsPerHost = b.opts.slackIdle
-	}
-	hc := &http.Client{Transport: tr}
-	ad, err := slack.New(slack.Config{
-		BotToken:     o.BotToken,
-		AppToken:     o.AppToken,
-		Mode:         slack.ModeSocket,
-		APIURL:       sl.fake.APIURL(),
-		PostInterval: b.opts.postInterval,
-		Thinking:     slack.Thinking(b.opts.thinking),
-		HTTPClient:   hc,
-		Logger:       b.log,
-	})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	router, err := bridge.NewRouter([]bridge.Route{{Bot: botName}}, []string{botName})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	cfg := bridge.Config{
-		Store:    db,
-		Bots:     []bridge.BotSpec{{Name: botName, API: b.client, Signer: b.signer}},
-		Router:   router,
-		Adapters: []bridge.Adapter{ad},
-		Logger:   b.log,
-	}
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	eng, err := bridge.New(cfg)
+	eng, hc, err := newEngine(engineSpec{store: db, slackAPI: sl.fake.APIURL(), botToken: o.BotToken, appToken: o.AppToken,
+		postInterval: b.opts.postInterval, thinking: b.opts.thinking, slackIdle: b.opts.slackIdle,
+		client: b.client, signer: b.signer, log: b.log}, tweak)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -486,4 +455,73 @@ func (b *bench) startBridge(ctx context.Context, sl *slackSide, dbPath string, t
 	}
 	bs.run(ctx)
 	return bs, nil
+}
+
+// engineSpec is what an engine of the bench is built of: its store, the
+// fake Slack's address and tokens, the adapter's settings, and the bot's
+// Chat API client and key signer.
+type engineSpec struct {
+	store                        bridge.Store
+	slackAPI, botToken, appToken string
+	postInterval                 time.Duration
+	thinking                     string
+	slackIdle                    int
+	client                       *chat.Client
+	signer                       *chat.Signer
+	log                          *slog.Logger
+	// replica, leaseTTL and leaseRenew are the engine's name among the
+	// replicas and its leases' timing; zero for the engine's defaults.
+	replica              string
+	leaseTTL, leaseRenew time.Duration
+}
+
+// newEngine builds the Slack adapter (Socket Mode) and the engine of s,
+// wired as cmd/botbridge's Service wires them, not yet running, and returns
+// the engine and the adapter's HTTP client, to close with the run. tweak,
+// if not nil, changes the engine's configuration.
+func newEngine(s engineSpec, tweak func(*bridge.Config)) (*bridge.Engine, *http.Client, error) {
+	// The service gives the adapter no client, so the adapter makes its own:
+	// a clone of http.DefaultTransport with 64 idle connections per host.
+	// The bench makes the same, to close it with its run.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	if s.slackIdle > 0 {
+		tr.MaxIdleConnsPerHost = s.slackIdle
+	}
+	hc := &http.Client{Transport: tr}
+	ad, err := slack.New(slack.Config{
+		BotToken:     s.botToken,
+		AppToken:     s.appToken,
+		Mode:         slack.ModeSocket,
+		APIURL:       s.slackAPI,
+		PostInterval: s.postInterval,
+		Thinking:     slack.Thinking(s.thinking),
+		HTTPClient:   hc,
+		Logger:       s.log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	router, err := bridge.NewRouter([]bridge.Route{{Bot: botName}}, []string{botName})
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := bridge.Config{
+		Store:      s.store,
+		Bots:       []bridge.BotSpec{{Name: botName, API: s.client, Signer: s.signer}},
+		Router:     router,
+		Adapters:   []bridge.Adapter{ad},
+		Logger:     s.log,
+		Replica:    s.replica,
+		LeaseTTL:   s.leaseTTL,
+		LeaseRenew: s.leaseRenew,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	eng, err := bridge.New(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return eng, hc, nil
 }

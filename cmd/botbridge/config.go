@@ -109,6 +109,11 @@ type BridgeConfig struct {
 	NoAccessTimeout time.Duration `yaml:"no_access_timeout"` // default 30m
 	OfferTTL        time.Duration `yaml:"offer_ttl"`         // default 24h
 	DrainTimeout    time.Duration `yaml:"drain_timeout"`     // default 5s
+	// LeaseTTL and LeaseRenew are the leases' time to live and how often
+	// they are renewed, when several replicas share a PostgreSQL store:
+	// a dead replica's conversations are taken over within LeaseTTL.
+	LeaseTTL   time.Duration `yaml:"lease_ttl"`   // default 12s (bridge.DefaultLeaseTTL)
+	LeaseRenew time.Duration `yaml:"lease_renew"` // default 4s; at most half of lease_ttl
 }
 
 // BotConfig is one Botpress bot.
@@ -388,9 +393,6 @@ func (c *Config) Validate() error {
 		if c.Store.MaxSizeMB != 0 {
 			add("store.max_size_mb: applies to store.driver sqlite only; leave it 0 and watch PostgreSQL's disk")
 		}
-		if c.Matrix.HomeserverURL != "" {
-			add("matrix: %v", errMatrixOnPostgres)
-		}
 	default:
 		add("store.driver: %q is not %s or %s", c.Store.Driver, DriverSQLite, DriverPostgres)
 	}
@@ -435,11 +437,22 @@ func (c *Config) Validate() error {
 		{"bridge.drain_timeout", c.Bridge.DrainTimeout}, {"bridge.watch_window", c.Bridge.WatchWindow},
 		{"bridge.webhook_timeout", c.Bridge.WebhookTimeout}, {"bridge.forget_idle", c.Bridge.ForgetIdle},
 		{"bridge.no_access_timeout", c.Bridge.NoAccessTimeout}, {"bridge.offer_ttl", c.Bridge.OfferTTL},
-		{"bridge.sweep_interval", c.Bridge.SweepInterval},
+		{"bridge.sweep_interval", c.Bridge.SweepInterval}, {"bridge.lease_ttl", c.Bridge.LeaseTTL},
+		{"bridge.lease_renew", c.Bridge.LeaseRenew},
 	} {
 		if d.v < 0 {
 			add("%s: must not be negative", d.name)
 		}
+	}
+	ttl, renew := c.Bridge.LeaseTTL, c.Bridge.LeaseRenew
+	if ttl <= 0 {
+		ttl = bridge.DefaultLeaseTTL
+	}
+	if renew <= 0 {
+		renew = bridge.DefaultLeaseRenew
+	}
+	if renew > ttl/2 {
+		add("bridge.lease_renew: %v is more than half of bridge.lease_ttl (%v): a lease must be renewed at least twice in its time to live", renew, ttl)
 	}
 	if c.Bridge.Workers < 0 {
 		add("bridge.workers: must not be negative")

@@ -87,6 +87,9 @@ type worldOptions struct {
 	// redeliverAfter is the fake's wait before it delivers an unacknowledged
 	// envelope again (Slack's is about 3 s, then 1 and 5 minutes).
 	redeliverAfter time.Duration
+	// spread gives each event to the next Socket Mode connection in turn,
+	// as Slack does with an app's several connections (replicas).
+	spread bool
 }
 
 func newWorld(t *testing.T, o worldOptions) *world {
@@ -101,7 +104,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	}
 	t.Cleanup(func() { em.Close() })
 	w.em = em
-	fake, err := slacktest.New(slacktest.Options{RedeliverAfter: o.redeliverAfter})
+	fake, err := slacktest.New(slacktest.Options{RedeliverAfter: o.redeliverAfter, Spread: o.spread})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,6 +673,8 @@ type traffic struct {
 	sent map[string][]string // channel → texts, in order
 	// pending is what each channel waits on to be acknowledged.
 	pending map[string]string
+	// gate holds the talk while a test holds it (hold, release).
+	gate sync.RWMutex
 
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -697,7 +702,10 @@ func (tr *traffic) talk(ctx context.Context, ch string) {
 			return
 		default:
 		}
-		if err := tr.say(ctx, ch, seq); err != nil {
+		tr.gate.RLock()
+		err := tr.say(ctx, ch, seq)
+		tr.gate.RUnlock()
+		if err != nil {
 			tr.errs <- err
 			return
 		}
@@ -710,6 +718,11 @@ func (tr *traffic) talk(ctx context.Context, ch string) {
 		}
 	}
 }
+
+// hold pauses the talk once every message said is acknowledged; release
+// lets it go on.
+func (tr *traffic) hold()    { tr.gate.Lock() }
+func (tr *traffic) release() { tr.gate.Unlock() }
 
 // once makes the person of each channel say one message, each in its own
 // goroutine; stop waits for them too.

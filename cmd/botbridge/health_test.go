@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -216,5 +217,53 @@ func TestRedactKeepsAddressesOutOfReadyz(t *testing.T) {
 		if got := redact(errors.New(c.in)); got != c.want {
 			t.Errorf("redact(%q)\n = %q\nwant %q", c.in, got, c.want)
 		}
+	}
+}
+
+// TestReadyzAndMetricsShowTheLeases runs one replica: once it holds every
+// shard, /readyz names it and lists the leases with the time left on each,
+// and /metrics counts them.
+func TestReadyzAndMetricsShowTheLeases(t *testing.T) {
+	svc, _ := runService(t, startEmulator(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	var (
+		code int
+		body string
+		got  struct {
+			Ready  bool              `json:"ready"`
+			Checks map[string]string `json:"checks"`
+			Leases struct {
+				Replica  string   `json:"replica"`
+				Replicas int      `json:"replicas"`
+				Held     []string `json:"held"`
+			} `json:"leases"`
+		}
+	)
+	for len(got.Leases.Held) < bridge.Shards {
+		if ctx.Err() != nil {
+			t.Fatalf("/readyz: %d %s; want the %d shards held", code, body, bridge.Shards)
+		}
+		code, body = get(t, "http://"+svc.AdminAddr()+"/readyz")
+		if err := json.Unmarshal([]byte(body), &got); err != nil {
+			t.Fatalf("/readyz body %q: %v", body, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if code != http.StatusOK || got.Checks["leases"] != "ok" || got.Leases.Replica == "" || got.Leases.Replicas != 1 {
+		t.Errorf("/readyz: %d %s; want ready, the leases ok, this replica named, one replica alive", code, body)
+	}
+	if h := got.Leases.Held[0]; !strings.HasPrefix(h, "shard:") || !strings.Contains(h, " left)") {
+		t.Errorf("/readyz: held %q; want a shard and the time left on it", h)
+	}
+	_, body = get(t, "http://"+svc.AdminAddr()+"/metrics")
+	if want := fmt.Sprintf("botbridge_leases_held %d\n", bridge.Shards); !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	if !strings.Contains(body, "botbridge_lease_renew_failures_total 0\n") {
+		t.Errorf("/metrics lacks botbridge_lease_renew_failures_total 0")
 	}
 }

@@ -5,6 +5,7 @@
 //	botbridge emulator               a standalone Botpress Chat API emulator
 //	botbridge check-config -config FILE
 //	botbridge migrate-store -from sqlite:FILE -to postgres:DSN
+//	botbridge status -config FILE
 //	botbridge version
 package main
 
@@ -49,6 +50,7 @@ func Main(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io
 		"emulator":      cmdEmulator,
 		"check-config":  cmdCheckConfig,
 		"migrate-store": cmdMigrateStore,
+		"status":        cmdStatus,
 		"version":       cmdVersion,
 	}
 	name := args[0]
@@ -87,6 +89,8 @@ Usage:
   botbridge check-config -config FILE check a configuration file
   botbridge migrate-store -from sqlite:FILE -to postgres:DSN
                                       copy a stopped SQLite store into an empty PostgreSQL database
+  botbridge status -config FILE       the replicas sharing the store, what each holds, and
+                                      what waits to be sent or posted
   botbridge version                   print the version
 
 Run "botbridge COMMAND -h" for the flags of a command.

@@ -147,6 +147,7 @@ func (s *Service) matrixConfig() (matrix.Config, error) {
 		DeviceName:          c.DeviceName,
 		Store:               s.Store,
 		DB:                  db,
+		Dialect:             matrix.DialectSQLite,
 		Admit:               router.Admits,
 		MaxFileBytes:        c.MaxFileMB << 20,
 		DownloadTimeout:     c.DownloadTimeout,
@@ -161,6 +162,9 @@ func (s *Service) matrixConfig() (matrix.Config, error) {
 		OnRateLimit: func(wait time.Duration) {
 			s.Metrics.RateLimited(bridge.PlatformMatrix, wait)
 		},
+	}
+	if s.Config.Store.Driver == DriverPostgres {
+		opts.Dialect = matrix.DialectPostgres
 	}
 	if c.Encryption {
 		opts.PickleKey, opts.RecoveryKey, opts.Trust = c.PickleKey, c.RecoveryKey, matrix.Trust(c.Trust)

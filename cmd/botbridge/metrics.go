@@ -31,9 +31,14 @@ type Metrics struct {
 	rateLimitSeconds  *prometheus.CounterVec
 	decryptFailures   *prometheus.CounterVec
 	senderTrust       *prometheus.CounterVec
+	leasesHeld        prometheus.Gauge
+	leaseFailures     prometheus.Counter
 }
 
-var _ bridge.Metrics = (*Metrics)(nil)
+var (
+	_ bridge.Metrics      = (*Metrics)(nil)
+	_ bridge.LeaseMetrics = (*Metrics)(nil)
+)
 
 // NewMetrics registers botbridge's metrics, Go's and the process's. stats,
 // when not nil, is read at each scrape for the outbox and delivery gauges.
@@ -89,6 +94,14 @@ func NewMetrics(stats func(context.Context) (store.Stats, error)) *Metrics {
 		Name: "botbridge_matrix_sender_trust_total",
 		Help: "Matrix messages decrypted, by how far their sender can be trusted (verified, unverified, unknown-device, forwarded…).",
 	}, []string{"state"})).(*prometheus.CounterVec)
+	m.leasesHeld = f(prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "botbridge_leases_held",
+		Help: "Leases this replica holds: shards of the conversations (64 in all), and matrix.sync when it runs the Matrix sync loop.",
+	})).(prometheus.Gauge)
+	m.leaseFailures = f(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "botbridge_lease_renew_failures_total",
+		Help: "Attempts to read, take or renew the leases that failed (the store did not answer); past the lease time the replica stops its work.",
+	})).(prometheus.Counter)
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "botbridge_build_info",
 		Help:        "Always 1; its label is the running version.",
@@ -127,6 +140,12 @@ func (m *Metrics) StreamReconnect(bot string) { m.reconnects.WithLabelValues(bot
 
 // Listeners implements bridge.Metrics.
 func (m *Metrics) Listeners(n int) { m.listeners.Set(float64(n)) }
+
+// LeasesHeld implements bridge.LeaseMetrics.
+func (m *Metrics) LeasesHeld(n int) { m.leasesHeld.Set(float64(n)) }
+
+// LeaseRenewFailed implements bridge.LeaseMetrics.
+func (m *Metrics) LeaseRenewFailed() { m.leaseFailures.Inc() }
 
 // ChatObserver returns the observer of one bot's Chat API client.
 func (m *Metrics) ChatObserver(bot string) func(chat.RequestStats) {

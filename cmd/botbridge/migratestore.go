@@ -157,10 +157,14 @@ type table struct {
 }
 
 // copyOrder returns botbridge's tables in PostgreSQL (all but
-// schema_version), each after the tables its foreign keys refer to.
+// schema_version, and leases, which belong to the processes running on a
+// store: a stopped store's mean nothing, and PostgreSQL counts its tokens
+// from a sequence of its own), each after the tables its foreign keys refer
+// to.
 func copyOrder(ctx context.Context, conn *pgx.Conn) ([]table, error) {
 	rows, err := conn.Query(ctx, `SELECT table_name, column_name, data_type, is_identity FROM information_schema.columns
-		WHERE table_schema = current_schema() AND table_name <> 'schema_version' ORDER BY table_name, ordinal_position`)
+		WHERE table_schema = current_schema() AND table_name NOT IN ('schema_version', 'leases')
+		ORDER BY table_name, ordinal_position`)
 	if err != nil {
 		return nil, fmt.Errorf("-to: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"sync"
 	"time"
@@ -156,6 +157,9 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		NoAccessTimeout: cfg.Bridge.NoAccessTimeout,
 		OfferTTL:        cfg.Bridge.OfferTTL,
 		DrainTimeout:    cfg.Bridge.DrainTimeout,
+		Replica:         replicaName(cfg.Store),
+		LeaseTTL:        cfg.Bridge.LeaseTTL,
+		LeaseRenew:      cfg.Bridge.LeaseRenew,
 	})
 	if err != nil {
 		return err
@@ -189,6 +193,25 @@ func (s *Service) build(ctx context.Context, extra []bridge.Adapter) error {
 		s.admin = &listener{name: "admin", ln: ln, srv: s.newHTTPServer(s.adminHandler())}
 	}
 	return nil
+}
+
+// replicaName names this run of the process among the replicas that share
+// a PostgreSQL store: the host's name and a random suffix, new at each
+// start, so that a restarted replica never takes for its own the leases of
+// the run before it (which may only be stalled). A SQLite store is one
+// process's: "" lets the engine name it "local", and a restarted process
+// takes its leases back at once.
+func replicaName(st StoreConfig) string {
+	if st.Driver != DriverPostgres {
+		return ""
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "botbridge"
+	}
+	b := make([]byte, 4)
+	rand.Read(b)
+	return host + "-" + hex.EncodeToString(b)
 }
 
 // listen opens a TCP listener at addr, the value of the config key field,
@@ -325,7 +348,21 @@ func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks})
+	json.NewEncoder(w).Encode(map[string]any{"ready": ready, "checks": checks, "leases": leasesBody(s.Engine.Leases())})
+}
+
+// leasesBody is what /readyz shows of the replica's leases: its name, the
+// replicas alive, and the leases it holds with the time left on each.
+func leasesBody(st bridge.LeasesStatus) map[string]any {
+	held := make([]string, 0, len(st.Held))
+	for _, l := range st.Held {
+		held = append(held, fmt.Sprintf("%s (%s left)", l.Name, l.Left.Round(100*time.Millisecond)))
+	}
+	body := map[string]any{"replica": st.Owner, "replicas": st.Replicas, "held": held}
+	if !st.Renewed.IsZero() {
+		body["renewed_ago"] = time.Since(st.Renewed).Round(100 * time.Millisecond).String()
+	}
+	return body
 }
 
 // readiness runs the checks of /readyz. It reuses the store's result for
@@ -390,7 +427,21 @@ func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, 
 		rd.storeAt = time.Now()
 	}
 	set("store", rd.storeErr, redact(rd.storeErr)+": check the disk and store.path; the log has the details")
+	// The leases: a replica that cannot renew them for their time to live
+	// has stopped its work (the store check says why).
+	lst := s.Engine.Leases()
+	var leaseErr error
+	if lst.Err != nil && time.Since(lst.Renewed) > s.leaseTTL() {
+		leaseErr = fmt.Errorf("cannot renew the leases: %w", lst.Err)
+	}
+	set("leases", leaseErr, "this replica cannot renew its leases and has stopped its work: check the store", "replica", lst.Owner)
 	for _, a := range s.Adapters {
+		if s.Engine.Standby(a.Platform()) {
+			// Another replica runs it (the Matrix sync loop runs in one at
+			// a time); this one takes over when that one stops.
+			checks["adapter."+string(a.Platform())] = "standby"
+			continue
+		}
 		var err error
 		if c, ok := a.(bridge.Checker); ok {
 			err = c.Ready()
@@ -412,6 +463,14 @@ func (rd *readiness) check(ctx context.Context, s *Service) (map[string]string, 
 		set("bot."+b.Name, err, botNotReady(fmt.Sprintf("bots[%d]", i), err), bridge.LogBot, b.Name)
 	}
 	return checks, ready
+}
+
+// leaseTTL is the leases' time to live.
+func (s *Service) leaseTTL() time.Duration {
+	if d := s.Config.Bridge.LeaseTTL; d > 0 {
+		return d
+	}
+	return bridge.DefaultLeaseTTL
 }
 
 // botNotReady says why a bot's Chat API check failed and what to check,

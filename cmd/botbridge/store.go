@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/botbridge/botbridge/adapters/matrix"
@@ -38,10 +37,6 @@ type Store interface {
 	Close() error
 }
 
-// errMatrixOnPostgres refuses the Matrix adapter on PostgreSQL, whose crypto
-// store is not wired to it yet.
-var errMatrixOnPostgres = errors.New("matrix with store.driver postgres is not supported yet: use store.driver sqlite for Matrix")
-
 // OpenStore opens the store cfg chooses (store.driver), applying the
 // migrations it lacks.
 func OpenStore(ctx context.Context, cfg StoreConfig) (Store, error) {
@@ -74,7 +69,3 @@ func (s pgStore) Stats(ctx context.Context) (store.Stats, error) {
 	st, err := s.DB.Stats(ctx)
 	return store.Stats(st), err
 }
-
-// SQL implements Store: there is none yet on PostgreSQL (see
-// errMatrixOnPostgres).
-func (pgStore) SQL() (*sql.DB, error) { return nil, errMatrixOnPostgres }

@@ -57,9 +57,9 @@ func TestStoreConfig(t *testing.T) {
 		yaml: bots + "store:\n  driver: postgres\n  dsn: postgres://db/bridge\n  max_size_mb: 100\n",
 		want: "store.max_size_mb: applies to store.driver sqlite only",
 	}, {
-		name: "postgres with Matrix",
-		yaml: bots + "store:\n  driver: postgres\n  dsn: postgres://db/bridge\nmatrix:\n  homeserver_url: https://hs.example.org\n  user_id: '@bot:example.org'\n  access_token: t\n",
-		want: "matrix with store.driver postgres is not supported yet",
+		name:  "postgres with Matrix",
+		yaml:  bots + "store:\n  driver: postgres\n  dsn: postgres://db/bridge\nmatrix:\n  homeserver_url: https://hs.example.org\n  user_id: '@bot:example.org'\n  access_token: t\n",
+		check: func(t *testing.T, s StoreConfig) { eq(t, s.Driver, DriverPostgres) },
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := ParseConfig(strings.NewReader(tc.yaml), env(tc.env))

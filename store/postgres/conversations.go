@@ -54,16 +54,19 @@ func (db *DB) ConversationByChatID(ctx context.Context, bot string, id chat.Conv
 
 // SetConversationChatID implements bridge.Store.
 func (db *DB) SetConversationChatID(ctx context.Context, id int64, chatID chat.ConversationID) error {
-	n, err := queryRow(ctx, db, "set conversation chat id", scanOne[int], `WITH conv AS (
-		UPDATE conversations SET chat_id = $2 WHERE id = $1 RETURNING id
+	f, err := queryRow(ctx, db, "set conversation chat id", scanFenced, `WITH `+fenceCTE(conversationLease, 3)+`, conv AS (
+		UPDATE conversations SET chat_id = $2 WHERE id = $1 AND (SELECT held FROM fence) RETURNING id
 	), forgotten AS (
 		DELETE FROM participants WHERE conversation IN (SELECT id FROM conv)
 	)
-	SELECT count(*) FROM conv`, id, string(chatID))
+	SELECT `+fenceColumns+`, (SELECT count(*) FROM conv)`, id, string(chatID), token(ctx))
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if err := fenceResult(fmt.Sprintf("set conversation chat id: conversation %d", id), f.held, f.found); err != nil {
+		return err
+	}
+	if f.n == 0 {
 		return fmt.Errorf("set conversation chat id: conversation %d: %w", id, bridge.ErrNotFound)
 	}
 	return nil
@@ -89,7 +92,17 @@ func (db *DB) Participant(ctx context.Context, conversation int64, user chat.Use
 
 // AddParticipant implements bridge.Store.
 func (db *DB) AddParticipant(ctx context.Context, conversation int64, user chat.UserID) error {
-	_, err := db.exec(ctx, "add participant", `INSERT INTO participants (conversation, chat_user) VALUES ($1, $2)
-		ON CONFLICT DO NOTHING`, conversation, string(user))
-	return err
+	f, err := queryRow(ctx, db, "add participant", scanFenced, `WITH `+fenceCTE(conversationLease, 3)+`, added AS (
+		INSERT INTO participants (conversation, chat_user) SELECT $1::bigint, $2::text WHERE (SELECT held FROM fence)
+		ON CONFLICT DO NOTHING RETURNING 1
+	)
+	SELECT `+fenceColumns+`, (SELECT count(*) FROM added)`, conversation, string(user), token(ctx))
+	if err != nil {
+		return err
+	}
+	if !f.found {
+		// The foreign key's refusal, as without a fence.
+		return fmt.Errorf("add participant: conversation %d: %w: it refers to a record that does not exist", conversation, bridge.ErrNotFound)
+	}
+	return fenceResult("add participant", f.held, f.found)
 }

@@ -12,6 +12,7 @@ package postgres
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -39,6 +41,12 @@ type DB struct {
 	// where names the server and database for errors, without the
 	// password.
 	where string
+
+	// sqlOnce makes the pool SQL returns, on first use.
+	sqlOnce sync.Once
+	sqlPool *pgxpool.Pool
+	sqlDB   *sql.DB
+	sqlErr  error
 }
 
 var _ bridge.Store = (*DB)(nil)
@@ -78,10 +86,16 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the connections; calls after it fail with ErrStore.
+// Close closes the connections, those of SQL's pool included; calls after
+// it fail with ErrStore.
 func (db *DB) Close() error {
+	var err error
+	if db.sqlDB != nil {
+		err = db.sqlDB.Close()
+		db.sqlPool.Close()
+	}
 	db.pool.Close()
-	return nil
+	return err
 }
 
 // String names the server and database, without credentials.
@@ -157,6 +171,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			}
 			if _, err := tx.Exec(ctx, string(body)); err != nil {
 				return wrap("migrate: apply "+s.name, err)
+			}
+			if s.version == leasesVersion {
+				if err := backfillLeases(ctx, tx); err != nil {
+					return wrap("migrate: "+s.name+": the leases of the conversations", err)
+				}
 			}
 			if _, err := tx.Exec(ctx, "INSERT INTO schema_version (version, name, applied_ms) VALUES ($1, $2, $3)",
 				s.version, s.name, ms(db.Now())); err != nil {
@@ -312,6 +331,7 @@ func missingReference(err error) bool {
 // sentinels or a context's error.
 func isWrapped(err error) bool {
 	return errors.Is(err, bridge.ErrStore) || errors.Is(err, bridge.ErrNotFound) || errors.Is(err, bridge.ErrConflict) ||
+		errors.Is(err, bridge.ErrFenced) ||
 		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 

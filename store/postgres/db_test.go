@@ -436,3 +436,47 @@ func TestPostsOfRepliesBeforeTheMigration(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasesOfConversationsBeforeTheMigration checks that migration 0006
+// gives the conversations made before it the lease of their room (the
+// contract suite checks the conversations made after it).
+func TestLeasesOfConversationsBeforeTheMigration(t *testing.T) {
+	dsn := pg.DSN(t)
+	raw := rawPool(t, dsn)
+	ctx := t.Context()
+	if _, err := raw.Exec(ctx, `CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_ms BIGINT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := fs.Glob(pgmigrations.FS, "*.sql")
+	slices.Sort(files)
+	for i, f := range files {
+		if f >= "0006" {
+			break
+		}
+		body, _ := fs.ReadFile(pgmigrations.FS, f)
+		if _, err := raw.Exec(ctx, string(body)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		if _, err := raw.Exec(ctx, "INSERT INTO schema_version VALUES ($1, $2, 1)", i+1, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := raw.Exec(ctx, `INSERT INTO conversations (id, bot, scope, platform, room, generation, active_ms, created_ms) VALUES
+		(7, 'bot', 'room', 'slack', 'C1', 0, 1, 1), (8, 'bot', 'room', 'slack', 'C1', 1, 1, 1),
+		(9, 'bot', 'room', 'slack', 'C2', 0, 1, 1), (10, 'bot', 'room', 'matrix', '!r:hs', 0, 1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	open(t, dsn)
+	for id, room := range map[int64]bridge.RoomKey{
+		7: {Platform: bridge.PlatformSlack, Room: "C1"}, 8: {Platform: bridge.PlatformSlack, Room: "C1"},
+		9: {Platform: bridge.PlatformSlack, Room: "C2"}, 10: {Platform: bridge.PlatformMatrix, Room: "!r:hs"},
+	} {
+		var lease string
+		if err := raw.QueryRow(ctx, `SELECT lease FROM conversations WHERE id = $1`, id).Scan(&lease); err != nil {
+			t.Fatal(err)
+		}
+		if want := bridge.LeaseOf(room); lease != want {
+			t.Errorf("conversation %d of %s has lease %q, want %q", id, room, lease, want)
+		}
+	}
+}

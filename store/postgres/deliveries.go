@@ -156,24 +156,31 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 // MarkDelivered implements bridge.Store.
 func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
 	return db.finishDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = $2, done_ms = $3
-		WHERE message_id = $1 AND state = 'pending'`, id, form.EncodeParts(posted))
+		WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1`, id, form.EncodeParts(posted))
 }
 
 // FailDelivery implements bridge.Store.
 func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
 	return db.finishDelivery(ctx, "fail delivery", `UPDATE deliveries SET state = 'failed', error = $2, done_ms = $3
-		WHERE message_id = $1 AND state = 'pending'`, id, Storable(reason))
+		WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1`, id, Storable(reason))
 }
 
-// finishDelivery runs query on the pending delivery id, with arg and the
-// time; of two processes finishing it at once, one succeeds and the other
-// finds it finished.
-func (db *DB) finishDelivery(ctx context.Context, op, query string, id chat.MessageID, arg string) error {
-	tag, err := db.exec(ctx, op, query, string(id), arg, ms(db.Now()))
+// finishDelivery runs update (which refers to the CTE fence) on the pending
+// delivery id, with arg and the time, fenced; of two processes finishing it
+// at once, one succeeds and the other finds it finished.
+func (db *DB) finishDelivery(ctx context.Context, op, update string, id chat.MessageID, arg string) error {
+	f, err := queryRow(ctx, db, op, scanFenced, `WITH `+fenceCTE(deliveryLease, 4)+`, done AS (`+update+`)
+		SELECT `+fenceColumns+`, (SELECT count(*) FROM done)`, string(id), arg, ms(db.Now()), token(ctx))
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if !f.found {
+		return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
+	}
+	if err := fenceResult(op+" "+string(id), f.held, f.found); err != nil {
+		return err
+	}
+	if f.n == 0 {
 		return fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
 	}
 	return nil
@@ -202,6 +209,12 @@ func (db *DB) Prune(ctx context.Context, before bridge.PruneBefore) (int64, erro
 			(SELECT seq FROM deliveries WHERE state <> 'pending' AND done_ms < $1 LIMIT $2)`, []any{ms(before.Finished)}},
 		{"offers", `DELETE FROM offers WHERE (platform, room, thread) IN
 			(SELECT platform, room, thread FROM offers WHERE expires_ms <= $1 LIMIT $2)`, []any{now}},
+		// The presence of processes gone since then (tokens come from a
+		// sequence; the SQLite store keeps the highest token's row, and so
+		// does this one).
+		{"leases", `DELETE FROM leases WHERE name IN
+			(SELECT name FROM leases WHERE name LIKE 'replica:%' AND expires_ms < $1
+			AND token < (SELECT max(token) FROM leases) LIMIT $2)`, []any{ms(before.Finished)}},
 	}
 	if !before.Idle.IsZero() {
 		idle := ms(before.Idle)

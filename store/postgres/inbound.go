@@ -106,10 +106,10 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 		// transaction is kept.
 		err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, `INSERT INTO conversations
-				(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms)
-				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7)
+				(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms, lease)
+				VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $7, $8)
 				ON CONFLICT (bot, scope, platform, room, thread, "user", generation) DO NOTHING`,
-				append(keyArgs(key), ms(now))...); err != nil {
+				append(keyArgs(key), ms(now), bridge.LeaseOf(key.Room))...); err != nil {
 				return err
 			}
 			err := tx.QueryRow(ctx, enqueueSQL, args...).Scan(&item.ID, &item.Conversation)
@@ -220,11 +220,11 @@ func nextGeneration(ctx context.Context, tx pgx.Tx, key bridge.ConvKey, now time
 	for range 100 {
 		var id int64
 		err := tx.QueryRow(ctx, `INSERT INTO conversations
-			(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms)
-			SELECT $1, $2, $3, $4, $5, $6, coalesce(max(generation) + 1, 0), $7, $7 FROM conversations
+			(bot, scope, platform, room, thread, "user", generation, active_ms, created_ms, lease)
+			SELECT $1, $2, $3, $4, $5, $6, coalesce(max(generation) + 1, 0), $7, $7, $8 FROM conversations
 			WHERE bot = $1 AND scope = $2 AND platform = $3 AND room = $4 AND thread = $5 AND "user" = $6
 			ON CONFLICT (bot, scope, platform, room, thread, "user", generation) DO NOTHING RETURNING id`,
-			append(keyArgs(key), ms(now))...).Scan(&id)
+			append(keyArgs(key), ms(now), bridge.LeaseOf(key.Room))...).Scan(&id)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return id, err
 		}
@@ -279,20 +279,23 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 	if done {
 		state, doneMS = "sent", &now
 	}
-	n, err := queryRow(ctx, db, "mark inbound sent", scanOne[int], `WITH item AS (
+	f, err := queryRow(ctx, db, "mark inbound sent", scanFenced, `WITH `+fenceCTE(inboundLease, 13)+`, item AS (
 			UPDATE inbound SET parts_sent = $2, chat_message = $3, state = $4, done_ms = $5
-			WHERE id = $1 AND state = 'pending' RETURNING conversation
+			WHERE id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING conversation
 		), conv AS (
 			UPDATE conversations SET reply_room = $6, reply_thread = $7, reply_message = $8, reply_user = $9, active_ms = $10,
 				reply_ephemeral = $12
 			WHERE $11 AND id IN (SELECT conversation FROM item)
 		)
-		SELECT count(*) FROM item`, id, parts, string(msg), state, doneMS,
-		reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, done, reply.Ephemeral)
+		SELECT `+fenceColumns+`, (SELECT count(*) FROM item)`, id, parts, string(msg), state, doneMS,
+		reply.Room.Room, reply.Room.Thread, reply.MessageID, reply.UserID, now, done, reply.Ephemeral, token(ctx))
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if err := fenceResult(fmt.Sprintf("mark inbound sent %d", id), f.held, f.found); err != nil {
+		return err
+	}
+	if f.n == 0 {
 		return fmt.Errorf("mark inbound sent: no pending inbound %d: %w", id, bridge.ErrNotFound)
 	}
 	return nil
@@ -300,12 +303,18 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 
 // FailInbound implements bridge.Store.
 func (db *DB) FailInbound(ctx context.Context, id int64, reason string) error {
-	tag, err := db.exec(ctx, "fail inbound", `UPDATE inbound SET state = 'failed', error = $2, done_ms = $3
-		WHERE id = $1 AND state = 'pending'`, id, Storable(reason), ms(db.Now()))
+	f, err := queryRow(ctx, db, "fail inbound", scanFenced, `WITH `+fenceCTE(inboundLease, 4)+`, item AS (
+			UPDATE inbound SET state = 'failed', error = $2, done_ms = $3
+			WHERE id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1
+		)
+		SELECT `+fenceColumns+`, (SELECT count(*) FROM item)`, id, Storable(reason), ms(db.Now()), token(ctx))
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
+	if err := fenceResult(fmt.Sprintf("fail inbound %d", id), f.held, f.found); err != nil {
+		return err
+	}
+	if f.n == 0 {
 		return fmt.Errorf("fail inbound: no pending inbound %d: %w", id, bridge.ErrNotFound)
 	}
 	return nil

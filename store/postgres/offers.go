@@ -15,22 +15,35 @@ import (
 // sets the message id of the room's pending offer of o.Conversation, and
 // does nothing when that was answered (deleted) or replaced meanwhile.
 func (db *DB) PutOffer(ctx context.Context, o bridge.Offer) error {
+	lease := bridge.LeaseOf(o.Room)
 	if o.MessageID != "" {
-		_, err := db.exec(ctx, "put offer", `UPDATE offers SET message_id = $1
-			WHERE platform = $2 AND room = $3 AND thread = $4 AND conversation = $5 AND message_id = ''`,
-			o.MessageID, string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Conversation)
-		return err
+		return db.fencedExec(ctx, "put offer", `UPDATE offers SET message_id = $3
+			WHERE platform = $4 AND room = $5 AND thread = $6 AND conversation = $7 AND message_id = ''
+			AND (SELECT held FROM fence) RETURNING 1`,
+			lease, o.MessageID, string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Conversation)
 	}
 	body, err := form.EncodeOptions(o.Options)
 	if err != nil {
 		return fmt.Errorf("put offer: %w", err)
 	}
-	_, err = db.exec(ctx, "put offer", `INSERT INTO offers (platform, room, thread, bot, conversation, message_id, options, expires_ms)
-		VALUES ($1, $2, $3, $4, $5, '', $6, $7)
+	return db.fencedExec(ctx, "put offer", `INSERT INTO offers (platform, room, thread, bot, conversation, message_id, options, expires_ms)
+		SELECT $3, $4, $5, $6, $7::bigint, '', $8, $9::bigint WHERE (SELECT held FROM fence)
 		ON CONFLICT (platform, room, thread) DO UPDATE SET bot = excluded.bot, conversation = excluded.conversation,
-		message_id = '', options = excluded.options, expires_ms = excluded.expires_ms`,
-		string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, string(body), ms(o.Expires))
-	return err
+		message_id = '', options = excluded.options, expires_ms = excluded.expires_ms RETURNING 1`,
+		lease, string(o.Room.Platform), o.Room.Room, o.Room.Thread, o.Bot, o.Conversation, string(body), ms(o.Expires))
+}
+
+// fencedExec runs write (which refers to the CTE fence) under the fence of
+// ctx on the lease named ($1; $2 is the token, the write's own parameters
+// follow): it fails with bridge.ErrFenced when the fence does not hold the
+// lease.
+func (db *DB) fencedExec(ctx context.Context, op, write, lease string, args ...any) error {
+	f, err := queryRow(ctx, db, op, scanFenced, `WITH `+fenceCTE(namedLease, 2)+`, written AS (`+write+`)
+		SELECT `+fenceColumns+`, (SELECT count(*) FROM written)`, append([]any{lease, token(ctx)}, args...)...)
+	if err != nil {
+		return err
+	}
+	return fenceResult(op, f.held, f.found)
 }
 
 // Offer implements bridge.Store.
@@ -59,15 +72,14 @@ func (db *DB) Offer(ctx context.Context, room bridge.RoomKey) (bridge.Offer, err
 // SetIndicator implements bridge.Store.
 func (db *DB) SetIndicator(ctx context.Context, t bridge.ReplyTarget, on bool) error {
 	args := []any{string(t.Room.Platform), t.Room.Room, t.Room.Thread, t.MessageID, t.UserID}
-	var err error
+	lease := bridge.LeaseOf(t.Room)
 	if on {
-		_, err = db.exec(ctx, "set indicator", `INSERT INTO indicators (platform, room, thread, message_id, user_id, since_ms)
-			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`, append(args, ms(db.Now()))...)
-	} else {
-		_, err = db.exec(ctx, "set indicator", `DELETE FROM indicators WHERE platform = $1 AND room = $2 AND thread = $3
-			AND message_id = $4 AND user_id = $5`, args...)
+		return db.fencedExec(ctx, "set indicator", `INSERT INTO indicators (platform, room, thread, message_id, user_id, since_ms)
+			SELECT $3, $4, $5, $6, $7, $8::bigint WHERE (SELECT held FROM fence) ON CONFLICT DO NOTHING RETURNING 1`,
+			lease, append(args, ms(db.Now()))...)
 	}
-	return err
+	return db.fencedExec(ctx, "set indicator", `DELETE FROM indicators WHERE platform = $3 AND room = $4 AND thread = $5
+		AND message_id = $6 AND user_id = $7 AND (SELECT held FROM fence) RETURNING 1`, lease, args...)
 }
 
 // Indicators implements bridge.Store.

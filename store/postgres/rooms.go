@@ -37,10 +37,10 @@ func (db *DB) RenameRoom(ctx context.Context, platform bridge.Platform, from, to
 	err := db.run(ctx, "rename room", uniqueViolation, func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 			// SQLite's UPDATE OR IGNORE: what would clash stays.
-			tag, err := tx.Exec(ctx, `UPDATE conversations c SET room = $3 WHERE platform = $1 AND room = $2
+			tag, err := tx.Exec(ctx, `UPDATE conversations c SET room = $3, lease = $4 WHERE platform = $1 AND room = $2
 				AND NOT EXISTS (SELECT 1 FROM conversations n WHERE n.bot = c.bot AND n.scope = c.scope
 					AND n.platform = c.platform AND n.room = $3 AND n.thread = c.thread AND n."user" = c."user"
-					AND n.generation = c.generation)`, p, from, to)
+					AND n.generation = c.generation)`, p, from, to, bridge.LeaseOf(bridge.RoomKey{Platform: platform, Room: to}))
 			if err != nil {
 				return err
 			}

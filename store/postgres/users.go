@@ -57,8 +57,15 @@ func (db *DB) Cursor(ctx context.Context, name string) (string, error) {
 	return v, err
 }
 
-// SetCursor implements bridge.Store.
+// SetCursor implements bridge.Store. With a fence in ctx, it writes only
+// while the fence's own lease is held with its token.
 func (db *DB) SetCursor(ctx context.Context, name, value string) error {
+	if f, ok := bridge.FenceFrom(ctx); ok {
+		return db.fencedExec(ctx, "set cursor "+name, `INSERT INTO cursors (name, value, updated_ms)
+			SELECT $3, $4, $5::bigint WHERE (SELECT held FROM fence)
+			ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms RETURNING 1`,
+			f.Lease, name, value, ms(db.Now()))
+	}
 	_, err := db.exec(ctx, "set cursor "+name, setCursorSQL, name, value, ms(db.Now()))
 	return err
 }

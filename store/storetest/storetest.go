@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"MatrixPending", testMatrixPending},
 		{"Workspaces", testWorkspaces},
 		{"RenameRoom", testRenameRoom},
+		{"Leases", testLeases},
 		{"Races", testRaces},
 		{"Concurrency", testConcurrency},
 		{"Failures", testFailures},

@@ -158,6 +158,11 @@ type Options struct {
 	// retry_reason "timeout", up to MaxRetryAttempts. Slack waits about 3
 	// seconds; zero sends every envelope once.
 	RedeliverAfter time.Duration
+	// Spread makes Send give each envelope to the next open Socket Mode
+	// connection in turn, as Slack spreads an app's events over its
+	// connections (several replicas of an app each hold one); default: the
+	// newest connection.
+	Spread bool
 	// Logger receives the fake's logs; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock for message timestamps, event times, signatures and
@@ -248,6 +253,7 @@ type Server struct {
 	responseURLs map[string]responseURL
 	tickets      map[string]bool
 	conns        map[int]*socketConn
+	turn         int // of Spread
 	refuse       bool
 	refuseImage  func(url string) bool
 	rateLimits   map[string]rateLimit

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -240,7 +241,8 @@ func (s *Server) openConns() []*socketConn {
 	return out
 }
 
-// currentConn waits for an open connection and returns the newest.
+// currentConn waits for an open connection and returns the newest, or with
+// Options.Spread the next in turn.
 func (s *Server) currentConn(ctx context.Context) (*socketConn, error) {
 	for {
 		s.mu.Lock()
@@ -249,6 +251,15 @@ func (s *Server) currentConn(ctx context.Context) (*socketConn, error) {
 			if cur == nil || c.id > cur.id {
 				cur = c
 			}
+		}
+		if s.opts.Spread && len(s.conns) > 1 {
+			ids := make([]int, 0, len(s.conns))
+			for id := range s.conns {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
+			s.turn++
+			cur = s.conns[ids[s.turn%len(ids)]]
 		}
 		ch, closed := s.changed, s.closed
 		s.mu.Unlock()

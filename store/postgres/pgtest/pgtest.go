@@ -28,6 +28,7 @@ package pgtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -76,9 +77,13 @@ var errNoServer = errors.New("no PostgreSQL server for the tests of botbridge's 
 const startTimeout = 60 * time.Second
 
 // Server is a PostgreSQL server for tests, started (or found through
-// EnvDSN) at the first call of DSN. The zero Server is ready to use; Stop
-// stops it.
+// EnvDSN or Existing) at the first call of DSN or Open. The zero Server is
+// ready to use; Stop stops it.
 type Server struct {
+	// Existing, when set, names the server to use instead of starting one,
+	// as EnvDSN does, which it overrides.
+	Existing string
+
 	once sync.Once
 	err  error
 
@@ -93,6 +98,10 @@ type Server struct {
 	dir    string
 	cmd    *exec.Cmd
 	exited chan struct{}
+	// bin, data, port and cred start it again (Restart).
+	bin, data string
+	port      int
+	cred      *syscall.Credential
 	// findBin finds PostgreSQL's binaries: binDir, or a test's own.
 	findBin func() (string, error)
 
@@ -117,24 +126,51 @@ func Start(tb testing.TB) *Server {
 func (s *Server) DSN(tb testing.TB) string {
 	tb.Helper()
 	s.ready(tb)
-	name := fmt.Sprintf("botbridge_test_%d_%d", os.Getpid(), s.seq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := s.pool.Exec(ctx, "CREATE DATABASE "+name+s.create); err != nil {
-		tb.Fatalf("pgtest: create database %s: %v", name, err)
+	dsn, drop, err := s.NewDatabase(ctx)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := s.pool.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
-			tb.Errorf("pgtest: drop database %s: %v", name, err)
+		if err := drop(ctx); err != nil {
+			tb.Errorf("pgtest: %v", err)
 		}
 	})
-	dsn, err := withDatabase(s.admin, name)
-	if err != nil {
-		tb.Fatalf("pgtest: %v", err)
-	}
 	return dsn
+}
+
+// Open starts the server (or connects to the one EnvDSN names) outside a
+// test, for tools such as botbridge-bench; Stop stops it. Without
+// PostgreSQL its error says how to install it. Later calls return the
+// first's result.
+func (s *Server) Open() error {
+	s.once.Do(func() { s.err = s.start() })
+	return s.err
+}
+
+// NewDatabase creates a new, empty database on the server, which must be
+// open, and returns its connection string and the function that drops it.
+func (s *Server) NewDatabase(ctx context.Context) (dsn string, drop func(context.Context) error, err error) {
+	if s.pool == nil {
+		return "", nil, errors.New("pgtest: the server is not open")
+	}
+	name := fmt.Sprintf("botbridge_test_%d_%d", os.Getpid(), s.seq.Add(1))
+	if _, err := s.pool.Exec(ctx, "CREATE DATABASE "+name+s.create); err != nil {
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	drop = func(ctx context.Context) error {
+		if _, err := s.pool.Exec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			return fmt.Errorf("drop database %s: %w", name, err)
+		}
+		return nil
+	}
+	if dsn, err = withDatabase(s.admin, name); err != nil {
+		return "", nil, errors.Join(err, drop(ctx))
+	}
+	return dsn, drop, nil
 }
 
 // Admin returns the connection string of the server's maintenance
@@ -151,13 +187,12 @@ func (s *Server) Admin(tb testing.TB) string {
 // is 1; any other failure to start fails tb.
 func (s *Server) ready(tb testing.TB) {
 	tb.Helper()
-	s.once.Do(func() { s.err = s.start() })
-	switch {
-	case s.err == nil:
-	case errors.Is(s.err, errNoServer) && os.Getenv(EnvRequire) != "1":
-		tb.Skipf("pgtest: SKIPPED, PostgreSQL is missing: %v. Set %s=1 to fail instead of skipping (CI does).", s.err, EnvRequire)
+	switch err := s.Open(); {
+	case err == nil:
+	case errors.Is(err, errNoServer) && os.Getenv(EnvRequire) != "1":
+		tb.Skipf("pgtest: SKIPPED, PostgreSQL is missing: %v. Set %s=1 to fail instead of skipping (CI does).", err, EnvRequire)
 	default:
-		tb.Fatalf("pgtest: %v", s.err)
+		tb.Fatalf("pgtest: %v", err)
 	}
 }
 
@@ -179,7 +214,7 @@ func withDatabase(dsn, name string) (string, error) {
 func (s *Server) start() error {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	if dsn := os.Getenv(EnvDSN); dsn != "" {
+	if dsn := cmp.Or(s.Existing, os.Getenv(EnvDSN)); dsn != "" {
 		s.admin = dsn
 	} else if err := s.startLocal(ctx); err != nil {
 		return err
@@ -239,6 +274,7 @@ func (s *Server) startLocal(ctx context.Context) error {
 		err = s.run(ctx, bin, data, port, cred)
 		if err == nil {
 			s.admin = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+			s.bin, s.data, s.port, s.cred = bin, data, port, cred
 			return nil
 		}
 		if attempt == 3 || !strings.Contains(err.Error(), "could not bind") {
@@ -298,6 +334,36 @@ func (s *Server) run(ctx context.Context, bin, data string, port int, cred *sysc
 		case <-tick.C:
 		}
 	}
+}
+
+// Restart stops the server (PostgreSQL's fast shutdown: every session
+// ends), keeps it down for down, and starts it again on the same port and
+// data, as an operator's restart or a failover does. It fails tb when it
+// cannot, and skips tb for a server named by EnvDSN, which it did not
+// start.
+func (s *Server) Restart(tb testing.TB, down time.Duration) {
+	tb.Helper()
+	s.ready(tb)
+	if s.cmd == nil {
+		tb.Skipf("pgtest: a server named by %s cannot be restarted", EnvDSN)
+	}
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		tb.Fatal("pgtest: postgres did not stop within 30s of SIGINT")
+	}
+	select {
+	case <-time.After(down):
+	case <-tb.Context().Done():
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	if err := s.run(ctx, s.bin, s.data, s.port, s.cred); err != nil {
+		tb.Fatalf("pgtest: start postgres again: %v", err)
+	}
+	s.pool.Reset() // its sessions ended with the server
 }
 
 // Stop stops a server this Server started and removes its files; a server

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -170,4 +171,34 @@ func TestWithoutPostgreSQL(t *testing.T) {
 			t.Error(err)
 		}
 	})
+}
+
+func TestRestartKeepsTheDataAndThePort(t *testing.T) {
+	if os.Getenv(EnvDSN) != "" {
+		t.Skip("a server named by " + EnvDSN + " is not restarted")
+	}
+	s := Start(t)
+	dsn := s.DSN(t)
+	ctx := t.Context()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	s.Restart(t, 100*time.Millisecond)
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a session of before the restart still works")
+	}
+	conn.Close(ctx)
+	again, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect after the restart: %v", err)
+	}
+	defer again.Close(ctx)
+	var v int
+	if err := again.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != 42 {
+		t.Errorf("after the restart: %d, %v; want 42", v, err)
+	}
 }

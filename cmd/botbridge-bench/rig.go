@@ -259,30 +259,7 @@ func (o *observer) postTime(ch string, k int) (time.Time, bool) {
 func (o *observer) waitUntil(ctx context.Context, deadline time.Time, done func() bool, progress func()) error {
 	end := time.NewTimer(time.Until(deadline))
 	defer end.Stop()
-	tick := time.NewTicker(5 * time.Second)
-	defer tick.Stop()
-	for {
-		o.mu.Lock()
-		ok := done()
-		ch := o.changed
-		o.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-tick.C:
-			if progress != nil {
-				o.mu.Lock()
-				progress()
-				o.mu.Unlock()
-			}
-		case <-end.C:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return o.watch(ctx, done, progress, end.C, nil, func() error { return nil })
 }
 
 // wait blocks until done (called with o.mu held) reports true, ctx ends, or
@@ -291,6 +268,22 @@ func (o *observer) waitUntil(ctx context.Context, deadline time.Time, done func(
 func (o *observer) wait(ctx context.Context, what string, done func() bool, progress func()) error {
 	stall := time.NewTimer(stallTimeout)
 	defer stall.Stop()
+	err := o.watch(ctx, done, progress, stall.C, func() { stall.Reset(stallTimeout) }, func() error {
+		o.mu.Lock()
+		seen := fmt.Sprintf("%d posts, %d of %d events acknowledged, %d Socket Mode connections", o.posts, o.acks, o.envs, o.conns)
+		o.mu.Unlock()
+		return fmt.Errorf("waiting for %s: no progress for %v (%s); Slack refused: %s; %s", what, stallTimeout, seen, o.refusals(), dumpGoroutines())
+	})
+	if err != nil && err == ctx.Err() {
+		return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, err, o.refusals())
+	}
+	return err
+}
+
+// watch is the loop of waitUntil and wait: it checks done at every change
+// of what the observer saw (then calls changed, if not nil), calls progress
+// every few seconds, and returns the result of timeout once timer fires.
+func (o *observer) watch(ctx context.Context, done func() bool, progress func(), timer <-chan time.Time, changed func(), timeout func() error) error {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
 	for {
@@ -303,20 +296,19 @@ func (o *observer) wait(ctx context.Context, what string, done func() bool, prog
 		}
 		select {
 		case <-ch:
-			stall.Reset(stallTimeout)
+			if changed != nil {
+				changed()
+			}
 		case <-tick.C:
 			if progress != nil {
 				o.mu.Lock()
 				progress()
 				o.mu.Unlock()
 			}
-		case <-stall.C:
-			o.mu.Lock()
-			seen := fmt.Sprintf("%d posts, %d of %d events acknowledged, %d Socket Mode connections", o.posts, o.acks, o.envs, o.conns)
-			o.mu.Unlock()
-			return fmt.Errorf("waiting for %s: no progress for %v (%s); Slack refused: %s; %s", what, stallTimeout, seen, o.refusals(), dumpGoroutines())
+		case <-timer:
+			return timeout()
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w; Slack refused: %s", what, ctx.Err(), o.refusals())
+			return ctx.Err()
 		}
 	}
 }

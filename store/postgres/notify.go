@@ -51,7 +51,7 @@ func (db *DB) Notify(ctx context.Context, fn func(bridge.Note)) error {
 	first := true
 	for {
 		err := db.listen(ctx, func() {
-			b = retry.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second}.New()
+			b.Reset()
 			if !first {
 				fn(bridge.Note{})
 			}

@@ -73,17 +73,25 @@ func TestComposeFileRunsReplicasOnPostgres(t *testing.T) {
 	if len(replicas) < 2 {
 		t.Errorf("replicas %v; want two at least", replicas)
 	}
-	f, err := os.Open("../../deploy/replicas.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cfg, err := ParseConfig(f, env(map[string]string{"BOTBRIDGE_DB_PASSWORD": "pw", "BOTPRESS_WEBHOOK_ID": "wh",
-		"BOTPRESS_ENCRYPTION_KEY": "key", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}))
-	if err != nil {
-		t.Fatalf("deploy/replicas.yaml: %v", err)
-	}
-	if cfg.Store.Driver != DriverPostgres || !strings.Contains(cfg.Store.DSN, "@postgres:5432/") {
-		t.Errorf("store %+v; want PostgreSQL at the postgres service", cfg.Store)
+	// Compose passes BOTBRIDGE_PUBLIC_URL empty when it is not set: the
+	// file links are then off, and the configuration still loads.
+	for _, public := range []string{"", "https://botbridge.example.org"} {
+		f, err := os.Open("../../deploy/replicas.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := ParseConfig(f, env(map[string]string{"BOTBRIDGE_DB_PASSWORD": "pw", "BOTPRESS_WEBHOOK_ID": "wh",
+			"BOTPRESS_ENCRYPTION_KEY": "key", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1",
+			"BOTBRIDGE_PUBLIC_URL": public}))
+		f.Close()
+		if err != nil {
+			t.Fatalf("deploy/replicas.yaml with BOTBRIDGE_PUBLIC_URL=%q: %v", public, err)
+		}
+		if cfg.Store.Driver != DriverPostgres || !strings.Contains(cfg.Store.DSN, "@postgres:5432/") {
+			t.Errorf("store %+v; want PostgreSQL at the postgres service", cfg.Store)
+		}
+		if cfg.HTTP.PublicURL != public {
+			t.Errorf("http.public_url %q; want %q from BOTBRIDGE_PUBLIC_URL", cfg.HTTP.PublicURL, public)
+		}
 	}
 }

@@ -29,6 +29,18 @@ func BenchmarkMarkDeliveredParallel(b *testing.B) {
 func BenchmarkMessage(b *testing.B)         { storetest.BenchMessage(b, openSubject) }
 func BenchmarkMessageParallel(b *testing.B) { storetest.BenchMessageParallel(b, openSubject) }
 
+// The fenced benchmarks run the writes of the sender and the poster under
+// the fence of a lease, as the bridge does.
+
+func BenchmarkMarkInboundSentFenced(b *testing.B) {
+	storetest.BenchMarkInboundSentFenced(b, openSubject)
+}
+func BenchmarkMarkDeliveredFenced(b *testing.B) { storetest.BenchMarkDeliveredFenced(b, openSubject) }
+func BenchmarkMessageFenced(b *testing.B)       { storetest.BenchMessageFenced(b, openSubject) }
+func BenchmarkMessageFencedParallel(b *testing.B) {
+	storetest.BenchMessageFencedParallel(b, openSubject)
+}
+
 // BenchmarkNextInboundInABusyConversation: the read of the next message
 // must not walk the conversation's past (go test -bench NextInbound ./store/).
 func BenchmarkNextInboundInABusyConversation(b *testing.B) {

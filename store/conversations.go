@@ -99,28 +99,42 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 	item := bridge.OutboxItem{Inbound: in, CreatedAt: fromMS(ms(now))}
 	created := false
 	err = db.tx(ctx, "enqueue inbound", func(t *txn) error {
-		stored, err := scanOutboxItem(t.queryRow(`SELECT id, conversation, body, parts_sent, created_ms
-			FROM inbound WHERE platform = ? AND event_key = ?`, string(in.Room.Platform), string(in.Key)))
-		if err == nil {
-			item = stored
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		// The usual message is new, of a conversation that exists: one
+		// statement stores it under the current generation.
+		err := t.queryRow(`INSERT INTO inbound (platform, event_key, conversation, body, created_ms)
+			SELECT ?, ?, id, ?, ? FROM conversations
+			WHERE bot = ? AND scope = ? AND platform = ? AND room = ? AND thread = ? AND user = ?
+			ORDER BY generation DESC LIMIT 1
+			ON CONFLICT (platform, event_key) DO NOTHING RETURNING id, conversation`,
+			string(in.Room.Platform), string(in.Key), body, ms(now),
+			key.Bot, string(key.Scope), string(key.Room.Platform), key.Room.Room, key.Room.Thread, key.User).Scan(&item.ID, &item.Conversation)
+		if errors.Is(err, sql.ErrNoRows) {
+			// A duplicate, or the first message of its conversation.
+			stored, err := scanOutboxItem(t.queryRow(`SELECT id, conversation, body, parts_sent, created_ms
+				FROM inbound WHERE platform = ? AND event_key = ?`, string(in.Room.Platform), string(in.Key)))
+			if err == nil {
+				item = stored
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return err
+			}
+			conv, err := db.currentConversation(t, key, now)
+			if err != nil {
+				return err
+			}
+			res, err := t.exec(`INSERT INTO inbound (platform, event_key, conversation, body, created_ms)
+				VALUES (?, ?, ?, ?, ?)`, string(in.Room.Platform), string(in.Key), conv.ID, body, ms(now))
+			if err != nil {
+				return err
+			}
+			if item.ID, err = res.LastInsertId(); err != nil {
+				return err
+			}
+			item.Conversation = conv.ID
+		} else if err != nil {
 			return err
 		}
-		conv, err := db.currentConversation(t, key, now)
-		if err != nil {
-			return err
-		}
-		res, err := t.exec(`INSERT INTO inbound (platform, event_key, conversation, body, created_ms)
-			VALUES (?, ?, ?, ?, ?)`, string(in.Room.Platform), string(in.Key), conv.ID, body, ms(now))
-		if err != nil {
-			return err
-		}
-		if item.ID, err = res.LastInsertId(); err != nil {
-			return err
-		}
-		item.Conversation = conv.ID
 		if engage.Room != "" {
 			if _, err := t.exec(`INSERT INTO threads (bot, platform, room, thread, created_ms)
 				VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
@@ -201,7 +215,7 @@ func (db *DB) ResetConversation(ctx context.Context, key bridge.ConvKey, in brid
 			return err
 		}
 		notice.Conversation = c.ID
-		if notice, err = db.insertDelivery(t, notice); err != nil {
+		if notice, _, err = db.insertDelivery(t, notice, false); err != nil {
 			return err
 		}
 		created = true

@@ -544,21 +544,20 @@ func (db *DB) commit(batch []*writeReq, reply bool) error {
 				if errs[i] != nil {
 					continue
 				}
-				t := &txn{ctx: r.ctx, tx: tx, stmts: &db.writeStmts}
+				t := &txn{ctx: r.ctx, tx: tx, stmts: &db.writeStmts, missed: &missed}
 				if savepoints {
-					if _, err := tx.ExecContext(t.ctx, "SAVEPOINT w"); err != nil {
+					if err := t.savepoint(t.ctx, "SAVEPOINT w"); err != nil {
 						errs[i] = err
 						failed++
 						continue
 					}
 				}
 				errs[i] = r.fn(t)
-				missed = append(missed, t.missed...)
 				if errs[i] != nil {
 					failed++
 					if savepoints {
 						// Undo this one only; on failure, the whole batch goes.
-						if _, err := tx.ExecContext(context.WithoutCancel(t.ctx), "ROLLBACK TO w"); err != nil {
+						if err := t.savepoint(context.WithoutCancel(t.ctx), "ROLLBACK TO w"); err != nil {
 							errs[i] = errors.Join(errs[i], err)
 							savepoints = false
 							break
@@ -566,7 +565,7 @@ func (db *DB) commit(batch []*writeReq, reply bool) error {
 					}
 				}
 				if savepoints {
-					if _, err := tx.ExecContext(context.WithoutCancel(t.ctx), "RELEASE w"); err != nil {
+					if err := t.savepoint(context.WithoutCancel(t.ctx), "RELEASE w"); err != nil {
 						errs[i] = errors.Join(errs[i], err)
 						savepoints = false
 						break

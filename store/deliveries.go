@@ -41,39 +41,50 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 	return d, nil
 }
 
-// AddDelivery implements bridge.Store.
+// AddDelivery implements bridge.Store. It inserts first and reads the
+// delivery stored before only when the insert finds one.
 func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
 	if d.MessageID == "" || d.Payload == nil {
 		return d, false, errors.New("add delivery: message id and payload are required")
 	}
 	created := false
 	err := db.tx(ctx, "add delivery", func(t *txn) error {
-		existing, err := scanDelivery(t.queryRow(`SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(d.MessageID)))
-		if err == nil {
-			d = existing
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
+		stored := func() error {
+			existing, err := scanDelivery(t.queryRow(`SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(d.MessageID)))
+			if err == nil {
+				d = existing
+			}
 			return err
 		}
-		if d.Target.Room.Room == "" {
+		add := d
+		if add.Target.Room.Room == "" {
 			// Where the conversation's replies go: its reply target, else its
 			// room.
 			var platform, room, thread, replyRoom, replyThread string
 			err := t.queryRow(`SELECT platform, room, thread, reply_room, reply_thread, reply_message, reply_user, reply_ephemeral
-				FROM conversations WHERE id = ?`, d.Conversation).Scan(&platform, &room, &thread, &replyRoom, &replyThread,
-				&d.Target.MessageID, &d.Target.UserID, &d.Target.Ephemeral)
+				FROM conversations WHERE id = ?`, add.Conversation).Scan(&platform, &room, &thread, &replyRoom, &replyThread,
+				&add.Target.MessageID, &add.Target.UserID, &add.Target.Ephemeral)
+			if errors.Is(err, sql.ErrNoRows) {
+				if err := stored(); !errors.Is(err, sql.ErrNoRows) {
+					return err
+				}
+			}
 			if err != nil {
 				return err
 			}
-			d.Target.Room = bridge.RoomKey{Platform: bridge.Platform(platform), Room: replyRoom, Thread: replyThread}
+			add.Target.Room = bridge.RoomKey{Platform: bridge.Platform(platform), Room: replyRoom, Thread: replyThread}
 			if replyRoom == "" {
-				d.Target.Room.Room, d.Target.Room.Thread = room, thread
+				add.Target.Room.Room, add.Target.Room.Thread = room, thread
 			}
 		}
-		if d, err = db.insertDelivery(t, d); err != nil {
+		add, inserted, err := db.insertDelivery(t, add, true)
+		if err != nil {
 			return err
 		}
+		if !inserted {
+			return stored()
+		}
+		d = add
 		if _, err := t.exec(`UPDATE conversations SET cursor_ms = max(cursor_ms, ?), active_ms = ? WHERE id = ?`,
 			ms(d.CreatedAt), ms(d.ReceivedAt), d.Conversation); err != nil {
 			return err
@@ -88,10 +99,12 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 }
 
 // insertDelivery stores a new delivery and returns it as a read would.
-func (db *DB) insertDelivery(t *txn, d bridge.Delivery) (bridge.Delivery, error) {
+// With ifNew, a delivery of the same message id stored before is left as
+// it is, and inserted is false.
+func (db *DB) insertDelivery(t *txn, d bridge.Delivery, ifNew bool) (_ bridge.Delivery, inserted bool, _ error) {
 	payload, err := json.Marshal(d.Payload)
 	if err != nil {
-		return d, fmt.Errorf("delivery %s: %w", d.MessageID, err)
+		return d, false, fmt.Errorf("delivery %s: %w", d.MessageID, err)
 	}
 	if d.ReceivedAt.IsZero() {
 		d.ReceivedAt = db.Now()
@@ -99,16 +112,24 @@ func (db *DB) insertDelivery(t *txn, d bridge.Delivery) (bridge.Delivery, error)
 	// The store keeps milliseconds; the caller gets what a read returns.
 	d.CreatedAt, d.ReceivedAt = fromMS(ms(d.CreatedAt)), fromMS(ms(d.ReceivedAt))
 	dt := d.Target
-	res, err := t.exec(`INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
-		reply_message, reply_user, payload, created_ms, received_ms, ephemeral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
-		dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt), dt.Ephemeral)
-	if err != nil {
-		return d, err
+	query := insertDeliverySQL
+	if ifNew {
+		query = insertNewDeliverySQL
 	}
-	d.Seq, err = res.LastInsertId()
-	return d, err
+	err = t.queryRow(query, string(d.MessageID), d.Conversation, d.Bot, string(dt.Room.Platform), dt.Room.Room, dt.Room.Thread,
+		dt.MessageID, dt.UserID, payload, ms(d.CreatedAt), ms(d.ReceivedAt), dt.Ephemeral).Scan(&d.Seq)
+	if ifNew && errors.Is(err, sql.ErrNoRows) {
+		return d, false, nil
+	}
+	return d, err == nil, err
 }
+
+const (
+	deliveryInsert = `INSERT INTO deliveries (message_id, conversation, bot, platform, room, thread,
+		reply_message, reply_user, payload, created_ms, received_ms, ephemeral) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	insertDeliverySQL    = deliveryInsert + ` RETURNING seq`
+	insertNewDeliverySQL = deliveryInsert + ` ON CONFLICT (message_id) DO NOTHING RETURNING seq`
+)
 
 // PendingDeliveries implements bridge.Store.
 func (db *DB) PendingDeliveries(ctx context.Context, limit int) ([]bridge.Delivery, error) {
@@ -141,36 +162,45 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 	return d, nil
 }
 
+// The records of what became of a pending delivery (message_id, last
+// argument before the fence's token).
+var (
+	markDeliveredSQL = fenceable(`UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
+		WHERE message_id = ? AND state = 'pending' $fence`, deliveryRowLease)
+	failDeliverySQL = fenceable(`UPDATE deliveries SET state = 'failed', error = ?, done_ms = ?
+		WHERE message_id = ? AND state = 'pending' $fence`, deliveryRowLease)
+)
+
 // MarkDelivered implements bridge.Store.
 func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
-	return db.updateDelivery(ctx, "mark delivered", id, `UPDATE deliveries SET state = 'posted', platform_id = ?, done_ms = ?
-		WHERE message_id = ? AND state = 'pending'`, form.EncodeParts(posted), ms(db.Now()), string(id))
+	return db.updateDelivery(ctx, "mark delivered", id, markDeliveredSQL, form.EncodeParts(posted), ms(db.Now()), string(id))
 }
 
 // FailDelivery implements bridge.Store.
 func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
-	return db.updateDelivery(ctx, "fail delivery", id, `UPDATE deliveries SET state = 'failed', error = ?, done_ms = ?
-		WHERE message_id = ? AND state = 'pending'`, reason, ms(db.Now()), string(id))
+	return db.updateDelivery(ctx, "fail delivery", id, failDeliverySQL, reason, ms(db.Now()), string(id))
 }
 
-// updateDelivery runs query, the record of what became of delivery id,
-// fenced.
-func (db *DB) updateDelivery(ctx context.Context, op string, id chat.MessageID, query string, args ...any) error {
+// updateDelivery runs w, the record of what became of delivery id, fenced
+// in the statement; when it changes nothing, it tells the delivery missing
+// or fenced off from one not pending.
+func (db *DB) updateDelivery(ctx context.Context, op string, id chat.MessageID, w fencedWrite, args ...any) error {
 	return db.tx(ctx, op, func(t *txn) error {
+		q, args := w.in(t, args...)
+		res, err := t.exec(q, args...)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
+		}
 		if err := fenced(t, deliveryLease, string(id)); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
 			}
 			return err
 		}
-		res, err := t.exec(query, args...)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("%s: no pending delivery %v: %w", op, args[len(args)-1], bridge.ErrNotFound)
-		}
-		return nil
+		return fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
 	})
 }
 

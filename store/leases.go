@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/botbridge/botbridge/bridge"
@@ -170,6 +171,42 @@ func fenced(t *txn, target string, args ...any) error {
 	return nil
 }
 
+// fencedWrite is a write statement whose WHERE ends with the check of the
+// fence, if ctx carries one, in the statement itself: one statement where
+// fenced and then the write would be two. When it changes no row, fenced
+// tells why (not found, or fenced off), which is rare.
+type fencedWrite struct {
+	plain, fenced string
+}
+
+// fenceable returns the fencedWrite of query, whose WHERE ends with
+// "$fence" (the fence's token is the last argument): lease is an SQL
+// expression of the name of the lease of the row written.
+func fenceable(query, lease string) fencedWrite {
+	return fencedWrite{
+		plain: strings.Replace(query, "$fence", "", 1),
+		fenced: strings.Replace(query, "$fence", `AND EXISTS (SELECT 1 FROM leases WHERE name = (`+lease+`)
+			AND token = ? AND expires_ms > `+nowMS+`)`, 1),
+	}
+}
+
+// in returns the statement for t's context and its arguments: args, and
+// the fence's token when t's context carries a fence.
+func (w fencedWrite) in(t *txn, args ...any) (string, []any) {
+	f, ok := bridge.FenceFrom(t.ctx)
+	if !ok {
+		return w.plain, args
+	}
+	return w.fenced, append(args, f.Token)
+}
+
+// The leases of the row an UPDATE of inbound or deliveries writes, for
+// fenceable.
+const (
+	inboundRowLease  = `SELECT lease FROM conversations WHERE id = inbound.conversation`
+	deliveryRowLease = `SELECT lease FROM conversations WHERE id = deliveries.conversation`
+)
+
 // The targets of fenced: the lease of an inbound message, of a delivery,
 // of a conversation, and a lease named.
 const (
@@ -179,16 +216,32 @@ const (
 	namedLease        = `SELECT ?`
 )
 
-// ClaimDelivery implements bridge.Store.
+// claimSQL claims a delivery in one statement when it is pending, no
+// earlier delivery of its room waits, and the fence (if any) holds; it
+// returns the attempts before the claim.
+var claimSQL = fenceable(`UPDATE deliveries SET attempts = attempts + 1 WHERE message_id = ? AND state = 'pending'
+	AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.platform = deliveries.platform AND e.room = deliveries.room
+		AND e.state = 'pending' AND e.seq < deliveries.seq)
+	$fence RETURNING attempts - 1`, deliveryRowLease)
+
+// ClaimDelivery implements bridge.Store. The usual claim is one statement;
+// when it claims nothing, the delivery is read step by step to tell why.
 func (db *DB) ClaimDelivery(ctx context.Context, id chat.MessageID) (bridge.Claim, error) {
 	var c bridge.Claim
 	err := db.tx(ctx, "claim delivery", func(t *txn) error {
 		c = bridge.Claim{}
+		q, args := claimSQL.in(t, string(id))
+		err := t.queryRow(q, args...).Scan(&c.Attempts)
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		// Nothing claimed: the delivery is not pending, is fenced off, or
+		// waits behind another; the claim in steps says which.
 		var (
 			seq            int64
 			platform, room string
 		)
-		err := t.queryRow(`SELECT seq, platform, room, attempts FROM deliveries WHERE message_id = ? AND state = 'pending'`,
+		err = t.queryRow(`SELECT seq, platform, room, attempts FROM deliveries WHERE message_id = ? AND state = 'pending'`,
 			string(id)).Scan(&seq, &platform, &room, &c.Attempts)
 		if err != nil {
 			return err

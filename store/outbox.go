@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/botbridge/botbridge/bridge"
@@ -62,12 +64,18 @@ func (db *DB) NextInbound(ctx context.Context, conversation int64) (bridge.Outbo
 	return it, nil
 }
 
+// The records of what became of a pending inbound message (id, last
+// argument before the fence's token).
+var (
+	markInboundSentSQL = fenceable(`UPDATE inbound SET parts_sent = ?, chat_message = ?, state = ?, done_ms = ?
+		WHERE id = ? AND state = 'pending' $fence RETURNING conversation`, inboundRowLease)
+	failInboundSQL = fenceable(`UPDATE inbound SET state = 'failed', error = ?, done_ms = ?
+		WHERE id = ? AND state = 'pending' $fence`, inboundRowLease)
+)
+
 // MarkInboundSent implements bridge.Store.
 func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat.MessageID, done bool, reply bridge.ReplyTarget) error {
 	return db.tx(ctx, "mark inbound sent", func(t *txn) error {
-		if err := fenced(t, inboundLease, id); err != nil {
-			return err
-		}
 		now := ms(db.Now())
 		state := "pending"
 		var doneMS any
@@ -75,8 +83,14 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 			state, doneMS = "sent", now
 		}
 		var conv int64
-		err := t.queryRow(`UPDATE inbound SET parts_sent = ?, chat_message = ?, state = ?, done_ms = ?
-			WHERE id = ? AND state = 'pending' RETURNING conversation`, parts, string(msg), state, doneMS, id).Scan(&conv)
+		q, args := markInboundSentSQL.in(t, parts, string(msg), state, doneMS, id)
+		err := t.queryRow(q, args...).Scan(&conv)
+		if errors.Is(err, sql.ErrNoRows) {
+			// Not found, fenced off, or no longer pending.
+			if err := fenced(t, inboundLease, id); err != nil {
+				return err
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -93,17 +107,17 @@ func (db *DB) MarkInboundSent(ctx context.Context, id int64, parts int, msg chat
 // FailInbound implements bridge.Store.
 func (db *DB) FailInbound(ctx context.Context, id int64, reason string) error {
 	return db.tx(ctx, "fail inbound", func(t *txn) error {
-		if err := fenced(t, inboundLease, id); err != nil {
-			return err
-		}
-		res, err := t.exec(`UPDATE inbound SET state = 'failed', error = ?, done_ms = ?
-			WHERE id = ? AND state = 'pending'`, reason, ms(db.Now()), id)
+		q, args := failInboundSQL.in(t, reason, ms(db.Now()), id)
+		res, err := t.exec(q, args...)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("inbound %d: %w", id, bridge.ErrNotFound)
+		if n, _ := res.RowsAffected(); n > 0 {
+			return nil
 		}
-		return nil
+		if err := fenced(t, inboundLease, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("inbound %d: %w", id, bridge.ErrNotFound)
 	})
 }

@@ -48,18 +48,35 @@ func (c *stmtCache) close() error {
 // pool; a statement not cached yet is prepared for this transaction only and
 // cached once the transaction is over (see DB.tx).
 type txn struct {
-	ctx    context.Context
-	tx     *sql.Tx
-	stmts  *stmtCache
-	missed []string
+	ctx   context.Context
+	tx    *sql.Tx
+	stmts *stmtCache
+	// missed collects the queries of the batch to cache after it.
+	missed *[]string
 }
 
 func (t *txn) stmt(query string) (*sql.Stmt, error) {
+	return t.stmtIn(t.ctx, query)
+}
+
+func (t *txn) stmtIn(ctx context.Context, query string) (*sql.Stmt, error) {
 	if st, ok := t.stmts.stmts.Load(query); ok {
-		return t.tx.StmtContext(t.ctx, st.(*sql.Stmt)), nil
+		return t.tx.StmtContext(ctx, st.(*sql.Stmt)), nil
 	}
-	t.missed = append(t.missed, query)
-	return t.tx.PrepareContext(t.ctx, query)
+	*t.missed = append(*t.missed, query)
+	return t.tx.PrepareContext(ctx, query)
+}
+
+// savepoint runs one of the statements of a batch's savepoints (see
+// DB.commit) in ctx: prepared once and cached as the others, as parsing
+// them each time costs as much as running them.
+func (t *txn) savepoint(ctx context.Context, query string) error {
+	st, err := t.stmtIn(ctx, query)
+	if err != nil {
+		return err
+	}
+	_, err = st.ExecContext(ctx)
+	return err
 }
 
 func (t *txn) exec(query string, args ...any) (sql.Result, error) {

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -62,6 +64,32 @@ func benchDeliveries(b *testing.B, db bridge.Store, n int) []bridge.Delivery {
 		ds[i] = d
 	}
 	return ds
+}
+
+// benchFences takes, for one owner, the leases of the benchmark
+// conversations' rooms and returns a function giving the context of a
+// room's fenced writes, as the bridge's sender and poster make them.
+func benchFences(b *testing.B, db bridge.Store) func(room bridge.RoomKey) context.Context {
+	b.Helper()
+	var names []string
+	for i := range benchConvs {
+		names = append(names, bridge.LeaseOf(convKey("C"+strconv.Itoa(i)).Room))
+	}
+	ls, err := db.TakeLeases(b.Context(), "bench", names, time.Hour)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctxs := map[string]context.Context{}
+	for _, l := range ls {
+		ctxs[l.Name] = fence(b.Context(), l)
+	}
+	return func(room bridge.RoomKey) context.Context {
+		ctx, ok := ctxs[bridge.LeaseOf(room)]
+		if !ok {
+			b.Fatalf("no lease taken for room %s", room)
+		}
+		return ctx
+	}
 }
 
 // BenchEnqueueInbound stores inbound messages one after another.
@@ -134,6 +162,22 @@ func BenchMarkInboundSent(b *testing.B, open Opener) {
 	}
 }
 
+// BenchMarkInboundSentFenced marks stored messages sent one after another,
+// each under the fence of its room's lease, as the bridge's sender does.
+func BenchMarkInboundSentFenced(b *testing.B, open Opener) {
+	db := openBench(b, open)
+	items := benchItems(b, db, b.N)
+	fenced := benchFences(b, db)
+	reply := bridge.ReplyTarget{Room: roomKey("C1", "T1"), MessageID: "m", UserID: "U1"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for _, it := range items {
+		if err := db.MarkInboundSent(fenced(it.Inbound.Room), it.ID, 1, "msg", true, reply); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchMarkInboundSentParallel marks stored messages sent from GOMAXPROCS
 // goroutines.
 func BenchMarkInboundSentParallel(b *testing.B, open Opener) {
@@ -201,6 +245,42 @@ func BenchMarkDelivered(b *testing.B, open Opener) {
 	}
 }
 
+// BenchMarkDeliveredFenced marks stored bot messages posted one after
+// another, each under the fence of its room's lease, as the bridge's poster
+// does.
+func BenchMarkDeliveredFenced(b *testing.B, open Opener) {
+	db := openBench(b, open)
+	ds := benchDeliveries(b, db, b.N)
+	fenced := fencedByConversation(b, db)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i, d := range ds {
+		if err := db.MarkDelivered(fenced(d.Conversation), d.MessageID, bridge.Parts{"p" + strconv.Itoa(i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// fencedByConversation returns benchFences by conversation id, the lease
+// being that of the conversation's room (a delivery's target room need not
+// be it).
+func fencedByConversation(b *testing.B, db bridge.Store) func(conv int64) context.Context {
+	b.Helper()
+	fenced := benchFences(b, db)
+	ctxs := map[int64]context.Context{}
+	return func(conv int64) context.Context {
+		if ctx, ok := ctxs[conv]; ok {
+			return ctx
+		}
+		c, err := db.Conversation(b.Context(), conv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctxs[conv] = fenced(c.Key.Room)
+		return ctxs[conv]
+	}
+}
+
 // BenchMarkDeliveredParallel marks stored bot messages posted from
 // GOMAXPROCS goroutines.
 func BenchMarkDeliveredParallel(b *testing.B, open Opener) {
@@ -239,6 +319,33 @@ func message(b *testing.B, db bridge.Store, key bridge.ConvKey, i int) error {
 	return db.MarkDelivered(ctx, id, bridge.Parts{"p" + strconv.Itoa(i)})
 }
 
+// fencedMessage is the store's share of one message answered once as the
+// bridge runs it with leases: enqueue, mark sent under the fence of the
+// conversation's lease, store the reply, claim it and mark it posted under
+// the fence.
+func fencedMessage(b *testing.B, db bridge.Store, fenced func(bridge.RoomKey) context.Context, key bridge.ConvKey, i int) error {
+	ctx := b.Context()
+	it, _, err := db.EnqueueInbound(ctx, key, newInbound("ev"+strconv.Itoa(i), key.Room, time.Now()), bridge.RoomKey{})
+	if err != nil {
+		return err
+	}
+	fctx := fenced(key.Room)
+	reply := bridge.ReplyTarget{Room: key.Room, MessageID: it.Inbound.MessageID, UserID: "U1"}
+	if err := db.MarkInboundSent(fctx, it.ID, 1, "msg", true, reply); err != nil {
+		return err
+	}
+	id := chat.MessageID("bot" + strconv.Itoa(i))
+	d := newDelivery(string(id), it.Conversation, time.Now())
+	d.Target = reply
+	if _, _, err := db.AddDelivery(ctx, d); err != nil {
+		return err
+	}
+	if c, err := db.ClaimDelivery(fctx, id); err != nil || c.Behind {
+		return fmt.Errorf("claim delivery %s: %+v, %w", id, c, err)
+	}
+	return db.MarkDelivered(fctx, id, bridge.Parts{"p" + strconv.Itoa(i)})
+}
+
 // BenchMessage runs the store's share of messages answered, one after
 // another, and reports msgs/s.
 func BenchMessage(b *testing.B, open Opener) {
@@ -267,6 +374,45 @@ func BenchMessageParallel(b *testing.B, open Opener) {
 		for pb.Next() {
 			i := int(next.Add(1))
 			if err := message(b, db, keys[i%len(keys)], i); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchMessageFenced runs the store's share of messages answered as the
+// bridge runs it with leases (fencedMessage), one after another, and
+// reports msgs/s.
+func BenchMessageFenced(b *testing.B, open Opener) {
+	db := openBench(b, open)
+	keys := benchKeys(b, db)
+	fenced := benchFences(b, db)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := fencedMessage(b, db, fenced, keys[i%len(keys)], i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchMessageFencedParallel runs fencedMessage from GOMAXPROCS
+// goroutines, and reports msgs/s.
+func BenchMessageFencedParallel(b *testing.B, open Opener) {
+	db := openBench(b, open)
+	keys := benchKeys(b, db)
+	fenced := benchFences(b, db)
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer() // the setup above is no part of the figure
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			if err := fencedMessage(b, db, fenced, keys[i%len(keys)], i); err != nil {
 				b.Error(err)
 				return
 			}

@@ -57,15 +57,25 @@ type DB struct {
 	writerDone chan struct{}
 
 	// fault is the last write that failed for a cause of the disk or file
-	// (full, I/O error, read-only, damaged), until a write succeeds again.
-	// Ping reports it: an update in place can still succeed on a full disk.
+	// (full, I/O error, read-only, damaged), until a write shows the disk
+	// takes writes again (noteWrite). Ping reports it: an update in place
+	// can still succeed on a full disk.
 	fault atomic.Pointer[writeFault]
+	// faultOps are the kinds of write (their op) that failed since fault
+	// was set; only the writer goroutine uses it.
+	faultOps map[string]bool
 }
 
 type writeFault struct {
 	err error
-	at  time.Time
+	// since is when the first of the failures since the last clear
+	// happened; at is the last's.
+	since, at time.Time
 }
+
+// faultHold is how long a fault of the disk stands against the success of
+// writes of another kind than those that failed.
+const faultHold = time.Minute
 
 var _ bridge.Store = (*DB)(nil)
 
@@ -614,13 +624,19 @@ func (db *DB) commit(batch []*writeReq, reply bool) error {
 	return errs[0]
 }
 
-// noteWrite keeps the fault state of the disk for Ping: set by a write that
-// failed for a cause of the disk or file, cleared by any other write that
-// succeeded (Ping's own heartbeat, an update in place, proves nothing).
+// noteWrite keeps the fault state of the disk for Ping. A write that
+// failed for a cause of the disk or file sets it. A write of a kind that
+// failed since then clears it when it succeeds, as does any write once the
+// fault is faultHold old, except Ping's own heartbeat: the success of
+// another kind proves little, as a full disk takes an update in place (a
+// lease's renewal, the heartbeat) but no new row. It runs on the writer
+// goroutine only.
 func (db *DB) noteWrite(op string, err error) {
 	if err == nil {
-		if op != "ping" {
+		f := db.fault.Load()
+		if f != nil && (db.faultOps[op] || op != "ping" && db.Now().Sub(f.since) >= faultHold) {
 			db.fault.Store(nil)
+			clear(db.faultOps)
 		}
 		return
 	}
@@ -631,7 +647,15 @@ func (db *DB) noteWrite(op string, err error) {
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT,
 		sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN:
-		db.fault.Store(&writeFault{err: err, at: db.Now()})
+		now, since := db.Now(), db.Now()
+		if f := db.fault.Load(); f != nil {
+			since = f.since
+		}
+		if db.faultOps == nil {
+			db.faultOps = make(map[string]bool)
+		}
+		db.faultOps[op] = true
+		db.fault.Store(&writeFault{err: err, since: since, at: now})
 	}
 }
 

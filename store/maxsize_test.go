@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/store"
@@ -102,4 +103,67 @@ func openDBWith(t *testing.T, path string, opts ...store.Option) *store.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// TestFullStoreStaysFaultyUntilItsWritesSucceed checks that Ping keeps
+// reporting a full disk while only updates in place succeed: a full store
+// takes a lease's renewal but no new message.
+func TestFullStoreStaysFaultyUntilItsWritesSucceed(t *testing.T) {
+	const mb = 1 << 20
+	path := filepath.Join(t.TempDir(), "bridge.db")
+	key := convKey("C1")
+	db, err := store.Open(t.Context(), path, store.MaxSize(mb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	now := time.Now()
+	db.Now = func() time.Time { return now }
+	// A lease to renew in place once the store is full.
+	if _, err := db.TakeLeases(t.Context(), "r1", []string{"shard:0"}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fill(t, db, key); err == nil {
+		t.Fatal("the store never filled up")
+	}
+	full := func(t *testing.T, want bool) {
+		t.Helper()
+		err := db.Ping(t.Context())
+		if got := err != nil && strings.Contains(err.Error(), "database or disk is full"); got != want {
+			t.Errorf("Ping: %v; want SQLite's full error: %v", err, want)
+		}
+	}
+	full(t, true)
+	if _, err := db.TakeLeases(t.Context(), "r1", []string{"shard:0"}, time.Minute); err != nil {
+		t.Fatalf("renew a lease in a full store: %v", err)
+	}
+	t.Run("an update in place proves nothing", func(t *testing.T) { full(t, true) })
+	t.Run("neither does Ping's heartbeat, however long ago the fault began", func(t *testing.T) {
+		now = now.Add(2 * time.Minute)
+		full(t, true)
+		full(t, true)
+	})
+	t.Run("a write of another kind clears it once the fault is a minute old", func(t *testing.T) {
+		if _, err := db.TakeLeases(t.Context(), "r1", []string{"shard:0"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		full(t, false)
+	})
+	t.Run("a write of the kind that failed clears it at once", func(t *testing.T) {
+		if _, err := fill(t, db, key); err == nil {
+			t.Fatal("the store has room again")
+		}
+		full(t, true)
+		if _, err := db.TakeLeases(t.Context(), "r1", []string{"shard:0"}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		full(t, true)
+		// A duplicate stores nothing and succeeds: the kind that failed.
+		in := newInbound("fill-0", key.Room, db.Now())
+		in.Text = strings.Repeat("x", 4000)
+		if _, created, err := db.EnqueueInbound(t.Context(), key, in, bridge.RoomKey{}); err != nil || created {
+			t.Fatalf("enqueue a duplicate: created %v, %v", created, err)
+		}
+		full(t, false)
+	})
 }

@@ -73,6 +73,12 @@ func (db *DB) insertConversation(t *txn, key bridge.ConvKey, gen int, now time.T
 	return bridge.Conversation{ID: id, Key: key, Generation: gen, ActiveAt: fromMS(ms(now))}, nil
 }
 
+// storedInbound returns the item stored of in's event.
+func storedInbound(t *txn, in bridge.Inbound) (bridge.OutboxItem, error) {
+	return scanOutboxItem(t.queryRow(`SELECT id, conversation, body, parts_sent, created_ms
+		FROM inbound WHERE platform = ? AND event_key = ?`, string(in.Room.Platform), string(in.Key)))
+}
+
 // checkKey refuses keys the schema would refuse, before a transaction turns
 // the refusal into a store failure.
 func checkKey(key bridge.ConvKey) error {
@@ -110,8 +116,7 @@ func (db *DB) EnqueueInbound(ctx context.Context, key bridge.ConvKey, in bridge.
 			key.Bot, string(key.Scope), string(key.Room.Platform), key.Room.Room, key.Room.Thread, key.User).Scan(&item.ID, &item.Conversation)
 		if errors.Is(err, sql.ErrNoRows) {
 			// A duplicate, or the first message of its conversation.
-			stored, err := scanOutboxItem(t.queryRow(`SELECT id, conversation, body, parts_sent, created_ms
-				FROM inbound WHERE platform = ? AND event_key = ?`, string(in.Room.Platform), string(in.Key)))
+			stored, err := storedInbound(t, in)
 			if err == nil {
 				item = stored
 				return nil

@@ -47,8 +47,7 @@ func (db *DB) EnqueueInboundTo(ctx context.Context, conv int64, in bridge.Inboun
 	item := bridge.OutboxItem{Conversation: conv, Inbound: in, CreatedAt: fromMS(ms(now))}
 	created := false
 	err = db.tx(ctx, "enqueue inbound", func(t *txn) error {
-		stored, err := scanOutboxItem(t.queryRow(`SELECT id, conversation, body, parts_sent, created_ms
-			FROM inbound WHERE platform = ? AND event_key = ?`, string(in.Room.Platform), string(in.Key)))
+		stored, err := storedInbound(t, in)
 		if err == nil {
 			item = stored
 			return nil

@@ -351,15 +351,7 @@ func fencedMessage(b *testing.B, db bridge.Store, fenced func(bridge.RoomKey) co
 func BenchMessage(b *testing.B, open Opener) {
 	db := openBench(b, open)
 	keys := benchKeys(b, db)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if err := message(b, db, keys[i%len(keys)], i); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	benchMessages(b, func(i int) error { return message(b, db, keys[i%len(keys)], i) })
 }
 
 // BenchMessageParallel runs the store's share of messages answered from
@@ -367,19 +359,7 @@ func BenchMessage(b *testing.B, open Opener) {
 func BenchMessageParallel(b *testing.B, open Opener) {
 	db := openBench(b, open)
 	keys := benchKeys(b, db)
-	var next atomic.Int64
-	b.ReportAllocs()
-	b.ResetTimer() // the setup above is no part of the figure
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := int(next.Add(1))
-			if err := message(b, db, keys[i%len(keys)], i); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	benchMessagesParallel(b, func(i int) error { return message(b, db, keys[i%len(keys)], i) })
 }
 
 // BenchMessageFenced runs the store's share of messages answered as the
@@ -389,15 +369,7 @@ func BenchMessageFenced(b *testing.B, open Opener) {
 	db := openBench(b, open)
 	keys := benchKeys(b, db)
 	fenced := benchFences(b, db)
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if err := fencedMessage(b, db, fenced, keys[i%len(keys)], i); err != nil {
-			b.Fatal(err)
-		}
-		i++
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	benchMessages(b, func(i int) error { return fencedMessage(b, db, fenced, keys[i%len(keys)], i) })
 }
 
 // BenchMessageFencedParallel runs fencedMessage from GOMAXPROCS
@@ -406,13 +378,32 @@ func BenchMessageFencedParallel(b *testing.B, open Opener) {
 	db := openBench(b, open)
 	keys := benchKeys(b, db)
 	fenced := benchFences(b, db)
+	benchMessagesParallel(b, func(i int) error { return fencedMessage(b, db, fenced, keys[i%len(keys)], i) })
+}
+
+// benchMessages runs message i for i = 0, 1, … one after another, and
+// reports msgs/s.
+func benchMessages(b *testing.B, message func(i int) error) {
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := message(i); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// benchMessagesParallel runs message i for i = 1, 2, … from GOMAXPROCS
+// goroutines, and reports msgs/s.
+func benchMessagesParallel(b *testing.B, message func(i int) error) {
 	var next atomic.Int64
 	b.ReportAllocs()
-	b.ResetTimer() // the setup above is no part of the figure
+	b.ResetTimer() // the setup before is no part of the figure
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := int(next.Add(1))
-			if err := fencedMessage(b, db, fenced, keys[i%len(keys)], i); err != nil {
+			if err := message(int(next.Add(1))); err != nil {
 				b.Error(err)
 				return
 			}

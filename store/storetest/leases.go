@@ -199,8 +199,12 @@ func testLeases(t *testing.T, open Opener) {
 		for round := range 5 {
 			owners := []string{"a" + strconv.Itoa(round), "b" + strconv.Itoa(round)}
 			var got [2]map[string]bridge.Lease
-			both(func() { got[0] = e.take(e.db, owners[0], 200*time.Millisecond, names...) },
-				func() { got[1] = e.take(other, owners[1], 200*time.Millisecond, names...) })
+			// Leases that outlast the round: with a short one, the second
+			// taker, waiting for the first one's transaction to commit (on
+			// SQLite, polling for the file's lock), may rightly find it
+			// expired and take it too.
+			both(func() { got[0] = e.take(e.db, owners[0], long, names...) },
+				func() { got[1] = e.take(other, owners[1], long, names...) })
 			for _, n := range names {
 				_, a := got[0][n]
 				_, b := got[1][n]

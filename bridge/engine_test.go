@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -319,8 +320,10 @@ func TestRestartResumesTheConversation(t *testing.T) {
 type faultStore struct {
 	bridge.Store
 	failSent, failDelivered atomic.Bool
-	crash                   func()
-	dead                    atomic.Bool
+	// failClaimed crashes right after a mark that claimed the next reply.
+	failClaimed atomic.Bool
+	crash       func()
+	dead        atomic.Bool
 }
 
 var errCrash = errors.New("simulated crash")
@@ -348,6 +351,19 @@ func (f *faultStore) MarkDelivered(ctx context.Context, id chat.MessageID, platf
 		return err
 	}
 	return f.Store.MarkDelivered(ctx, id, platformID)
+}
+
+func (f *faultStore) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, platformID bridge.Parts, next chat.MessageID) (bridge.Claim, bool, error) {
+	if err := f.at(&f.failDelivered); err != nil {
+		return bridge.Claim{}, false, err
+	}
+	c, claimed, err := f.Store.MarkDeliveredAndClaim(ctx, id, platformID, next)
+	if err == nil && claimed {
+		if err := f.at(&f.failClaimed); err != nil {
+			return bridge.Claim{}, false, err
+		}
+	}
+	return c, claimed, err
 }
 
 func (f *faultStore) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
@@ -482,6 +498,44 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.start()
 		r.waitIdle()
 		r.checkOnce(t, r.ad().Posts(), "posted, not recorded")
+	})
+
+	t.Run("after a reply was posted and the next claimed with its record, before that one was posted", func(t *testing.T) {
+		want := []string{"one", "two", "three"}
+		r := newRig(t, chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
+			for _, text := range want {
+				if _, err := rp.Reply(ctx, chat.Text{Text: text}); err != nil {
+					return
+				}
+			}
+		}))
+		r.ad().Recover = true
+		errs := make([]error, 1000)
+		for i := range errs {
+			errs[i] = bridgetest.ErrTransient
+		}
+		r.ad().FailNext(errs...) // until the three replies wait in the room
+		var f *faultStore
+		r.wrap = func(s bridge.Store) bridge.Store {
+			f = &faultStore{Store: s, crash: func() { r.cancel() }}
+			f.failClaimed.Store(true)
+			return f
+		}
+		r.start()
+		r.say(dm("three answers"))
+		bridgetest.WaitFor(t, "the replies to be stored", func() bool {
+			ds, _ := r.db.PendingDeliveries(t.Context(), 0)
+			return len(ds) == len(want)
+		})
+		r.ad().ClearFailures()
+		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failClaimed.Load() })
+		r.stop()
+		r.wrap = nil
+		r.start()
+		r.waitIdle()
+		if got := texts(r.ad().Posts()); !slices.Equal(got, want) {
+			t.Errorf("posts = %q, want %q, each once", got, want)
+		}
 	})
 }
 

@@ -68,11 +68,15 @@ type roomQueue struct {
 	jobs []job
 }
 
-// job is one thing to do in a room; exactly one field is set.
+// job is one thing to do in a room; exactly one of delivery, remove and
+// stream is set.
 type job struct {
 	delivery *Delivery
 	remove   *Delivery
 	stream   *streamStep
+	// claim is the delivery's claim when the mark of the delivery before
+	// it made it (see markPosted).
+	claim *Claim
 }
 
 func (p *poster) init(typingTimeout, streamThrottle time.Duration) {
@@ -263,7 +267,7 @@ func (p *poster) work(key RoomKey) {
 		}
 		switch {
 		case j.delivery != nil:
-			if p.post(ctx, *j.delivery) {
+			if p.post(ctx, *j.delivery, j.claim) {
 				p.mu.Lock()
 				delete(p.known, j.delivery.MessageID)
 				p.mu.Unlock()
@@ -322,19 +326,26 @@ const behindWait = 200 * time.Millisecond
 
 // post hands a delivery to its adapter, retrying until the platform takes it
 // or says it never will, and records the result. It claims the delivery
-// first (see PosterStore.ClaimDelivery). It returns false when it left the
-// delivery queued (behind an earlier one, or without an adapter to post
-// it), true when it is done with it.
-func (p *poster) post(ctx context.Context, d Delivery) bool {
+// first (see PosterStore.ClaimDelivery), unless claimed is its claim made
+// already. It returns false when it left the delivery queued (behind an
+// earlier one, or without an adapter to post it), true when it is done
+// with it.
+func (p *poster) post(ctx context.Context, d Delivery, claimed *Claim) bool {
 	log := p.log.With(LogMessage, string(d.MessageID), LogRoom, d.Target.Room.String())
 	a := p.adapters[d.Target.Room.Platform]
 	if a == nil {
 		log.Warn("no adapter for the platform of this reply; it stays in the store until one is configured")
 		return false
 	}
-	claim, ok := p.claim(ctx, d, log)
-	if !ok {
-		return true
+	var claim Claim
+	if claimed != nil {
+		claim = *claimed
+	} else {
+		c, ok := p.claim(ctx, d, log)
+		if !ok {
+			return true
+		}
+		claim = c
 	}
 	if claim.Behind {
 		p.behind(ctx, d, log)
@@ -516,14 +527,54 @@ func (p *poster) posted(ctx context.Context, d Delivery, out Outbound, posted Pa
 		log.Info("the bot can post in this room again")
 	}
 	p.mu.Unlock()
-	p.record(ctx, "record a posted reply", func(ctx context.Context) error {
-		return p.store.MarkDelivered(ctx, d.MessageID, posted)
-	})
+	p.markPosted(ctx, d, posted)
 	p.metrics.Outbound(d.Target.Room.Platform, d.Bot, "posted")
 	if !d.CreatedAt.IsZero() {
 		p.metrics.DeliveryLag(d.Target.Room.Platform, d.Bot, p.now().Sub(d.CreatedAt))
 	}
 	log.Debug("reply posted", "platform_ids", posted)
+}
+
+// markPosted records d posted. When a delivery waits next in the room's
+// queue, the same transaction claims it (PosterStore.MarkDeliveredAndClaim),
+// so that each reply of a busy room waits for one commit, not two.
+func (p *poster) markPosted(ctx context.Context, d Delivery, posted Parts) {
+	room := d.Target.Room.Top()
+	p.record(ctx, "record a posted reply", func(ctx context.Context) error {
+		next, ok := p.unclaimedNext(room)
+		if !ok {
+			return p.store.MarkDelivered(ctx, d.MessageID, posted)
+		}
+		c, claimed, err := p.store.MarkDeliveredAndClaim(ctx, d.MessageID, posted, next)
+		if err == nil && claimed {
+			p.claimedNext(room, next, c)
+		}
+		return err
+	})
+}
+
+// unclaimedNext returns the delivery at the head of room's queue when it is
+// not claimed yet.
+func (p *poster) unclaimedNext(room RoomKey) (chat.MessageID, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queues[room]
+	if q == nil || len(q.jobs) == 0 || q.jobs[0].delivery == nil || q.jobs[0].claim != nil {
+		return "", false
+	}
+	return q.jobs[0].delivery.MessageID, true
+}
+
+// claimedNext keeps the claim of the delivery next at the head of room's
+// queue, for post. When the queue changed meanwhile (its lease ended), the
+// claim stays in the store, where a claim made before tells whoever posts
+// the delivery to look for it first.
+func (p *poster) claimedNext(room RoomKey, next chat.MessageID, c Claim) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if q := p.queues[room]; q != nil && len(q.jobs) > 0 && q.jobs[0].delivery != nil && q.jobs[0].delivery.MessageID == next {
+		q.jobs[0].claim = &c
+	}
 }
 
 // offer records, pending, the choice out makes where people answer by

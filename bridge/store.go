@@ -247,6 +247,14 @@ type PosterStore interface {
 	ClaimDelivery(ctx context.Context, id chat.MessageID) (Claim, error)
 	// MarkDelivered records the platform ids of a posted delivery's parts.
 	MarkDelivered(ctx context.Context, id chat.MessageID, posted Parts) error
+	// MarkDeliveredAndClaim records id posted, as MarkDelivered does, and
+	// in the same transaction claims next, the delivery queued after it,
+	// as ClaimDelivery does: a room's replies then cost one commit each,
+	// not two. claimed is false, and next is left as it was, when next is
+	// not claimed (not pending, behind another, fenced off): ClaimDelivery
+	// claims it then, and tells why not. The error is the mark's; when it
+	// is not nil, neither was recorded.
+	MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, posted Parts, next chat.MessageID) (c Claim, claimed bool, err error)
 	// FailDelivery gives a delivery up for good, keeping the reason.
 	FailDelivery(ctx context.Context, id chat.MessageID, reason string) error
 	// PutOffer records the offer standing in its room, in two steps around

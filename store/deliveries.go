@@ -181,27 +181,61 @@ func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string
 	return db.updateDelivery(ctx, "fail delivery", id, failDeliverySQL, reason, ms(db.Now()), string(id))
 }
 
-// updateDelivery runs w, the record of what became of delivery id, fenced
+// MarkDeliveredAndClaim implements bridge.Store: the mark and the claim in
+// one transaction, the claim in one statement (claimSQL), which claims
+// nothing when ClaimDelivery would not.
+func (db *DB) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, posted bridge.Parts, next chat.MessageID) (bridge.Claim, bool, error) {
+	var (
+		c       bridge.Claim
+		claimed bool
+	)
+	err := db.tx(ctx, "mark delivered", func(t *txn) error {
+		c, claimed = bridge.Claim{}, false
+		if err := finishDelivery(t, "mark delivered", id, markDeliveredSQL, form.EncodeParts(posted), ms(db.Now()), string(id)); err != nil {
+			return err
+		}
+		q, args := claimSQL.in(t, string(next))
+		switch err := t.queryRow(q, args...).Scan(&c.Attempts); {
+		case errors.Is(err, sql.ErrNoRows):
+			c = bridge.Claim{}
+			return nil
+		case err != nil:
+			return err
+		}
+		claimed = true
+		return nil
+	})
+	if err != nil {
+		return bridge.Claim{}, false, err
+	}
+	return c, claimed, nil
+}
+
+// updateDelivery runs w, the record of what became of delivery id, in a
+// transaction of its own (see finishDelivery).
+func (db *DB) updateDelivery(ctx context.Context, op string, id chat.MessageID, w fencedWrite, args ...any) error {
+	return db.tx(ctx, op, func(t *txn) error { return finishDelivery(t, op, id, w, args...) })
+}
+
+// finishDelivery runs w, the record of what became of delivery id, fenced
 // in the statement; when it changes nothing, it tells the delivery missing
 // or fenced off from one not pending.
-func (db *DB) updateDelivery(ctx context.Context, op string, id chat.MessageID, w fencedWrite, args ...any) error {
-	return db.tx(ctx, op, func(t *txn) error {
-		q, args := w.in(t, args...)
-		res, err := t.exec(q, args...)
-		if err != nil {
-			return err
+func finishDelivery(t *txn, op string, id chat.MessageID, w fencedWrite, args ...any) error {
+	q, args := w.in(t, args...)
+	res, err := t.exec(q, args...)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	if err := fenced(t, deliveryLease, string(id)); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
-		}
-		if err := fenced(t, deliveryLease, string(id)); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
-			}
-			return err
-		}
-		return fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
-	})
+		return err
+	}
+	return fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
 }
 
 // pruneBatch bounds the rows one transaction of Prune deletes. Deleting a

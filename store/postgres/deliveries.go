@@ -159,6 +159,50 @@ func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridg
 		WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1`, id, form.EncodeParts(posted))
 }
 
+// MarkDeliveredAndClaim implements bridge.Store, in one statement: the
+// claim of next sees the delivery marked as still pending (one snapshot),
+// so its wait behind an earlier delivery leaves that one out, and it claims
+// only under the fence of the mark, next being of the same lease.
+func (db *DB) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, posted bridge.Parts, next chat.MessageID) (bridge.Claim, bool, error) {
+	const op = "mark delivered"
+	type result struct {
+		fenced
+		claimed  bool
+		attempts int
+	}
+	r, err := queryRow(ctx, db, op, func(row pgx.Row) (result, error) {
+		var r result
+		err := row.Scan(&r.held, &r.found, &r.n, &r.claimed, &r.attempts)
+		return r, err
+	}, `WITH `+fenceCTE(deliveryLease, 5)+`, done AS (
+			UPDATE deliveries SET state = 'posted', platform_id = $2, done_ms = $3
+			WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1
+		), claimed AS (
+			UPDATE deliveries SET attempts = attempts + 1 WHERE message_id = $4 AND state = 'pending'
+			AND EXISTS (SELECT 1 FROM done)
+			AND (SELECT lease FROM conversations WHERE id = deliveries.conversation) = (SELECT lease FROM target)
+			AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.platform = deliveries.platform AND e.room = deliveries.room
+				AND e.state = 'pending' AND e.seq < deliveries.seq AND e.message_id <> $1)
+			RETURNING attempts - 1 AS before
+		)
+		SELECT `+fenceColumns+`, (SELECT count(*) FROM done), EXISTS (SELECT 1 FROM claimed),
+			coalesce((SELECT before FROM claimed), 0)`,
+		string(id), form.EncodeParts(posted), ms(db.Now()), string(next), token(ctx))
+	if err != nil {
+		return bridge.Claim{}, false, err
+	}
+	if !r.found {
+		return bridge.Claim{}, false, fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
+	}
+	if err := fenceResult(op+" "+string(id), r.held, r.found); err != nil {
+		return bridge.Claim{}, false, err
+	}
+	if r.n == 0 {
+		return bridge.Claim{}, false, fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
+	}
+	return bridge.Claim{Attempts: r.attempts}, r.claimed, nil
+}
+
 // FailDelivery implements bridge.Store.
 func (db *DB) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
 	return db.finishDelivery(ctx, "fail delivery", `UPDATE deliveries SET state = 'failed', error = $2, done_ms = $3

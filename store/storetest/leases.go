@@ -344,6 +344,76 @@ func testLeases(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("a mark claims the delivery after it in the same transaction, as a claim would", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		r1, r2 := roomsOfTwoLeases()
+		a := e.mapConv(convKey(r1), "a1", "conv_a")
+		b := e.mapConv(convKey(r2), "b1", "conv_b")
+		add := func(id string, conv int64, room bridge.RoomKey) {
+			d := newDelivery(id, conv, e.clk.Now())
+			d.Target.Room = room
+			e.addDelivery(d)
+		}
+		add("msg_1", a.Conversation, roomKey(r1, "T1"))
+		add("msg_2", a.Conversation, roomKey(r1, "T2")) // another thread of the room
+		add("msg_3", b.Conversation, roomKey(r2, ""))
+		add("msg_4", a.Conversation, roomKey(r1, ""))
+		add("msg_5", a.Conversation, roomKey(r1, ""))
+		attempts := func(id string) int {
+			t.Helper()
+			return e.count(`SELECT attempts FROM deliveries WHERE message_id = '` + id + `'`)
+		}
+		markAndClaim := func(id, next chat.MessageID, want bridge.Claim, wantClaimed bool) {
+			t.Helper()
+			got, claimed, err := e.db.MarkDeliveredAndClaim(ctx, id, bridge.Parts{"p_" + string(id)}, next)
+			if err != nil || got != want || claimed != wantClaimed {
+				t.Errorf("mark %s and claim %s = %+v, %v, %v; want %+v, %v", id, next, got, claimed, err, want, wantClaimed)
+			}
+			if d, err := e.db.Delivery(ctx, id); err != nil || !slices.Equal(d.Posted, bridge.Parts{"p_" + string(id)}) {
+				t.Errorf("%s after its mark: posted %v, %v", id, d.Posted, err)
+			}
+		}
+		if _, err := e.db.ClaimDelivery(ctx, "msg_1"); err != nil {
+			t.Fatal(err)
+		}
+		// msg_2 waited behind msg_1 only.
+		markAndClaim("msg_1", "msg_2", bridge.Claim{}, true)
+		if got := attempts("msg_2"); got != 1 {
+			t.Errorf("attempts of msg_2 after the claim = %d, want 1", got)
+		}
+		// msg_5 waits behind msg_4 still: not claimed, the mark made.
+		markAndClaim("msg_2", "msg_5", bridge.Claim{}, false)
+		if got := attempts("msg_5"); got != 0 {
+			t.Errorf("attempts of msg_5 claimed behind msg_4 = %d, want 0", got)
+		}
+		// Claimed before (by a process that stopped): the claim says so.
+		e.exec(`UPDATE deliveries SET attempts = 2 WHERE message_id = 'msg_5'`)
+		if c, err := e.db.ClaimDelivery(ctx, "msg_4"); err != nil || c != (bridge.Claim{}) {
+			t.Fatalf("claim msg_4 = %+v, %v", c, err)
+		}
+		markAndClaim("msg_4", "msg_5", bridge.Claim{Attempts: 2}, true)
+		if got := attempts("msg_5"); got != 3 {
+			t.Errorf("attempts of msg_5 after its claim = %d, want 3", got)
+		}
+		// Nothing to claim: the mark is made all the same.
+		markAndClaim("msg_3", "msg_none", bridge.Claim{}, false)
+		// A mark of a delivery not pending: ErrNotFound, and no claim.
+		add("msg_6", a.Conversation, roomKey(r1, ""))
+		if _, claimed, err := e.db.MarkDeliveredAndClaim(ctx, "msg_1", bridge.Parts{"again"}, "msg_6"); !errors.Is(err, bridge.ErrNotFound) || claimed {
+			t.Errorf("mark of a posted delivery: claimed %v, %v; want ErrNotFound", claimed, err)
+		}
+		if _, claimed, err := e.db.MarkDeliveredAndClaim(ctx, "msg_none", nil, "msg_6"); !errors.Is(err, bridge.ErrNotFound) || claimed {
+			t.Errorf("mark of no delivery: claimed %v, %v; want ErrNotFound", claimed, err)
+		}
+		if got := attempts("msg_6"); got != 0 {
+			t.Errorf("attempts of msg_6 after marks that failed = %d, want 0", got)
+		}
+		if d, err := e.db.Delivery(ctx, "msg_1"); err != nil || !slices.Equal(d.Posted, bridge.Parts{"p_msg_1"}) {
+			t.Errorf("msg_1 marked again: posted %v, %v; want [p_msg_1]", d.Posted, err)
+		}
+	})
+
 	t.Run("fenced writes are made only with the token of their lease", testFencedWrites(open))
 }
 
@@ -398,6 +468,28 @@ func testFencedWrites(open Opener) func(t *testing.T) {
 				return func(ctx context.Context) error { return e.db.MarkDelivered(ctx, "msg_1", bridge.Parts{"p1"}) }
 			},
 			done: func(e *env) bool { return e.count(`SELECT count(*) FROM deliveries WHERE state = 'posted'`) == 1 },
+		}, {
+			name: "MarkDeliveredAndClaim",
+			prepare: func(e *env) func(ctx context.Context) error {
+				it := e.mapConv(room, "ev1", "conv_1")
+				e.addDelivery(newDelivery("msg_1", it.Conversation, e.clk.Now()))
+				e.addDelivery(newDelivery("msg_2", it.Conversation, e.clk.Now()))
+				return func(ctx context.Context) error {
+					_, claimed, err := e.db.MarkDeliveredAndClaim(ctx, "msg_1", bridge.Parts{"p1"}, "msg_2")
+					if err == nil && !claimed {
+						return errors.New("msg_2 not claimed")
+					}
+					return err
+				}
+			},
+			done: func(e *env) bool {
+				posted := e.count(`SELECT count(*) FROM deliveries WHERE state = 'posted'`)
+				claimed := e.count(`SELECT count(*) FROM deliveries WHERE attempts > 0`)
+				if posted != claimed {
+					e.tb.Fatalf("%d posted, %d claimed: a mark and its claim are one write", posted, claimed)
+				}
+				return posted == 1
+			},
 		}, {
 			name: "FailDelivery",
 			prepare: func(e *env) func(ctx context.Context) error {

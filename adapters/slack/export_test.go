@@ -1,8 +1,10 @@
 package slack
 
 import (
+	"context"
 	"encoding/json"
 
+	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -45,3 +47,11 @@ func Render(p chat.Payload) []RenderedPost {
 
 // IsPublicURL exposes isPublicURL.
 var IsPublicURL = isPublicURL
+
+// HandleSocketEvent handles the payload of an events_api envelope as the
+// Socket Mode loop does, without the socket: its lane key, then the event.
+func (a *Adapter) HandleSocketEvent(ctx context.Context, h bridge.Handler, payload json.RawMessage) (lane string, err error) {
+	lane = channelOf(payload)
+	_, err = a.handleEvent(ctx, h, payload)
+	return lane, err
+}

@@ -72,14 +72,14 @@ func (a *Adapter) serveEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request, body []byte) {
-	var cb eventCallback
-	if err := json.Unmarshal(body, &cb); err != nil {
+	e := decodeEnvelope(body)
+	if e.err != nil {
 		http.Error(w, "malformed event", http.StatusBadRequest)
 		return
 	}
-	if cb.Type == "url_verification" {
+	if e.cb.Type == "url_verification" {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, cb.Challenge)
+		_, _ = io.WriteString(w, e.cb.Challenge)
 		return
 	}
 	h := a.running()
@@ -87,7 +87,7 @@ func (a *Adapter) serveEvent(w http.ResponseWriter, r *http.Request, body []byte
 		http.Error(w, errNotRunning.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	after, err := a.handleEvent(r.Context(), h, body)
+	after, err := a.handleEvent(r.Context(), h, e)
 	if err != nil {
 		a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,
 			logAttempt, r.Header.Get("X-Slack-Retry-Num"))

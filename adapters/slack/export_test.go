@@ -1,8 +1,10 @@
 package slack
 
 import (
+	"context"
 	"encoding/json"
 
+	"github.com/botbridge/botbridge/bridge"
 	"github.com/botbridge/botbridge/chat"
 )
 
@@ -45,3 +47,70 @@ func Render(p chat.Payload) []RenderedPost {
 
 // IsPublicURL exposes isPublicURL.
 var IsPublicURL = isPublicURL
+
+// HandleSocketEvent handles the payload of an events_api envelope as the
+// Socket Mode loop does, without the socket: its lane key, then the event.
+func (a *Adapter) HandleSocketEvent(ctx context.Context, h bridge.Handler, payload json.RawMessage) (lane string, err error) {
+	e := decodeEnvelope(payload)
+	_, err = a.handleEvent(ctx, h, e)
+	return e.lane, err
+}
+
+// EnvelopeReading is what the readers of an Events API payload got from
+// it: the lane key, the outer object (with the event's JSON), the kind of
+// the event, and for a message the message event, as JSON; "error" where
+// decoding failed.
+type EnvelopeReading struct {
+	Lane, Callback, Kind, Message string
+}
+
+// ReadEnvelope reads payload in one pass (decodeEnvelope) and, as a
+// reference, as each reader did on its own before: channelOf, the outer
+// object, the kind, the message event.
+func ReadEnvelope(payload json.RawMessage) (onePass, apart EnvelopeReading) {
+	e := decodeEnvelope(payload)
+	onePass.Lane = e.lane
+	if e.err != nil {
+		onePass.Callback = "error"
+	} else {
+		onePass.Callback = asJSON(e.callback())
+		onePass.Kind = e.kind
+		switch {
+		case !isMessage(e.kind):
+		case e.msgErr != nil:
+			onePass.Message = "error"
+		default:
+			onePass.Message = asJSON(e.msg)
+		}
+	}
+
+	apart.Lane = channelOf(payload)
+	var cb eventCallback
+	if json.Unmarshal(payload, &cb) != nil {
+		apart.Callback = "error"
+		return onePass, apart
+	}
+	apart.Callback = asJSON(cb)
+	var kind struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(cb.Event, &kind)
+	apart.Kind = kind.Type
+	if kind.Type == "message" || kind.Type == "app_mention" {
+		var ev messageEvent
+		if json.Unmarshal(cb.Event, &ev) != nil {
+			apart.Message = "error"
+		} else {
+			apart.Message = asJSON(ev)
+		}
+	}
+	return onePass, apart
+}
+
+func asJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "marshal: " + err.Error()
+	}
+	return string(b)
+}

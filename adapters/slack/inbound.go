@@ -33,6 +33,98 @@ type eventCallback struct {
 	} `json:"authorizations"`
 }
 
+// envelope is an Events API payload (the payload of an events_api envelope,
+// or the body of an Events API request) decoded once for all its readers:
+// the lane key, the workspace, the kind of the event and, for a message,
+// the message. The rarer kinds decode their own part of the event
+// (callback).
+type envelope struct {
+	payload json.RawMessage
+	// cb is the outer object. Its Event is set only once callback needs
+	// it, or when the outer object was decoded on its own.
+	cb eventCallback
+	// err is why the outer object could not be decoded: the event is
+	// malformed.
+	err  error
+	lane string
+	kind string
+	// msg is the event when it is a message or app_mention; msgErr is why
+	// it could not be decoded as one.
+	msg    messageEvent
+	msgErr error
+}
+
+// wireEnvelope is what decodeEnvelope reads of a payload in one pass.
+type wireEnvelope struct {
+	// eventCallback is the outer object; its Event is hidden by Event.
+	eventCallback
+	Event     wireEvent       `json:"event"`
+	Channel   json.RawMessage `json:"channel"`
+	ChannelID string          `json:"channel_id"`
+}
+
+// wireEvent is the event as the lane key and a message read it.
+type wireEvent struct {
+	messageEvent
+	// Channel is a message's channel id, or {id} in the events about
+	// channels; it hides messageEvent's.
+	Channel json.RawMessage `json:"channel"`
+	Item    struct {
+		Channel string `json:"channel"`
+	} `json:"item"`
+}
+
+// decodeEnvelope decodes payload in one pass. A value of a type one of its
+// readers does not expect (a user object in user_change, a channel object
+// in a message) makes the one pass fail as a whole, where each reader
+// decoding its own part fails alone or not at all: such a payload is then
+// decoded part by part as each reader did on its own, so that every reader
+// sees what it saw before. Malformed payloads end there too, with err set.
+func decodeEnvelope(payload json.RawMessage) *envelope {
+	e := &envelope{payload: payload}
+	var w wireEnvelope
+	if json.Unmarshal(payload, &w) == nil {
+		channel, isString := jsonString(w.Event.Channel)
+		if isString || !isMessage(w.Event.Type) || len(w.Event.Channel) == 0 || string(w.Event.Channel) == "null" {
+			e.cb = w.eventCallback
+			e.lane = laneKey(w.Event.Channel, w.Channel, w.Event.Item.Channel, w.ChannelID)
+			e.kind = w.Event.Type
+			e.msg = w.Event.messageEvent
+			e.msg.Channel = channel
+			return e
+		}
+	}
+	e.lane = channelOf(payload)
+	if e.err = json.Unmarshal(payload, &e.cb); e.err != nil {
+		return e
+	}
+	var kind struct {
+		Type string `json:"type"`
+	}
+	_ = json.Unmarshal(e.cb.Event, &kind)
+	e.kind = kind.Type
+	if isMessage(e.kind) {
+		e.msgErr = json.Unmarshal(e.cb.Event, &e.msg)
+	}
+	return e
+}
+
+// isMessage reports whether an event of kind is read as a messageEvent.
+func isMessage(kind string) bool { return kind == "message" || kind == "app_mention" }
+
+// callback returns the outer object with the event's JSON, for the kinds
+// of events that decode their own part of it.
+func (e *envelope) callback() eventCallback {
+	if e.cb.Event == nil {
+		var p struct {
+			Event json.RawMessage `json:"event"`
+		}
+		_ = json.Unmarshal(e.payload, &p) // decoded without error before
+		e.cb.Event = p.Event
+	}
+	return e.cb
+}
+
 // workspace returns the workspace the event is for, nil when the app is not
 // installed there (any more).
 func (a *Adapter) eventFor(cb eventCallback) *workspace {
@@ -140,12 +232,12 @@ var errNotRunning = errors.New("slack: the adapter is not running yet")
 // not be acknowledged. after, when not nil, is work to do once the event
 // is acknowledged (a Home tab to publish, suggested prompts, a thread's
 // title).
-func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.RawMessage) (after func(context.Context), err error) {
-	var cb eventCallback
-	if err := json.Unmarshal(raw, &cb); err != nil {
-		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
+func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, e *envelope) (after func(context.Context), err error) {
+	if e.err != nil {
+		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, e.err)
 		return nil, nil
 	}
+	cb := e.cb
 	if cb.Type != "event_callback" {
 		if cb.Type == "app_rate_limited" {
 			a.logs.Warn(a.log, "app_rate_limited", "Slack is dropping events: the app exceeded 30,000 events an hour")
@@ -157,32 +249,28 @@ func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.Ra
 		a.log.Debug("event of a workspace the app is not installed in ignored", logTeam, cb.TeamID)
 		return nil, nil
 	}
-	var kind struct {
-		Type string `json:"type"`
-	}
-	_ = json.Unmarshal(cb.Event, &kind)
 	var (
 		in bridge.Inbound
 		ok bool
 	)
-	switch kind.Type {
+	switch e.kind {
 	case "message", "app_mention":
-		in, ok = a.inbound(ctx, ws, cb)
+		in, ok = a.inbound(ctx, ws, e)
 		if ok && in.Room.Thread != "" && !in.Sender.Bot {
 			after = a.titleThread(ws, in)
 		}
 	case "reaction_added", "reaction_removed":
-		in, ok = a.reaction(ctx, ws, cb)
+		in, ok = a.reaction(ctx, ws, e.callback())
 	case "member_joined_channel":
-		in, ok = a.joined(ctx, ws, cb)
+		in, ok = a.joined(ctx, ws, e.callback())
 	case "assistant_thread_context_changed":
-		in, ok = a.threadContext(ctx, ws, cb)
+		in, ok = a.threadContext(ctx, ws, e.callback())
 	case "assistant_thread_started":
-		return a.threadStarted(ws, cb), nil
+		return a.threadStarted(ws, e.callback()), nil
 	case "app_home_opened":
-		return a.homeOpened(ws, cb), nil
+		return a.homeOpened(ws, e.callback()), nil
 	case "app_uninstalled", "tokens_revoked":
-		return nil, a.revoked(ctx, ws, kind.Type, cb.Event)
+		return nil, a.revoked(ctx, ws, e.kind, e.callback().Event)
 	}
 	if !ok {
 		return nil, nil
@@ -197,17 +285,17 @@ func (a *Adapter) handleEvent(ctx context.Context, h bridge.Handler, raw json.Ra
 
 // inbound turns a message event into an Inbound; false for events the bridge
 // does not forward.
-func (a *Adapter) inbound(ctx context.Context, ws *workspace, cb eventCallback) (bridge.Inbound, bool) {
+func (a *Adapter) inbound(ctx context.Context, ws *workspace, e *envelope) (bridge.Inbound, bool) {
 	self := a.whoami(ws)
-	var ev messageEvent
-	if err := json.Unmarshal(cb.Event, &ev); err != nil {
-		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, err)
+	if e.msgErr != nil {
+		a.logs.Warn(a.log, "malformed", "malformed event ignored", bridge.LogErr, e.msgErr)
 		return bridge.Inbound{}, false
 	}
+	ev := &e.msg
 	if ev.Type != "message" && ev.Type != "app_mention" {
 		return bridge.Inbound{}, false
 	}
-	m := &ev
+	m := ev
 	edited := false
 	switch ev.Subtype {
 	case "", "file_share", "thread_broadcast", "bot_message":
@@ -241,7 +329,7 @@ func (a *Adapter) inbound(ctx context.Context, ws *workspace, cb eventCallback) 
 	if m.Channel == "" || m.TS == "" || m.User == "" && m.BotID == "" {
 		return bridge.Inbound{}, false
 	}
-	team := nonEmpty(cb.TeamID, self.teamID)
+	team := nonEmpty(e.cb.TeamID, self.teamID)
 	key := team + "/" + m.Channel + "/" + m.TS
 	at := tsTime(m.TS)
 	if edited {

@@ -3,6 +3,7 @@ package slack
 import (
 	"encoding/json"
 	"sync"
+	"unicode/utf8"
 )
 
 // lanes runs the handling of Socket Mode envelopes: one after the other
@@ -75,10 +76,20 @@ func channelOf(payload json.RawMessage) string {
 	if json.Unmarshal(payload, &p) != nil {
 		return ""
 	}
-	for _, raw := range []json.RawMessage{p.Event.Channel, p.Channel} {
-		var s string
-		if json.Unmarshal(raw, &s) == nil && s != "" {
-			return s
+	return laneKey(p.Event.Channel, p.Channel, p.Event.Item.Channel, p.ChannelID)
+}
+
+// laneKey picks the channel of a decoded payload among the places that may
+// name one: event.channel (an id, or {id} in the events about channels),
+// channel (the same two forms), event.item.channel, channel_id. The raw
+// values come from a document json decoded without error.
+func laneKey(eventChannel, channel json.RawMessage, itemChannel, channelID string) string {
+	for _, raw := range []json.RawMessage{eventChannel, channel} {
+		if s, ok := jsonString(raw); ok {
+			if s != "" {
+				return s
+			}
+			continue
 		}
 		var obj struct {
 			ID string `json:"id"`
@@ -87,8 +98,27 @@ func channelOf(payload json.RawMessage) string {
 			return obj.ID
 		}
 	}
-	if p.Event.Item.Channel != "" {
-		return p.Event.Item.Channel
+	if itemChannel != "" {
+		return itemChannel
 	}
-	return p.ChannelID
+	return channelID
+}
+
+// jsonString returns the string raw holds, and false when raw is no JSON
+// string. raw is valid JSON: it comes from a decoded document. A string of
+// plain ASCII (a channel id always is) is taken as it is, without running
+// the decoder again.
+func jsonString(raw json.RawMessage) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' {
+		return "", false
+	}
+	inner := raw[1 : len(raw)-1]
+	for _, c := range inner {
+		if c == '\\' || c >= utf8.RuneSelf {
+			var s string
+			err := json.Unmarshal(raw, &s)
+			return s, err == nil
+		}
+	}
+	return string(inner), true
 }

@@ -93,8 +93,9 @@ func (a *Adapter) runSocket(ctx context.Context, h bridge.Handler) {
 				continue
 			}
 			req := ev.Request
-			lanes.run(channelOf(req.Payload), func() {
-				after, err := a.handleEvent(ctx, h, req.Payload)
+			e := decodeEnvelope(req.Payload)
+			lanes.run(e.lane, func() {
+				after, err := a.handleEvent(ctx, h, e)
 				if err != nil {
 					// Not acknowledged: Slack delivers it again.
 					a.logs.Warn(a.log, "handle", "event not stored; Slack will deliver it again", bridge.LogErr, err,

@@ -320,10 +320,11 @@ func TestRestartResumesTheConversation(t *testing.T) {
 type faultStore struct {
 	bridge.Store
 	failSent, failDelivered atomic.Bool
-	// failClaimed crashes right after a mark that claimed the next reply.
-	failClaimed atomic.Bool
-	crash       func()
-	dead        atomic.Bool
+	// failClaimed crashes right after a mark that claimed the next reply;
+	// failStoredClaimed right after a reply was stored and claimed.
+	failClaimed, failStoredClaimed atomic.Bool
+	crash                          func()
+	dead                           atomic.Bool
 }
 
 var errCrash = errors.New("simulated crash")
@@ -370,7 +371,13 @@ func (f *faultStore) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge
 	if f.dead.Load() {
 		return d, false, errCrash
 	}
-	return f.Store.AddDelivery(ctx, d)
+	stored, created, err := f.Store.AddDelivery(ctx, d)
+	if err == nil && stored.Claimed {
+		if err := f.at(&f.failStoredClaimed); err != nil {
+			return d, false, err
+		}
+	}
+	return stored, created, err
 }
 
 func (f *faultStore) FailDelivery(ctx context.Context, id chat.MessageID, reason string) error {
@@ -498,6 +505,29 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.start()
 		r.waitIdle()
 		r.checkOnce(t, r.ad().Posts(), "posted, not recorded")
+	})
+
+	t.Run("after the reply was stored and claimed, before it was posted", func(t *testing.T) {
+		r := newRig(t, chattest.EchoBot())
+		r.ad().Recover = true
+		var f *faultStore
+		r.wrap = func(s bridge.Store) bridge.Store {
+			f = &faultStore{Store: s, crash: func() { r.cancel() }}
+			f.failStoredClaimed.Store(true)
+			return f
+		}
+		r.start()
+		r.say(dm("stored and claimed, not posted"))
+		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failStoredClaimed.Load() })
+		r.stop()
+		r.wrap = nil
+		r.start()
+		ps := r.waitPosts(1)
+		r.waitIdle()
+		r.checkOnce(t, ps, "stored and claimed, not posted")
+		if n := r.ad().Sends(); n != 1 {
+			t.Errorf("%d sends, want 1", n)
+		}
 	})
 
 	t.Run("after a reply was posted and the next claimed with its record, before that one was posted", func(t *testing.T) {

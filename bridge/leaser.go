@@ -530,6 +530,17 @@ func (l *leaser) fencedContext(name string) (context.Context, bool) {
 	return WithFence(h.ctx, Fence{Lease: name, Token: h.token}), true
 }
 
+// fence returns the fence of the lease named, held, or false.
+func (l *leaser) fence(name string) (Fence, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	h := l.held[name]
+	if h == nil || h.leaving || h.past() {
+		return Fence{}, false
+	}
+	return Fence{Lease: name, Token: h.token}, true
+}
+
 // context returns the context of the lease named, cancelled when it ends,
 // for work that lasts as long as it (streams), or false.
 func (l *leaser) context(name string) (context.Context, bool) {

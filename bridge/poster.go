@@ -74,8 +74,9 @@ type job struct {
 	delivery *Delivery
 	remove   *Delivery
 	stream   *streamStep
-	// claim is the delivery's claim when the mark of the delivery before
-	// it made it (see markPosted).
+	// claim is the delivery's claim when it was made with its store
+	// (Delivery.Claimed) or with the mark of the delivery before it (see
+	// markPosted).
 	claim *Claim
 }
 
@@ -147,7 +148,11 @@ func (p *poster) queue(d Delivery) {
 	}
 	p.known[d.MessageID] = true
 	p.mu.Unlock()
-	p.push(d.Target.Room, job{delivery: &d})
+	j := job{delivery: &d}
+	if d.Claimed {
+		j.claim = &Claim{}
+	}
+	p.push(d.Target.Room, j)
 }
 
 // fetch queues a delivery another process stored, in a room of a lease

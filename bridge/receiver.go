@@ -597,6 +597,12 @@ func (r *receiver) target(ctx context.Context, conv int64) (ReplyTarget, error) 
 // reports whether the message was new.
 func (r *receiver) deliver(ctx context.Context, conv int64, bot string, m chat.Message) (bool, error) {
 	t, _ := r.targets.ReplyTarget(conv) // else the store takes the conversation's
+	if t.Room.Room != "" {
+		// This process posts it: the store may claim it as it stores it.
+		if f, ok := r.leases.fence(LeaseOf(t.Room)); ok {
+			ctx = WithFence(ctx, f)
+		}
+	}
 	d, created, err := r.store.AddDelivery(ctx, Delivery{
 		MessageID:    m.ID,
 		Conversation: conv,

@@ -81,6 +81,10 @@ type Delivery struct {
 	// restart, or one whose post failed without a clear answer. Recoverer
 	// adapters are asked to look for it before it is posted again.
 	MaybePosted bool
+	// Claimed is set by AddDelivery, not stored, when it claimed the
+	// delivery as it stored it (see ReceiverStore.AddDelivery): it is
+	// posted without a claim of its own.
+	Claimed bool
 	// Posted holds the platform ids of its parts once the adapter posted it.
 	Posted Parts
 }
@@ -126,7 +130,8 @@ type PruneBefore struct {
 // AddParticipant, MarkDelivered, FailDelivery, ClaimDelivery, PutOffer,
 // SetIndicator, and SetCursor (checked against the fence's own lease). The
 // writes any process may make, which unique keys keep single
-// (EnqueueInbound, ResetConversation, AddDelivery...), take no fence.
+// (EnqueueInbound, ResetConversation, AddDelivery...), take no fence
+// (AddDelivery's only makes its claim).
 
 // IntakeStore is what the intake needs: it routes and stores what people say.
 type IntakeStore interface {
@@ -222,6 +227,14 @@ type ReceiverStore interface {
 	// cursor to its creation time. A delivery without a target room goes to
 	// the conversation's reply target. It returns created=false, and the
 	// delivery stored before, when the message was stored before.
+	//
+	// With a fence in ctx (the lease of the conversation, held by the
+	// caller, whose poster posts the delivery), a store may claim the
+	// delivery it creates in the same transaction, as ClaimDelivery would,
+	// when no earlier delivery of its room is pending and the fence holds;
+	// it sets Claimed then. A fence that does not hold leaves the delivery
+	// unclaimed and stores it all the same: any process stores the bot's
+	// messages.
 	AddDelivery(ctx context.Context, d Delivery) (stored Delivery, created bool, err error)
 	// Delivery returns a delivery by message id.
 	Delivery(ctx context.Context, id chat.MessageID) (Delivery, error)

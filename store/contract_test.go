@@ -31,7 +31,8 @@ func openSubject(tb testing.TB, now func() time.Time) storetest.Subject {
 			other.Now = now
 			return other
 		},
-		Close: db.Close,
+		Close:       db.Close,
+		ClaimsOnAdd: true,
 	}
 }
 

@@ -42,13 +42,17 @@ func scanDelivery(s scanner) (bridge.Delivery, error) {
 }
 
 // AddDelivery implements bridge.Store. It inserts first and reads the
-// delivery stored before only when the insert finds one.
+// delivery stored before only when the insert finds one. Under a fence it
+// claims what it created when it can (claimSQL): the writer runs one
+// transaction at a time, so an earlier delivery of the room is either
+// committed, or stored before in this one.
 func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
 	if d.MessageID == "" || d.Payload == nil {
 		return d, false, errors.New("add delivery: message id and payload are required")
 	}
 	created := false
 	err := db.tx(ctx, "add delivery", func(t *txn) error {
+		d.Claimed = false
 		stored := func() error {
 			existing, err := scanDelivery(t.queryRow(`SELECT `+deliveryColumns+` FROM deliveries WHERE message_id = ?`, string(d.MessageID)))
 			if err == nil {
@@ -88,6 +92,16 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 		if _, err := t.exec(`UPDATE conversations SET cursor_ms = max(cursor_ms, ?), active_ms = ? WHERE id = ?`,
 			ms(d.CreatedAt), ms(d.ReceivedAt), d.Conversation); err != nil {
 			return err
+		}
+		if _, fenced := bridge.FenceFrom(t.ctx); fenced {
+			q, args := claimSQL.in(t, string(d.MessageID))
+			var before int
+			switch err := t.queryRow(q, args...).Scan(&before); {
+			case err == nil:
+				d.Claimed = true
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
 		}
 		created = true
 		return nil

@@ -71,7 +71,9 @@ const addDeliverySQL = `WITH conv AS (
 SELECT seq, platform, room, thread, reply_message, reply_user, ephemeral FROM stored`
 
 // AddDelivery implements bridge.Store. Of two processes storing the same
-// message at once, one stores it and the other returns what it stored.
+// message at once, one stores it and the other returns what it stored. It
+// claims nothing: two transactions storing replies of one room at once
+// would each find no earlier one pending, and both claim.
 func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delivery, bool, error) {
 	if d.MessageID == "" || d.Payload == nil {
 		return d, false, errors.New("add delivery: message id and payload are required")

@@ -344,6 +344,60 @@ func testLeases(t *testing.T, open Opener) {
 		}
 	})
 
+	t.Run("a delivery stored under the fence of its lease is claimed as it is stored, when it can be", func(t *testing.T) {
+		e := newEnv(t, open)
+		ctx := t.Context()
+		r1, r2 := roomsOfTwoLeases()
+		a := e.mapConv(convKey(r1), "a1", "conv_a")
+		b := e.mapConv(convKey(r2), "b1", "conv_b")
+		l1 := bridge.LeaseOf(roomKey(r1, ""))
+		held := fence(ctx, e.take(e.db, "a", long, l1)[l1])
+		attempts := func(id string) int {
+			t.Helper()
+			return e.count(`SELECT attempts FROM deliveries WHERE message_id = '` + id + `'`)
+		}
+		add := func(ctx context.Context, id string, conv int64, room bridge.RoomKey, wantClaimed bool) {
+			t.Helper()
+			d := newDelivery(id, conv, e.clk.Now())
+			d.Target.Room = room
+			got, created, err := e.db.AddDelivery(ctx, d)
+			if err != nil || !created {
+				t.Fatalf("add %s: created %v, %v", id, created, err)
+			}
+			if got.Claimed != wantClaimed {
+				t.Errorf("add %s: claimed %v, want %v", id, got.Claimed, wantClaimed)
+			}
+			if want := map[bool]int{true: 1}[wantClaimed]; attempts(id) != want {
+				t.Errorf("attempts of %s = %d, want %d", id, attempts(id), want)
+			}
+		}
+		// The first of its room, under the fence of its lease.
+		add(held, "msg_1", a.Conversation, roomKey(r1, "T1"), e.s.ClaimsOnAdd)
+		// Behind msg_1.
+		add(held, "msg_2", a.Conversation, roomKey(r1, "T2"), false)
+		// Without a fence; under a fence that does not hold.
+		add(ctx, "msg_3", b.Conversation, roomKey(r2, ""), false)
+		if err := e.db.MarkDelivered(ctx, "msg_3", bridge.Parts{"p3"}); err != nil {
+			t.Fatal(err)
+		}
+		add(bridge.WithFence(ctx, bridge.Fence{Lease: bridge.LeaseOf(roomKey(r2, "")), Token: 1 << 40}), "msg_4", b.Conversation, roomKey(r2, ""), false)
+		// Under the fence of another lease.
+		add(held, "msg_5", b.Conversation, roomKey(r2, "T"), false)
+		// Stored before: not claimed again.
+		d := newDelivery("msg_1", a.Conversation, e.clk.Now())
+		d.Target.Room = roomKey(r1, "T1")
+		if got, created, err := e.db.AddDelivery(held, d); err != nil || created || got.Claimed {
+			t.Errorf("add msg_1 again: created %v, claimed %v, %v", created, got.Claimed, err)
+		}
+		if got, want := attempts("msg_1"), map[bool]int{true: 1}[e.s.ClaimsOnAdd]; got != want {
+			t.Errorf("attempts of msg_1 added again = %d, want %d", got, want)
+		}
+		// A claim after it counts the one made with the store.
+		if c, err := e.db.ClaimDelivery(ctx, "msg_1"); err != nil || c.Attempts != attempts("msg_1")-1 {
+			t.Errorf("claim msg_1 = %+v, %v; want %d attempts before", c, err, attempts("msg_1")-1)
+		}
+	})
+
 	t.Run("a mark claims the delivery after it in the same transaction, as a claim would", func(t *testing.T) {
 		e := newEnv(t, open)
 		ctx := t.Context()

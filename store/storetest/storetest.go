@@ -71,6 +71,11 @@ type Subject struct {
 	// Close closes Store; the suite calls it to check a closed store's
 	// errors, and the Opener's cleanup may call it again.
 	Close func() error
+	// ClaimsOnAdd says that AddDelivery under a fence claims the delivery
+	// it creates when it can (see bridge.ReceiverStore.AddDelivery): the
+	// suite checks that it does. Without it, the suite checks that it
+	// claims nothing.
+	ClaimsOnAdd bool
 }
 
 // Opener makes a new, empty store whose clock is now, and closes it (and

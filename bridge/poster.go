@@ -27,10 +27,13 @@ import (
 //
 // It posts only in the rooms of the leases this process holds (leaser.go),
 // each job under its lease's fence, and claims each delivery before it
-// posts it (ClaimDelivery): a delivery claimed before may be on the
-// platform already, and one behind an earlier delivery of its room waits
-// for it. The deliveries another process stores for its rooms come by note
-// or poll.
+// posts it: a delivery claimed before may be on the platform already, and
+// one behind an earlier delivery of its room waits for it. The claim costs
+// no commit of its own when it can share one: the receiver's store of a
+// reply makes it (Delivery.Claimed) when the room has nothing pending
+// before it, and the record of a reply posted makes the claim of the one
+// queued next (markPosted); else ClaimDelivery makes it. The deliveries
+// another process stores for its rooms come by note or poll.
 //
 // It owns the room queues, the unreachable rooms, the streams shown, and the
 // indicators.

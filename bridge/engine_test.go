@@ -562,6 +562,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		r.stop()
 		r.wrap = nil
 		r.start()
+		r.waitPosts(len(want))
 		r.waitIdle()
 		if got := texts(r.ad().Posts()); !slices.Equal(got, want) {
 			t.Errorf("posts = %q, want %q, each once", got, want)

@@ -313,15 +313,9 @@ func testLeases(t *testing.T, open Opener) {
 		r1, r2 := roomsOfTwoLeases()
 		a := e.mapConv(convKey(r1), "a1", "conv_a")
 		b := e.mapConv(convKey(r2), "b1", "conv_b")
-		d1 := newDelivery("msg_1", a.Conversation, e.clk.Now())
-		d1.Target.Room = roomKey(r1, "T1")
-		e.addDelivery(d1)
-		d2 := newDelivery("msg_2", a.Conversation, e.clk.Now())
-		d2.Target.Room = roomKey(r1, "T2") // another thread of the room
-		e.addDelivery(d2)
-		other := newDelivery("msg_3", b.Conversation, e.clk.Now())
-		other.Target.Room = roomKey(r2, "")
-		e.addDelivery(other)
+		e.addTo("msg_1", a.Conversation, roomKey(r1, "T1"))
+		e.addTo("msg_2", a.Conversation, roomKey(r1, "T2")) // another thread of the room
+		e.addTo("msg_3", b.Conversation, roomKey(r2, ""))
 		claim := func(id chat.MessageID, want bridge.Claim) {
 			t.Helper()
 			if got, err := e.db.ClaimDelivery(ctx, id); err != nil || got != want {
@@ -352,10 +346,7 @@ func testLeases(t *testing.T, open Opener) {
 		b := e.mapConv(convKey(r2), "b1", "conv_b")
 		l1 := bridge.LeaseOf(roomKey(r1, ""))
 		held := fence(ctx, e.take(e.db, "a", long, l1)[l1])
-		attempts := func(id string) int {
-			t.Helper()
-			return e.count(`SELECT attempts FROM deliveries WHERE message_id = '` + id + `'`)
-		}
+		attempts := e.attempts
 		add := func(ctx context.Context, id string, conv int64, room bridge.RoomKey, wantClaimed bool) {
 			t.Helper()
 			d := newDelivery(id, conv, e.clk.Now())
@@ -404,20 +395,12 @@ func testLeases(t *testing.T, open Opener) {
 		r1, r2 := roomsOfTwoLeases()
 		a := e.mapConv(convKey(r1), "a1", "conv_a")
 		b := e.mapConv(convKey(r2), "b1", "conv_b")
-		add := func(id string, conv int64, room bridge.RoomKey) {
-			d := newDelivery(id, conv, e.clk.Now())
-			d.Target.Room = room
-			e.addDelivery(d)
-		}
-		add("msg_1", a.Conversation, roomKey(r1, "T1"))
-		add("msg_2", a.Conversation, roomKey(r1, "T2")) // another thread of the room
-		add("msg_3", b.Conversation, roomKey(r2, ""))
-		add("msg_4", a.Conversation, roomKey(r1, ""))
-		add("msg_5", a.Conversation, roomKey(r1, ""))
-		attempts := func(id string) int {
-			t.Helper()
-			return e.count(`SELECT attempts FROM deliveries WHERE message_id = '` + id + `'`)
-		}
+		e.addTo("msg_1", a.Conversation, roomKey(r1, "T1"))
+		e.addTo("msg_2", a.Conversation, roomKey(r1, "T2")) // another thread of the room
+		e.addTo("msg_3", b.Conversation, roomKey(r2, ""))
+		e.addTo("msg_4", a.Conversation, roomKey(r1, ""))
+		e.addTo("msg_5", a.Conversation, roomKey(r1, ""))
+		attempts := e.attempts
 		markAndClaim := func(id, next chat.MessageID, want bridge.Claim, wantClaimed bool) {
 			t.Helper()
 			got, claimed, err := e.db.MarkDeliveredAndClaim(ctx, id, bridge.Parts{"p_" + string(id)}, next)
@@ -453,7 +436,7 @@ func testLeases(t *testing.T, open Opener) {
 		// Nothing to claim: the mark is made all the same.
 		markAndClaim("msg_3", "msg_none", bridge.Claim{}, false)
 		// A mark of a delivery not pending: ErrNotFound, and no claim.
-		add("msg_6", a.Conversation, roomKey(r1, ""))
+		e.addTo("msg_6", a.Conversation, roomKey(r1, ""))
 		if _, claimed, err := e.db.MarkDeliveredAndClaim(ctx, "msg_1", bridge.Parts{"again"}, "msg_6"); !errors.Is(err, bridge.ErrNotFound) || claimed {
 			t.Errorf("mark of a posted delivery: claimed %v, %v; want ErrNotFound", claimed, err)
 		}

@@ -243,6 +243,20 @@ func (e *env) addDelivery(d bridge.Delivery) bridge.Delivery {
 	return stored
 }
 
+// addTo stores a new delivery of conv to room, as addDelivery does.
+func (e *env) addTo(id string, conv int64, room bridge.RoomKey) bridge.Delivery {
+	e.tb.Helper()
+	d := newDelivery(id, conv, e.clk.Now())
+	d.Target.Room = room
+	return e.addDelivery(d)
+}
+
+// attempts returns the claims made of delivery id.
+func (e *env) attempts(id string) int {
+	e.tb.Helper()
+	return e.count(`SELECT attempts FROM deliveries WHERE message_id = '` + id + `'`)
+}
+
 // putOffer records o as the poster does, in two steps around the post of
 // its choice: pending (no message id), then with o's message id when it
 // has one.

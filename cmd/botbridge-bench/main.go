@@ -134,6 +134,8 @@ type options struct {
 	h2           string
 	phases       map[string]bool
 	thinking     string
+	// sync is the SQLite store's store.sync: full (the default) or normal.
+	sync         string
 	postInterval time.Duration
 	timeout      time.Duration
 	cpuprofile   string
@@ -294,6 +296,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.pgDSN, "pg-dsn", "",
 		"connection string of a PostgreSQL user who may create databases, for the replicas phase; default $"+pgtest.EnvDSN+", else a throwaway server started with the machine's initdb and postgres")
 	fs.StringVar(&o.thinking, "thinking", "auto", "the Slack adapter's thinking indicator: auto (the service's default), status, reaction or off")
+	fs.StringVar(&o.sync, "sync", "full", "the SQLite store's store.sync: full (the service's default: every commit synced) or normal (durable across a killed process, not a power loss)")
 	fs.DurationVar(&o.postInterval, "post-interval", time.Microsecond,
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
@@ -350,6 +353,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case "auto", "status", "reaction", "off":
 	default:
 		return o, fmt.Errorf("-thinking: %q is not auto, status, reaction or off", o.thinking)
+	}
+	if o.sync != "full" && o.sync != "normal" {
+		return o, fmt.Errorf("-sync: %q is not full or normal", o.sync)
 	}
 	if o.postInterval <= 0 {
 		return o, errors.New("-post-interval: must be positive (the adapter takes 0 for its 1s default)")
@@ -613,7 +619,7 @@ func (b *bench) table(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "botbridge-bench on %d CPUs, %s %s/%s; wall time %v\n", runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH, in.wall.Round(time.Second))
 	fmt.Fprintf(w, "Slack adapter over Socket Mode with post_interval %v (the service's default 1s paces each channel to one post a second), thinking %s;\n", o.postInterval, o.thinking)
-	fmt.Fprintf(w, "SQLite store on a temporary directory; emulator (echo bot) in a child process; %s.\n", in.rlimit)
+	fmt.Fprintf(w, "SQLite store (sync %s) on a temporary directory; emulator (echo bot) in a child process; %s.\n", o.sync, in.rlimit)
 	if o.phases[phaseReplicas] {
 		fmt.Fprintln(w, "Replicas phase: each replica a child process on one PostgreSQL database; their CPU is not in the phase table.")
 	}

@@ -213,3 +213,15 @@ func TestTableMarksEachTargetMetOrMissed(t *testing.T) {
 		}
 	}
 }
+
+func TestSyncFlagTakesFullOrNormal(t *testing.T) {
+	for _, v := range []string{"full", "normal"} {
+		o, err := parseFlags([]string{"-sync", v}, io.Discard)
+		if err != nil || o.sync != v {
+			t.Errorf("-sync %s: sync %q, %v", v, o.sync, err)
+		}
+	}
+	if _, err := parseFlags([]string{"-sync", "off"}, io.Discard); err == nil || !strings.Contains(err.Error(), `-sync: "off" is not full or normal`) {
+		t.Errorf("-sync off: %v, want an error naming the flag and its values", err)
+	}
+}

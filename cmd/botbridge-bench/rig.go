@@ -401,7 +401,11 @@ type bridgeSide struct {
 // Mode, on sl's fake) and the engine, not yet running. tweak, if not nil,
 // changes the engine's configuration.
 func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, tweak func(*bridge.Config)) (*bridgeSide, error) {
-	db, err := store.Open(ctx, dbPath)
+	var opts []store.Option
+	if b.opts.sync == "normal" {
+		opts = append(opts, store.SyncNormal())
+	}
+	db, err := store.Open(ctx, dbPath, opts...)
 	if err != nil {
 		return nil, err
 	}

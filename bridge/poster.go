@@ -52,11 +52,16 @@ type poster struct {
 	// offerTTL is how long a choice posted on a TextChoices platform stands.
 	offerTTL time.Duration
 
-	ctx  context.Context // the queues' context, set by start
-	busy sync.WaitGroup  // running queues
+	ctx context.Context // the queues' context, set by start
 
-	mu     sync.Mutex
-	queues map[RoomKey]*roomQueue
+	mu sync.Mutex
+	// workers counts the room queues' running workers; done is signalled
+	// when it falls to 0. A worker starts whenever a job comes to an idle
+	// queue, also while wait waits (a reply that comes while the bridge
+	// drains is posted), which a WaitGroup does not allow.
+	workers int
+	done    *sync.Cond
+	queues  map[RoomKey]*roomQueue
 	// known holds the deliveries queued or being posted, so that a note or
 	// a poll does not queue one twice.
 	known map[chat.MessageID]bool
@@ -84,6 +89,7 @@ type job struct {
 }
 
 func (p *poster) init(typingTimeout, streamThrottle time.Duration) {
+	p.done = sync.NewCond(&p.mu)
 	p.queues = make(map[RoomKey]*roomQueue)
 	p.known = make(map[chat.MessageID]bool)
 	p.unreachable = make(map[RoomKey]time.Time)
@@ -95,14 +101,10 @@ func (p *poster) init(typingTimeout, streamThrottle time.Duration) {
 func (p *poster) start(ctx context.Context) {
 	p.mu.Lock()
 	p.ctx = ctx
-	queued := make([]RoomKey, 0, len(p.queues))
 	for room := range p.queues {
-		queued = append(queued, room)
-	}
-	p.mu.Unlock()
-	for _, room := range queued {
 		p.run(room)
 	}
+	p.mu.Unlock()
 	p.typing.start(ctx)
 }
 
@@ -219,19 +221,22 @@ func (p *poster) push(room RoomKey, j job) {
 		p.queues[key] = q
 	}
 	q.jobs = append(q.jobs, j)
-	started := p.ctx != nil
-	p.mu.Unlock()
-	if !running && started {
+	if !running && p.ctx != nil {
 		p.run(key)
 	}
+	p.mu.Unlock()
 }
 
-// run starts the worker of a room's queue.
+// run starts the worker of a room's queue; p.mu is held.
 func (p *poster) run(key RoomKey) {
-	p.busy.Add(1)
+	p.workers++
 	go func() {
-		defer p.busy.Done()
 		p.work(key)
+		p.mu.Lock()
+		if p.workers--; p.workers == 0 {
+			p.done.Broadcast()
+		}
+		p.mu.Unlock()
 	}()
 }
 
@@ -244,7 +249,13 @@ func (p *poster) idle() bool {
 }
 
 // wait blocks until every room queue is empty, or ends with its context.
-func (p *poster) wait() { p.busy.Wait() }
+func (p *poster) wait() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for p.workers > 0 {
+		p.done.Wait()
+	}
+}
 
 func (p *poster) work(key RoomKey) {
 	lease := LeaseOf(key)

@@ -56,6 +56,8 @@ type receiver struct {
 
 	mu   sync.Mutex
 	open map[int64]*listener
+	// stopped is set by wait: no stream opens after it.
+	stopped bool
 
 	hooks   hooks
 	sweeper sweeper
@@ -178,7 +180,7 @@ func (r *receiver) init(bots []BotSpec, echoTimeout time.Duration, sweepBudget i
 // sweeps and the watch over webhooks.
 func (r *receiver) start(ctx context.Context) {
 	r.mu.Lock()
-	r.ctx = ctx
+	r.ctx, r.stopped = ctx, false
 	r.mu.Unlock()
 	r.sweeper.start(ctx)
 	if len(r.hooks.secrets) > 0 {
@@ -211,6 +213,9 @@ func (r *receiver) resume(ctx context.Context, leases []string, since, streamsSi
 // wait blocks until every stream and sweep ended; their context must have
 // ended.
 func (r *receiver) wait() {
+	r.mu.Lock()
+	r.stopped = true
+	r.mu.Unlock()
 	r.wg.Wait()
 	r.sweeper.wait()
 }
@@ -289,7 +294,7 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 		}
 		l.cancel() // remapped to a new Botpress conversation
 	}
-	if r.ctx == nil || r.ctx.Err() != nil {
+	if r.ctx == nil || r.ctx.Err() != nil || r.stopped {
 		r.mu.Unlock()
 		return nil
 	}
@@ -301,12 +306,18 @@ func (r *receiver) watch(c Conversation, budgeted bool) <-chan struct{} {
 	l.budgeted.Store(budgeted)
 	r.open[c.ID] = l
 	n := len(r.open)
+	// Counted under r.mu, before wait marks the receiver stopped: a stream
+	// is never added while wait waits.
+	r.wg.Add(1)
 	r.mu.Unlock()
 	if evicted != 0 {
 		r.sweeper.rescheduleConv(evicted)
 	}
 	r.metrics.Listeners(n)
-	r.wg.Go(func() { r.run(ctx, l) })
+	go func() {
+		defer r.wg.Done()
+		r.run(ctx, l)
+	}()
 	return l.ready
 }
 

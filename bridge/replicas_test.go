@@ -326,6 +326,13 @@ func TestReplicasTakeReplyWebhooksAnyOfThemGets(t *testing.T) {
 		}
 	}
 	c.waitAnswered(40)
+	// A post shows on the platform before its Send returns and names the
+	// replica that made it: wait for the sends to return.
+	for _, r := range []*replica{a, b} {
+		if err := r.eng.WaitIdle(t.Context(), 200*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
 	posters := c.checkOnceInOrder(said)
 	for room, rs := range posters {
 		if len(rs) != 1 {

@@ -424,10 +424,27 @@ func (p *person) say(room id.RoomID, text string, mention ...id.UserID) id.Event
 
 func (p *person) send(room id.RoomID, c *event.MessageEventContent) id.EventID {
 	p.t.Helper()
-	// One transaction id for all attempts, so that a retry never posts twice.
+	// One transaction id for all attempts, so that a retry never posts
+	// twice. The homeserver forgets transaction ids when it restarts: a
+	// retry first looks for the event an attempt that failed may have
+	// stored (the sender's own events carry their transaction id).
 	txn := mautrix.ReqSendEvent{TransactionID: p.cli.TxnID()}
 	var sent id.EventID
+	tried := false
 	retryServer(p.t, p.hs, string(p.cli.UserID)+": send", func() error {
+		if tried {
+			msgs, err := p.cli.Messages(p.t.Context(), room, "", "", mautrix.DirectionBackward, nil, 50)
+			if err != nil {
+				return err
+			}
+			for _, ev := range msgs.Chunk {
+				if ev.Sender == p.cli.UserID && ev.Unsigned.TransactionID == txn.TransactionID {
+					sent = ev.ID
+					return nil
+				}
+			}
+		}
+		tried = true
 		resp, err := p.cli.SendMessageEvent(p.t.Context(), room, event.EventMessage, c, txn)
 		if err == nil {
 			sent = resp.EventID

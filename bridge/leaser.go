@@ -523,8 +523,8 @@ func (l *leaser) acquire(name string) (context.Context, func(), bool) {
 func (l *leaser) fencedContext(name string) (context.Context, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := l.held[name]
-	if h == nil || h.leaving || h.past() {
+	h := l.usable(name)
+	if h == nil {
 		return nil, false
 	}
 	return WithFence(h.ctx, Fence{Lease: name, Token: h.token}), true
@@ -534,11 +534,21 @@ func (l *leaser) fencedContext(name string) (context.Context, bool) {
 func (l *leaser) fence(name string) (Fence, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h := l.held[name]
-	if h == nil || h.leaving || h.past() {
+	h := l.usable(name)
+	if h == nil {
 		return Fence{}, false
 	}
 	return Fence{Lease: name, Token: h.token}, true
+}
+
+// usable returns the lease named when it is held, not being left, and
+// before its deadline; l.mu is held.
+func (l *leaser) usable(name string) *holding {
+	h := l.held[name]
+	if h == nil || h.leaving || h.past() {
+		return nil
+	}
+	return h
 }
 
 // context returns the context of the lease named, cancelled when it ends,

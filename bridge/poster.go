@@ -577,11 +577,11 @@ func (p *poster) markPosted(ctx context.Context, d Delivery, posted Parts) {
 func (p *poster) unclaimedNext(room RoomKey) (chat.MessageID, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q := p.queues[room]
-	if q == nil || len(q.jobs) == 0 || q.jobs[0].delivery == nil || q.jobs[0].claim != nil {
+	j := p.headDelivery(room)
+	if j == nil || j.claim != nil {
 		return "", false
 	}
-	return q.jobs[0].delivery.MessageID, true
+	return j.delivery.MessageID, true
 }
 
 // claimedNext keeps the claim of the delivery next at the head of room's
@@ -591,9 +591,19 @@ func (p *poster) unclaimedNext(room RoomKey) (chat.MessageID, bool) {
 func (p *poster) claimedNext(room RoomKey, next chat.MessageID, c Claim) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if q := p.queues[room]; q != nil && len(q.jobs) > 0 && q.jobs[0].delivery != nil && q.jobs[0].delivery.MessageID == next {
-		q.jobs[0].claim = &c
+	if j := p.headDelivery(room); j != nil && j.delivery.MessageID == next {
+		j.claim = &c
 	}
+}
+
+// headDelivery returns the job at the head of room's queue when it is a
+// delivery, else nil; p.mu is held.
+func (p *poster) headDelivery(room RoomKey) *job {
+	q := p.queues[room]
+	if q == nil || len(q.jobs) == 0 || q.jobs[0].delivery == nil {
+		return nil
+	}
+	return &q.jobs[0]
 }
 
 // offer records, pending, the choice out makes where people answer by

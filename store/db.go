@@ -647,7 +647,8 @@ func (db *DB) noteWrite(op string, err error) {
 	switch se.Code() & 0xff {
 	case sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CORRUPT,
 		sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CANTOPEN:
-		now, since := db.Now(), db.Now()
+		now := db.Now()
+		since := now
 		if f := db.fault.Load(); f != nil {
 			since = f.since
 		}

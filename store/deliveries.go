@@ -94,12 +94,8 @@ func (db *DB) AddDelivery(ctx context.Context, d bridge.Delivery) (bridge.Delive
 			return err
 		}
 		if _, fenced := bridge.FenceFrom(t.ctx); fenced {
-			q, args := claimSQL.in(t, string(d.MessageID))
-			var before int
-			switch err := t.queryRow(q, args...).Scan(&before); {
-			case err == nil:
-				d.Claimed = true
-			case !errors.Is(err, sql.ErrNoRows):
+			var err error
+			if _, d.Claimed, err = claimIn(t, d.MessageID); err != nil {
 				return err
 			}
 		}
@@ -208,16 +204,9 @@ func (db *DB) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, post
 		if err := finishDelivery(t, "mark delivered", id, markDeliveredSQL, form.EncodeParts(posted), ms(db.Now()), string(id)); err != nil {
 			return err
 		}
-		q, args := claimSQL.in(t, string(next))
-		switch err := t.queryRow(q, args...).Scan(&c.Attempts); {
-		case errors.Is(err, sql.ErrNoRows):
-			c = bridge.Claim{}
-			return nil
-		case err != nil:
-			return err
-		}
-		claimed = true
-		return nil
+		var err error
+		c.Attempts, claimed, err = claimIn(t, next)
+		return err
 	})
 	if err != nil {
 		return bridge.Claim{}, false, err

@@ -224,15 +224,28 @@ var claimSQL = fenceable(`UPDATE deliveries SET attempts = attempts + 1 WHERE me
 		AND e.state = 'pending' AND e.seq < deliveries.seq)
 	$fence RETURNING attempts - 1`, deliveryRowLease)
 
+// claimIn claims delivery id in t with claimSQL and returns the attempts
+// before the claim; claimed is false when it claimed nothing.
+func claimIn(t *txn, id chat.MessageID) (attempts int, claimed bool, err error) {
+	q, args := claimSQL.in(t, string(id))
+	switch err := t.queryRow(q, args...).Scan(&attempts); {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, false, nil
+	case err != nil:
+		return 0, false, err
+	}
+	return attempts, true, nil
+}
+
 // ClaimDelivery implements bridge.Store. The usual claim is one statement;
 // when it claims nothing, the delivery is read step by step to tell why.
 func (db *DB) ClaimDelivery(ctx context.Context, id chat.MessageID) (bridge.Claim, error) {
 	var c bridge.Claim
 	err := db.tx(ctx, "claim delivery", func(t *txn) error {
 		c = bridge.Claim{}
-		q, args := claimSQL.in(t, string(id))
-		err := t.queryRow(q, args...).Scan(&c.Attempts)
-		if !errors.Is(err, sql.ErrNoRows) {
+		attempts, claimed, err := claimIn(t, id)
+		if err != nil || claimed {
+			c.Attempts = attempts
 			return err
 		}
 		// Nothing claimed: the delivery is not pending, is fenced off, or

@@ -112,11 +112,7 @@ func TestFullStoreStaysFaultyUntilItsWritesSucceed(t *testing.T) {
 	const mb = 1 << 20
 	path := filepath.Join(t.TempDir(), "bridge.db")
 	key := convKey("C1")
-	db, err := store.Open(t.Context(), path, store.MaxSize(mb))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := openDBWith(t, path, store.MaxSize(mb))
 	now := time.Now()
 	db.Now = func() time.Time { return now }
 	// A lease to renew in place once the store is full.

@@ -157,9 +157,13 @@ func (db *DB) Delivery(ctx context.Context, id chat.MessageID) (bridge.Delivery,
 
 // MarkDelivered implements bridge.Store.
 func (db *DB) MarkDelivered(ctx context.Context, id chat.MessageID, posted bridge.Parts) error {
-	return db.finishDelivery(ctx, "mark delivered", `UPDATE deliveries SET state = 'posted', platform_id = $2, done_ms = $3
-		WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1`, id, form.EncodeParts(posted))
+	return db.finishDelivery(ctx, "mark delivered", markDeliveredSQL, id, form.EncodeParts(posted))
 }
+
+// markDeliveredSQL records delivery $1 posted, with its platform ids ($2)
+// and the time ($3), under the CTE fence.
+const markDeliveredSQL = `UPDATE deliveries SET state = 'posted', platform_id = $2, done_ms = $3
+	WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1`
 
 // MarkDeliveredAndClaim implements bridge.Store, in one statement: the
 // claim of next sees the delivery marked as still pending (one snapshot),
@@ -176,10 +180,7 @@ func (db *DB) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, post
 		var r result
 		err := row.Scan(&r.held, &r.found, &r.n, &r.claimed, &r.attempts)
 		return r, err
-	}, `WITH `+fenceCTE(deliveryLease, 5)+`, done AS (
-			UPDATE deliveries SET state = 'posted', platform_id = $2, done_ms = $3
-			WHERE message_id = $1 AND state = 'pending' AND (SELECT held FROM fence) RETURNING 1
-		), claimed AS (
+	}, `WITH `+fenceCTE(deliveryLease, 5)+`, done AS (`+markDeliveredSQL+`), claimed AS (
 			UPDATE deliveries SET attempts = attempts + 1 WHERE message_id = $4 AND state = 'pending'
 			AND EXISTS (SELECT 1 FROM done)
 			AND (SELECT lease FROM conversations WHERE id = deliveries.conversation) = (SELECT lease FROM target)
@@ -190,17 +191,11 @@ func (db *DB) MarkDeliveredAndClaim(ctx context.Context, id chat.MessageID, post
 		SELECT `+fenceColumns+`, (SELECT count(*) FROM done), EXISTS (SELECT 1 FROM claimed),
 			coalesce((SELECT before FROM claimed), 0)`,
 		string(id), form.EncodeParts(posted), ms(db.Now()), string(next), token(ctx))
+	if err == nil {
+		err = finished(op, id, r.fenced)
+	}
 	if err != nil {
 		return bridge.Claim{}, false, err
-	}
-	if !r.found {
-		return bridge.Claim{}, false, fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
-	}
-	if err := fenceResult(op+" "+string(id), r.held, r.found); err != nil {
-		return bridge.Claim{}, false, err
-	}
-	if r.n == 0 {
-		return bridge.Claim{}, false, fmt.Errorf("%s: no pending delivery %s: %w", op, id, bridge.ErrNotFound)
 	}
 	return bridge.Claim{Attempts: r.attempts}, r.claimed, nil
 }
@@ -220,6 +215,13 @@ func (db *DB) finishDelivery(ctx context.Context, op, update string, id chat.Mes
 	if err != nil {
 		return err
 	}
+	return finished(op, id, f)
+}
+
+// finished tells what the fenced record of delivery id reported: nil when
+// it changed the delivery, else why not (not found, fenced off, not
+// pending).
+func finished(op string, id chat.MessageID, f fenced) error {
 	if !f.found {
 		return fmt.Errorf("%s: no delivery %s: %w", op, id, bridge.ErrNotFound)
 	}

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/google/pprof/profile"
 )
 
 // labelled runs f with the pprof label side=side, which the goroutines f
@@ -17,8 +24,70 @@ import (
 // (side=people) and the direct client's (side=direct):
 //
 //	go tool pprof -tagfocus side=bridge botbridge-bench cpu.prof
+//
+// When f returns, the goroutine is the people's again: the phases run on
+// one goroutine labelled so, which waits for the posts and makes the
+// people talk, and which calls labelled itself to start the other sides.
 func labelled(side string, f func()) {
-	pprof.Do(context.Background(), pprof.Labels("side", side), func(context.Context) { f() })
+	pprof.Do(peopleLabels, pprof.Labels("side", side), func(context.Context) { f() })
+}
+
+// peopleLabels carries the label of the phases' goroutine.
+var peopleLabels = pprof.WithLabels(context.Background(), pprof.Labels("side", "people"))
+
+// splitSides are the sides a CPU split tells apart, in the order it prints
+// them; the samples of no side (the Go runtime's own work: the garbage
+// collector's background marking, the scheduler) count as "runtime".
+var splitSides = []string{"bridge", "slack", "people", "runtime"}
+
+// startSplit starts a CPU profile of this process, kept in memory; the
+// function it returns stops it and returns the share of the samples of each
+// of splitSides.
+func startSplit() (stop func() (map[string]float64, error), err error) {
+	var buf bytes.Buffer
+	if err := pprof.StartCPUProfile(&buf); err != nil {
+		return nil, fmt.Errorf("-cpu-split: %w", err)
+	}
+	return func() (map[string]float64, error) {
+		pprof.StopCPUProfile()
+		return sideShares(&buf)
+	}, nil
+}
+
+// sideShares reads a CPU profile and returns the share of its CPU time of
+// each of splitSides, by the samples' side label.
+func sideShares(r io.Reader) (map[string]float64, error) {
+	p, err := profile.Parse(r)
+	if err != nil {
+		return nil, fmt.Errorf("-cpu-split: read the CPU profile: %w", err)
+	}
+	col := -1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return nil, errors.New("-cpu-split: the CPU profile has no cpu samples")
+	}
+	by := map[string]int64{}
+	var total int64
+	for _, s := range p.Sample {
+		side := "runtime"
+		if l := s.Label["side"]; len(l) > 0 && slices.Contains(splitSides, l[0]) {
+			side = l[0]
+		}
+		by[side] += s.Value[col]
+		total += s.Value[col]
+	}
+	if total == 0 {
+		return nil, errors.New("-cpu-split: the CPU profile of the run has no samples")
+	}
+	shares := make(map[string]float64, len(splitSides))
+	for _, side := range splitSides {
+		shares[side] = float64(by[side]) / float64(total)
+	}
+	return shares, nil
 }
 
 // cpuTimes is the CPU time (user and system) used so far by this process
@@ -100,4 +169,25 @@ func machineBusy() (time.Duration, error) {
 		busy += n
 	}
 	return time.Duration(busy) * clockTick, nil
+}
+
+// writeSplit prints, for each throughput run, the CPU time of a message by
+// side and the rate this machine's cores allow at that cost, were CPU all a
+// message needs: the ceiling the run's figure meets on this machine. The
+// rate of the bridge alone counts the bridge and the Go runtime (whose
+// work is mostly the bridge's garbage), as if the fakes cost nothing.
+func writeSplit(w io.Writer, rooms []int, costs [3]perMsg) {
+	cores := runtime.NumCPU()
+	fmt.Fprintf(w, "CPU per message by side (-cpu-split), ms: bridge + fake Slack + people + Go runtime (this process) + emulator; the rate %d cores allow at that cost:\n", cores)
+	for i, c := range costs {
+		self, child := ms(c.cpu.self), ms(c.cpu.child)
+		parts := make([]string, 0, len(splitSides)+1)
+		for _, side := range splitSides {
+			parts = append(parts, fmt.Sprintf("%.2f", self*c.split[side]))
+		}
+		parts = append(parts, fmt.Sprintf("%.2f", child))
+		all, bridge := self+child, self*(c.split["bridge"]+c.split["runtime"])
+		fmt.Fprintf(w, "  %d rooms: %s = %.2f ms: at most %.0f msgs/s; the bridge alone (%.2f ms): %.0f msgs/s\n",
+			rooms[i], strings.Join(parts, " + "), all, float64(cores)*1000/all, bridge, float64(cores)*1000/bridge)
+	}
 }

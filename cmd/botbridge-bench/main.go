@@ -41,12 +41,16 @@
 //	    [-store sqlite|postgres] [-replicas 3] [-lease-ttl 12s] [-pg-dsn DSN]
 //	    [-phases latency,throughput,memory,drain,late] [-thinking auto]
 //	    [-post-interval 1µs] [-slack-idle-conns 0] [-chat-idle-conns 0]
+//	    [-sync full] [-cpu-split]
 //	    [-cpuprofile FILE] [-memprofile FILE] [-blockprofile FILE] [-trace FILE]
 //
 // The Slack adapter runs with a post interval of 1µs: its default, one post
 // a second per channel as Slack asks, would make every figure Slack's pace.
 // The CPU profile labels goroutines with side=bridge, slack (the fake),
 // people (the simulated senders) or direct, for pprof's -tagfocus.
+// -cpu-split profiles each throughput run itself and prints the CPU time a
+// message costs on each side, with the rate the machine's cores allow at
+// that cost.
 package main
 
 import (
@@ -139,6 +143,8 @@ type options struct {
 	postInterval time.Duration
 	timeout      time.Duration
 	cpuprofile   string
+	// cpuSplit profiles each throughput run to split its CPU time by side.
+	cpuSplit     bool
 	memprofile   string
 	blockprofile string
 	trace        string
@@ -220,6 +226,9 @@ type phaseStats struct {
 type perMsg struct {
 	cpu      cpuTimes
 	requests float64
+	// split is the share of this process's CPU time of each of
+	// splitSides, with -cpu-split; else nil.
+	split map[string]float64
 }
 
 // bench is one run.
@@ -301,6 +310,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		"the Slack adapter's least time between posts in one channel (the service's default, 1s, would make every figure Slack's pace)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up after this long")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
+	fs.BoolVar(&o.cpuSplit, "cpu-split", false, "profile each throughput run and split its CPU time per message by side: the bridge, the fake Slack, the simulated people, the Go runtime, the emulator (not with -cpuprofile)")
 	fs.StringVar(&o.memprofile, "memprofile", "", "write a heap profile to `file` with every listener open: the memory phase's, else the late phase's over HTTP/2, else at the end")
 	fs.StringVar(&o.blockprofile, "blockprofile", "", "write a profile of where goroutines waited (channels, locks, the store's connection) to `file`")
 	fs.StringVar(&o.trace, "trace", "", "write an execution trace of the whole run to `file` (go tool trace); keep the run short")
@@ -372,6 +382,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.replicas < 1 || o.replicas > 3 {
 		return o, errors.New("-replicas: give 1, 2 or 3")
+	}
+	if o.cpuSplit && o.cpuprofile != "" {
+		return o, errors.New("-cpu-split: not with -cpuprofile (one CPU profile at a time): drop one")
 	}
 	if o.leaseTTL < time.Second {
 		return o, errors.New("-lease-ttl: must be at least 1s")
@@ -683,6 +696,9 @@ func (b *bench) table(w io.Writer) error {
 		fmt.Fprint(w, "\nper message in the throughput runs: CPU of this process + the emulator's, Chat API requests:\n")
 		for i, c := range in.perMsg {
 			fmt.Fprintf(w, "  %d rooms: %.2f + %.2f ms, %.1f requests\n", o.rooms[i], ms(c.cpu.self), ms(c.cpu.child), c.requests)
+		}
+		if o.cpuSplit {
+			writeSplit(w, o.rooms, in.perMsg)
 		}
 	}
 	if o.phases[phaseDrain] {

@@ -173,6 +173,17 @@ func (b *bench) throughput(ctx context.Context, rooms int) (rate float64, cost p
 	}
 	base, acks := sl.obs.counts()
 	n := b.opts.msgs
+	var stopSplit func() (map[string]float64, error)
+	if b.opts.cpuSplit {
+		if stopSplit, err = startSplit(); err != nil {
+			return 0, cost, err
+		}
+		defer func() {
+			if stopSplit != nil {
+				stopSplit()
+			}
+		}()
+	}
 	start, cpu, reqs := time.Now(), b.cpuNow(), b.requests(ctx)
 	sctx, stopSending := context.WithCancel(ctx)
 	defer stopSending()
@@ -195,6 +206,13 @@ func (b *bench) throughput(ctx context.Context, rooms int) (rate float64, cost p
 	cost = perMsg{
 		cpu:      cpuTimes{self: used.self / time.Duration(n), child: used.child / time.Duration(n)},
 		requests: float64(b.requests(ctx)-reqs) / float64(n),
+	}
+	if stopSplit != nil {
+		cost.split, err = stopSplit()
+		stopSplit = nil
+		if err != nil {
+			return 0, cost, err
+		}
 	}
 	rate = float64(n) / end.Sub(start).Seconds()
 	b.note("throughput: %d rooms: %d messages in %v: %.0f msgs/s (all sent after %v, stored after %v)", rooms, n,

@@ -405,7 +405,10 @@ func (b *bench) newBridge(ctx context.Context, sl *slackSide, dbPath string, twe
 	if b.opts.sync == "normal" {
 		opts = append(opts, store.SyncNormal())
 	}
-	db, err := store.Open(ctx, dbPath, opts...)
+	// The store's writer goroutine is the bridge's work.
+	var db *store.DB
+	var err error
+	labelled("bridge", func() { db, err = store.Open(ctx, dbPath, opts...) })
 	if err != nil {
 		return nil, err
 	}

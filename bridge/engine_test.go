@@ -394,6 +394,27 @@ func (f *faultStore) FailInbound(ctx context.Context, id int64, reason string) e
 	return f.Store.FailInbound(ctx, id, reason)
 }
 
+// crashAt has the rig's stores, from its next start, crash at point (one
+// of faultStore's fail fields), and returns a check that the crash came.
+func (r *rig) crashAt(point func(*faultStore) *atomic.Bool) (crashed func() bool) {
+	var f *faultStore
+	r.wrap = func(s bridge.Store) bridge.Store {
+		f = &faultStore{Store: s, crash: func() { r.cancel() }}
+		point(f).Store(true)
+		return f
+	}
+	return func() bool { return f != nil && !point(f).Load() }
+}
+
+// transient returns n transient errors, for an adapter's FailNext.
+func transient(n int) []error {
+	errs := make([]error, n)
+	for i := range errs {
+		errs[i] = bridgetest.ErrTransient
+	}
+	return errs
+}
+
 func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 	t.Run("after the inbound was stored", func(t *testing.T) {
 		r := newRig(t, chattest.EchoBot())
@@ -413,26 +434,21 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		// The bot answers only after the crash: an answer posted before it
 		// would be the window of the posted-but-not-recorded cases below,
 		// not this one.
-		crashed := make(chan struct{})
+		stopped := make(chan struct{})
 		r := newRig(t, chattest.BotFunc(func(ctx context.Context, rp chattest.Replier, m chat.Message) {
 			select {
-			case <-crashed:
+			case <-stopped:
 			case <-ctx.Done():
 				return
 			}
 			rp.Reply(ctx, m.Payload)
 		}))
-		var f *faultStore
-		r.wrap = func(s bridge.Store) bridge.Store {
-			f = &faultStore{Store: s, crash: func() { r.cancel() }}
-			f.failSent.Store(true)
-			return f
-		}
+		crashed := r.crashAt(func(f *faultStore) *atomic.Bool { return &f.failSent })
 		r.start()
 		r.say(dm("sent, not recorded"))
-		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failSent.Load() })
+		bridgetest.WaitFor(t, "the crash", crashed)
 		r.stop()
-		close(crashed)
+		close(stopped)
 		r.wrap = nil
 		r.start()
 		ps := r.waitPosts(1)
@@ -442,11 +458,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 
 	t.Run("after the reply was received, before it was posted", func(t *testing.T) {
 		r := newRig(t, chattest.EchoBot())
-		errs := make([]error, 1000)
-		for i := range errs {
-			errs[i] = bridgetest.ErrTransient
-		}
-		r.ad().FailNext(errs...)
+		r.ad().FailNext(transient(1000)...)
 		r.start()
 		r.say(dm("received, not posted"))
 		bridgetest.WaitFor(t, "the reply to be stored", func() bool {
@@ -467,16 +479,11 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 		// idempotent or that can look the post up (Recoverer) close it;
 		// others post the reply again.
 		r := newRig(t, chattest.EchoBot())
-		var f *faultStore
-		r.wrap = func(s bridge.Store) bridge.Store {
-			f = &faultStore{Store: s, crash: func() { r.cancel() }}
-			f.failDelivered.Store(true)
-			return f
-		}
+		crashed := r.crashAt(func(f *faultStore) *atomic.Bool { return &f.failDelivered })
 		r.start()
 		r.say(dm("posted, not recorded"))
 		r.waitPosts(1)
-		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		bridgetest.WaitFor(t, "the crash", crashed)
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -490,16 +497,11 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 	t.Run("after it was posted, the store not knowing: posted once with a Recoverer", func(t *testing.T) {
 		r := newRig(t, chattest.EchoBot())
 		r.ad().Recover = true
-		var f *faultStore
-		r.wrap = func(s bridge.Store) bridge.Store {
-			f = &faultStore{Store: s, crash: func() { r.cancel() }}
-			f.failDelivered.Store(true)
-			return f
-		}
+		crashed := r.crashAt(func(f *faultStore) *atomic.Bool { return &f.failDelivered })
 		r.start()
 		r.say(dm("posted, not recorded"))
 		r.waitPosts(1)
-		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failDelivered.Load() })
+		bridgetest.WaitFor(t, "the crash", crashed)
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -510,15 +512,10 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 	t.Run("after the reply was stored and claimed, before it was posted", func(t *testing.T) {
 		r := newRig(t, chattest.EchoBot())
 		r.ad().Recover = true
-		var f *faultStore
-		r.wrap = func(s bridge.Store) bridge.Store {
-			f = &faultStore{Store: s, crash: func() { r.cancel() }}
-			f.failStoredClaimed.Store(true)
-			return f
-		}
+		crashed := r.crashAt(func(f *faultStore) *atomic.Bool { return &f.failStoredClaimed })
 		r.start()
 		r.say(dm("stored and claimed, not posted"))
-		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failStoredClaimed.Load() })
+		bridgetest.WaitFor(t, "the crash", crashed)
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -540,17 +537,8 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 			}
 		}))
 		r.ad().Recover = true
-		errs := make([]error, 1000)
-		for i := range errs {
-			errs[i] = bridgetest.ErrTransient
-		}
-		r.ad().FailNext(errs...) // until the three replies wait in the room
-		var f *faultStore
-		r.wrap = func(s bridge.Store) bridge.Store {
-			f = &faultStore{Store: s, crash: func() { r.cancel() }}
-			f.failClaimed.Store(true)
-			return f
-		}
+		r.ad().FailNext(transient(1000)...) // until the three replies wait in the room
+		crashed := r.crashAt(func(f *faultStore) *atomic.Bool { return &f.failClaimed })
 		r.start()
 		r.say(dm("three answers"))
 		bridgetest.WaitFor(t, "the replies to be stored", func() bool {
@@ -558,7 +546,7 @@ func TestCrashAtEachStepLosesNothingAndSendsNothingTwice(t *testing.T) {
 			return len(ds) == len(want)
 		})
 		r.ad().ClearFailures()
-		bridgetest.WaitFor(t, "the crash", func() bool { return !f.failClaimed.Load() })
+		bridgetest.WaitFor(t, "the crash", crashed)
 		r.stop()
 		r.wrap = nil
 		r.start()
@@ -668,7 +656,7 @@ func TestOutagesDeliverEverythingInOrderOnce(t *testing.T) {
 
 	t.Run("the platform refuses posts for a while", func(t *testing.T) {
 		r := newRig(t, chattest.EchoBot())
-		r.ad().FailNext(bridgetest.ErrTransient, bridgetest.ErrTransient, bridgetest.ErrTransient, bridgetest.ErrTransient)
+		r.ad().FailNext(transient(4)...)
 		r.start()
 		check(t, r, sayAll(r))
 	})

@@ -373,11 +373,7 @@ func TestAMessageSentDoesNotWaitForTheBudgetOfCatchUps(t *testing.T) {
 
 func TestAWebhookReplyStoredButNotPostedWhenTheBridgeStopsIsPostedOnceAfterIt(t *testing.T) {
 	r, hs := hookedRig(t, chattest.EchoBot(), nil)
-	failures := make([]error, 1000)
-	for i := range failures {
-		failures[i] = bridgetest.ErrTransient
-	}
-	r.ad().FailNext(failures...)
+	r.ad().FailNext(transient(1000)...)
 	r.say(dm("stored, not posted"))
 	bridgetest.WaitFor(t, "the reply to be stored and tried", func() bool {
 		ds, _ := r.db.PendingDeliveries(t.Context(), 0)

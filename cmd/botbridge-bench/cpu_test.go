@@ -61,10 +61,18 @@ func TestSideSharesCountsEachSideAndTheUnlabelledAsRuntime(t *testing.T) {
 	}
 }
 
-func TestCPUSplitIsNotWithCPUProfile(t *testing.T) {
+func TestCPUSplitNeedsTheThroughputTableAndNoOtherProfile(t *testing.T) {
 	_, err := parseFlags([]string{"-cpu-split", "-cpuprofile", "cpu.prof"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-cpu-split: not with -cpuprofile") {
 		t.Errorf("-cpu-split with -cpuprofile: %v, want an error naming both", err)
+	}
+	_, err = parseFlags([]string{"-cpu-split", "-json"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-cpu-split: its figures are in the table, not in -json's object") {
+		t.Errorf("-cpu-split with -json: %v, want an error naming both", err)
+	}
+	_, err = parseFlags([]string{"-cpu-split", "-phases", "latency"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-cpu-split: splits the throughput phase's CPU") {
+		t.Errorf("-cpu-split without the throughput phase: %v, want an error saying it needs it", err)
 	}
 	if o, err := parseFlags([]string{"-cpu-split"}, io.Discard); err != nil || !o.cpuSplit {
 		t.Errorf("-cpu-split alone: %v, %v", o.cpuSplit, err)

@@ -386,6 +386,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.cpuSplit && o.cpuprofile != "" {
 		return o, errors.New("-cpu-split: not with -cpuprofile (one CPU profile at a time): drop one")
 	}
+	if o.cpuSplit && o.json {
+		return o, errors.New("-cpu-split: its figures are in the table, not in -json's object: drop one")
+	}
+	if o.cpuSplit && !o.phases[phaseThroughput] {
+		return o, fmt.Errorf("-cpu-split: splits the %s phase's CPU: add it to -phases", phaseThroughput)
+	}
 	if o.leaseTTL < time.Second {
 		return o, errors.New("-lease-ttl: must be at least 1s")
 	}

@@ -289,8 +289,9 @@ func (s *sender) take(ctx context.Context) (int64, string, bool) {
 			}
 			w.queued, w.running = false, true
 			s.busy.Add(1)
+			lease := w.lease // Queue and nudge set it under s.mu
 			s.mu.Unlock()
-			return conv, w.lease, true
+			return conv, lease, true
 		}
 		s.mu.Unlock()
 		select {

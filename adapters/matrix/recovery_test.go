@@ -3,6 +3,7 @@ package matrix_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -126,6 +127,65 @@ func TestLoggedOutBotLogsInAgainOnItsDevice(t *testing.T) {
 			return ok
 		})
 	})
+}
+
+// TestALoginThatFailsAfterALogoutIsTriedAgain fails the bot's first login
+// after "log out all sessions" with a 500, as Dendrite answers when its
+// database is locked. The bot is left without a token, and its next sync
+// is refused for a missing one: it must log in again, not sync on without
+// a token until it restarts.
+func TestALoginThatFailsAfterALogoutIsTriedAgain(t *testing.T) {
+	r := newRig(t, shared, false)
+	logins := &failingLogin{}
+	r.tweak = func(o *matrix.Config) { o.HTTPClient = &http.Client{Transport: logins} }
+	r.start()
+	erin := newPerson(t, shared, "erin", false)
+	room := dm(erin, r, false)
+	erin.say(room, "before the logout")
+	erin.wait("the first reply", fromWith(r.acc.ID, room, "echo: before the logout"))
+
+	logins.armed.Store(true)
+	admin, err := mautrix.NewClient(shared.URL, r.acc.ID, r.acc.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.LogoutAll(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	erin.say(room, "after the logout")
+	erin.wait("the reply after the second login", fromWith(r.acc.ID, room, "echo: after the logout"))
+	if n := logins.failed.Load(); n != 1 {
+		t.Fatalf("%d logins failed, want 1: the test did not make the failure it tests", n)
+	}
+}
+
+// failingLogin is a transport that answers the first login after it is
+// armed with a 500 of the homeserver's (M_UNKNOWN), without passing it on.
+type failingLogin struct {
+	armed  atomic.Bool
+	failed atomic.Int64
+}
+
+func (f *failingLogin) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/login") || !f.armed.CompareAndSwap(true, false) {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	f.failed.Add(1)
+	body := `{"errcode":"M_UNKNOWN","error":"failed to create device: database is locked (517)"}`
+	return &http.Response{
+		Status:        "500 Internal Server Error",
+		StatusCode:    http.StatusInternalServerError,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       r,
+	}, nil
 }
 
 func TestGapLongerThanOneSyncIsPagedThrough(t *testing.T) {

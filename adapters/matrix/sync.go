@@ -124,7 +124,10 @@ func (a *Adapter) syncLoop(ctx context.Context, h bridge.Handler) {
 				}
 				continue
 			}
-			if errors.Is(err, mautrix.MUnknownToken) {
+			// The token was refused (a logout), or there is none: a login
+			// after a logout failed (the homeserver busy), which the next
+			// turn tries again, after the backoff.
+			if errors.Is(err, mautrix.MUnknownToken) || errors.Is(err, mautrix.MMissingToken) {
 				if a.opts.Password == "" {
 					err = errBadToken
 				} else if err = a.login(ctx, true); err == nil {

@@ -14,11 +14,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -97,37 +99,95 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Homeserver, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start dendrite: %w", err)
 	}
-	addr, err := freeLoopbackAddr()
-	if err != nil {
-		return nil, fmt.Errorf("start dendrite: %w", err)
+	for attempt := 1; ; attempt++ {
+		addr, err := pickAddr()
+		if err != nil {
+			return nil, fmt.Errorf("start dendrite: %w", err)
+		}
+		h := &Homeserver{
+			URL:  "http://" + addr,
+			Dir:  dir,
+			bin:  bin,
+			addr: addr,
+			http: &http.Client{},
+		}
+		for _, opt := range opts {
+			opt(h)
+		}
+		cfg, err := h.start(ctx)
+		if errors.Is(err, errPortTaken) && attempt < portAttempts {
+			continue // another process took the port first: try another
+		}
+		if err != nil {
+			return nil, err
+		}
+		h.ServerName, h.secret = cfg.serverName, cfg.secret
+		return h, nil
 	}
-	h := &Homeserver{
-		URL:  "http://" + addr,
-		Dir:  dir,
-		bin:  bin,
-		addr: addr,
-		http: &http.Client{},
-	}
-	for _, opt := range opts {
-		opt(h)
-	}
-	cfg, err := h.start(ctx)
-	if err != nil {
-		return nil, err
-	}
-	h.ServerName, h.secret = cfg.serverName, cfg.secret
-	return h, nil
 }
 
-// freeLoopbackAddr asks the kernel for a free port. Dendrite binds it a moment
-// later; it takes only a port number on the command line, not a listener.
+// startMarker begins the line the log gets at each start.
+const startMarker = "--- matrixtest: starting dendrite"
+
+// portAttempts bounds the ports Start tries when Dendrite finds its port
+// taken.
+const portAttempts = 5
+
+// errPortTaken is a start that failed because another process had bound
+// Dendrite's port.
+var errPortTaken = errors.New("the port was taken by another process")
+
+// freeLoopbackAddr finds a free loopback port for Dendrite, which binds it a
+// moment later: it takes a port number on the command line, not a listener.
+// The port is picked at random below the kernel's range of ephemeral ports,
+// which it hands out to listeners on port 0 and to the local end of every
+// connection: in that range, a connection of any test could take the port
+// between this check and Dendrite's bind, or between a Stop and the start
+// of a Restart, which keeps the port. Below it only a harness picking
+// ports as this one does can, and Start then tries another port.
 func freeLoopbackAddr() (string, error) {
+	if low := ephemeralLow(); low > minPort+1000 {
+		for range 100 {
+			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(minPort+mathrand.IntN(low-minPort))))
+			if err != nil {
+				continue // in use
+			}
+			addr := l.Addr().String()
+			return addr, l.Close()
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
 	}
 	addr := l.Addr().String()
 	return addr, l.Close()
+}
+
+// pickAddr is freeLoopbackAddr; a test replaces it to hand Start a port
+// taken.
+var pickAddr = freeLoopbackAddr
+
+// minPort is the lowest port freeLoopbackAddr picks: above the ports of
+// well-known services.
+const minPort = 10000
+
+// ephemeralLow returns the first port of the kernel's ephemeral range
+// (Linux's default is 32768), or 0 when it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return low
 }
 
 // start prepares Dir and runs Dendrite until its client API answers. The
@@ -142,7 +202,7 @@ func (h *Homeserver) start(ctx context.Context) (serverConfig, error) {
 	if err != nil {
 		return serverConfig{}, fmt.Errorf("start dendrite: %w", err)
 	}
-	fmt.Fprintf(logf, "--- matrixtest: starting dendrite %s on %s at %s\n", DendriteVersion, h.addr, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(logf, "%s %s on %s at %s\n", startMarker, DendriteVersion, h.addr, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(filepath.Join(h.bin, "dendrite"),
 		"-config", filepath.Join(h.Dir, configFile),
 		"-http-bind-address", h.addr,
@@ -166,7 +226,11 @@ func (h *Homeserver) start(ctx context.Context) (serverConfig, error) {
 	if err := h.waitUp(ctx, p); err != nil {
 		p.cmd.Process.Kill()
 		<-p.done
-		return serverConfig{}, fmt.Errorf("start dendrite: %w\n--- last lines of %s:\n%s", err, filepath.Join(h.Dir, logFile), h.LogTail(logTailLines))
+		tail := h.LogTail(logTailLines)
+		if run := tail[strings.LastIndex(tail, startMarker)+1:]; strings.Contains(run, "bind: address already in use") {
+			err = fmt.Errorf("%w: %s: %w", errPortTaken, h.addr, err)
+		}
+		return serverConfig{}, fmt.Errorf("start dendrite: %w\n--- last lines of %s:\n%s", err, filepath.Join(h.Dir, logFile), tail)
 	}
 	h.proc = p
 	return cfg, nil

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -356,5 +359,64 @@ func BenchmarkRestart(b *testing.B) {
 		if err := hs.Restart(b.Context()); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPortIsPickedBelowTheEphemeralRange checks where Dendrite's port comes
+// from: below the range the kernel hands out to listeners on port 0 and to
+// the local ends of connections, which could take it before Dendrite binds
+// it, or during a Restart.
+func TestPortIsPickedBelowTheEphemeralRange(t *testing.T) {
+	low := matrixtest.EphemeralLow()
+	if low <= matrixtest.MinPort+1000 {
+		t.Skipf("the ephemeral range starts at %d: nothing to pick below it", low)
+	}
+	for range 20 {
+		addr, err := matrixtest.FreeLoopbackAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p, _ := net.SplitHostPort(addr)
+		port, _ := strconv.Atoi(p)
+		if port < matrixtest.MinPort || port >= low {
+			t.Fatalf("picked %s, want a port in [%d, %d)", addr, matrixtest.MinPort, low)
+		}
+	}
+}
+
+// TestStartTriesAnotherPortWhenItsPortIsTaken hands Start a port another
+// process listens on: Dendrite cannot bind it and exits, and Start must
+// start it again on another port. A Restart keeps its port, and says so
+// when the port is taken.
+func TestStartTriesAnotherPortWhenItsPortIsTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	restore := matrixtest.PickAddrs(taken.Addr().String())
+	hs := matrixtest.StartT(t)
+	restore()
+	if hs.URL == "http://"+taken.Addr().String() {
+		t.Fatalf("Dendrite runs at %s, the taken port", hs.URL)
+	}
+	if _, err := hs.Client(t.Context(), "after-a-taken-port"); err != nil {
+		t.Fatalf("the homeserver started on another port does not work: %v", err)
+	}
+
+	if err := hs.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", strings.TrimPrefix(hs.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = hs.Restart(t.Context())
+	l.Close()
+	if !errors.Is(err, matrixtest.ErrPortTaken) {
+		t.Fatalf("restart on a taken port: %v, want an error saying the port was taken", err)
+	}
+	if err := hs.Restart(t.Context()); err != nil {
+		t.Fatalf("restart once the port is free: %v", err)
 	}
 }

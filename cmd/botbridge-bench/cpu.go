@@ -40,18 +40,30 @@ var peopleLabels = pprof.WithLabels(context.Background(), pprof.Labels("side", "
 // collector's background marking, the scheduler) count as "runtime".
 var splitSides = []string{"bridge", "slack", "people", "runtime"}
 
-// startSplit starts a CPU profile of this process, kept in memory; the
-// function it returns stops it and returns the share of the samples of each
-// of splitSides.
-func startSplit() (stop func() (map[string]float64, error), err error) {
-	var buf bytes.Buffer
-	if err := pprof.StartCPUProfile(&buf); err != nil {
+// startSplit starts a CPU profile of this process, kept in memory.
+func startSplit() (*splitProfile, error) {
+	p := &splitProfile{}
+	if err := pprof.StartCPUProfile(&p.buf); err != nil {
 		return nil, fmt.Errorf("-cpu-split: %w", err)
 	}
-	return func() (map[string]float64, error) {
-		pprof.StopCPUProfile()
-		return sideShares(&buf)
-	}, nil
+	return p, nil
+}
+
+// splitProfile is a CPU profile of startSplit's.
+type splitProfile struct {
+	buf     bytes.Buffer
+	stopped bool
+}
+
+// stop ends the profile and returns the share of its samples of each of
+// splitSides. Later calls, and calls on nil (no profile), return nil.
+func (p *splitProfile) stop() (map[string]float64, error) {
+	if p == nil || p.stopped {
+		return nil, nil
+	}
+	p.stopped = true
+	pprof.StopCPUProfile()
+	return sideShares(&p.buf)
 }
 
 // sideShares reads a CPU profile and returns the share of its CPU time of

@@ -173,16 +173,12 @@ func (b *bench) throughput(ctx context.Context, rooms int) (rate float64, cost p
 	}
 	base, acks := sl.obs.counts()
 	n := b.opts.msgs
-	var stopSplit func() (map[string]float64, error)
+	var split *splitProfile
 	if b.opts.cpuSplit {
-		if stopSplit, err = startSplit(); err != nil {
+		if split, err = startSplit(); err != nil {
 			return 0, cost, err
 		}
-		defer func() {
-			if stopSplit != nil {
-				stopSplit()
-			}
-		}()
+		defer split.stop() // on the early returns
 	}
 	start, cpu, reqs := time.Now(), b.cpuNow(), b.requests(ctx)
 	sctx, stopSending := context.WithCancel(ctx)
@@ -207,12 +203,8 @@ func (b *bench) throughput(ctx context.Context, rooms int) (rate float64, cost p
 		cpu:      cpuTimes{self: used.self / time.Duration(n), child: used.child / time.Duration(n)},
 		requests: float64(b.requests(ctx)-reqs) / float64(n),
 	}
-	if stopSplit != nil {
-		cost.split, err = stopSplit()
-		stopSplit = nil
-		if err != nil {
-			return 0, cost, err
-		}
+	if cost.split, err = split.stop(); err != nil {
+		return 0, cost, err
 	}
 	rate = float64(n) / end.Sub(start).Seconds()
 	b.note("throughput: %d rooms: %d messages in %v: %.0f msgs/s (all sent after %v, stored after %v)", rooms, n,

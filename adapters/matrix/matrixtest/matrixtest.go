@@ -99,21 +99,16 @@ func Start(ctx context.Context, dir string, opts ...Option) (*Homeserver, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start dendrite: %w", err)
 	}
+	h := &Homeserver{Dir: dir, bin: bin, http: &http.Client{}}
+	for _, opt := range opts {
+		opt(h)
+	}
 	for attempt := 1; ; attempt++ {
 		addr, err := pickAddr()
 		if err != nil {
 			return nil, fmt.Errorf("start dendrite: %w", err)
 		}
-		h := &Homeserver{
-			URL:  "http://" + addr,
-			Dir:  dir,
-			bin:  bin,
-			addr: addr,
-			http: &http.Client{},
-		}
-		for _, opt := range opts {
-			opt(h)
-		}
+		h.addr, h.URL = addr, "http://"+addr
 		cfg, err := h.start(ctx)
 		if errors.Is(err, errPortTaken) && attempt < portAttempts {
 			continue // another process took the port first: try another
@@ -227,7 +222,11 @@ func (h *Homeserver) start(ctx context.Context) (serverConfig, error) {
 		p.cmd.Process.Kill()
 		<-p.done
 		tail := h.LogTail(logTailLines)
-		if run := tail[strings.LastIndex(tail, startMarker)+1:]; strings.Contains(run, "bind: address already in use") {
+		run := tail // this start's part of the log
+		if i := strings.LastIndex(tail, startMarker); i >= 0 {
+			run = tail[i:]
+		}
+		if strings.Contains(run, "bind: address already in use") {
 			err = fmt.Errorf("%w: %s: %w", errPortTaken, h.addr, err)
 		}
 		return serverConfig{}, fmt.Errorf("start dendrite: %w\n--- last lines of %s:\n%s", err, filepath.Join(h.Dir, logFile), tail)
